@@ -1,0 +1,55 @@
+/// Encodes float32 rows into the stored row encodings (and back, for reference and tests).
+public enum RowEncoder {
+    /// Encodes `rows x cols` contiguous row-major float32 `values` into `rowBytes` using `encoding`, one row every
+    /// `encoding.alignedStride(cols:)` bytes with zeroed padding. For ``RowEncoding/int8`` each row is quantized
+    /// symmetrically (`scale = max|x| / 127`, `q = round(x / scale)`) and its scale written to `scales`.
+    ///
+    /// - Precondition: `rowBytes.count >= rows * stride`, `scales.count >= rows` for int8; values are finite.
+    public static func encode(
+        _ values: UnsafeBufferPointer<Float>,
+        rows: Int,
+        cols: Int,
+        as encoding: RowEncoding,
+        into rowBytes: UnsafeMutableRawBufferPointer,
+        scales: UnsafeMutableBufferPointer<Float>
+    ) {
+        // STUB (scalar Swift); to be replaced by the fast implementation.
+        let stride = encoding.alignedStride(cols: cols)
+        precondition(values.count >= rows * cols && rowBytes.count >= rows * stride)
+        for i in 0..<(rows * stride) { rowBytes[i] = 0 }
+        for r in 0..<rows {
+            let src = values.baseAddress! + r * cols
+            let dst = rowBytes.baseAddress! + r * stride
+            switch encoding {
+            case .float32:
+                for c in 0..<cols { dst.storeBytes(of: src[c], toByteOffset: c * 4, as: Float.self) }
+            case .float16:
+                for c in 0..<cols {
+                    dst.storeBytes(of: Float16(src[c]).bitPattern, toByteOffset: c * 2, as: UInt16.self)
+                }
+            case .int8:
+                var maxAbs: Float = 0
+                for c in 0..<cols { maxAbs = max(maxAbs, abs(src[c])) }
+                let scale = maxAbs > 0 ? maxAbs / 127 : 1
+                scales[r] = scale
+                for c in 0..<cols {
+                    let q = Int8(max(-127, min(127, (src[c] / scale).rounded())))
+                    dst.storeBytes(of: q, toByteOffset: c, as: Int8.self)
+                }
+            }
+        }
+    }
+
+    /// Decodes one row of `matrix` to float32 (the dequantized reference used by tests and the golden check).
+    public static func decodeRow(_ row: Int, of matrix: MatrixView) -> [Float] {
+        precondition(row >= 0 && row < matrix.rows)
+        let p = matrix.rowPointer(row)
+        return (0..<matrix.cols).map { c in
+            switch matrix.encoding {
+            case .float32: p.loadUnaligned(fromByteOffset: c * 4, as: Float.self)
+            case .float16: Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: c * 2, as: UInt16.self)))
+            case .int8: Float(p.load(fromByteOffset: c, as: Int8.self)) * matrix.scales![row]
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+int ckairos_bench_peer_placeholder(void);
