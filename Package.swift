@@ -28,7 +28,7 @@ let package = Package(
 
         // MARK: Executables
         .target(name: "KairosCLI", dependencies: ["KairosModelFormat", "KairosKernels", argumentParser]),
-        .executableTarget(name: "kairos", dependencies: ["KairosCLI"]),
+        .executableTarget(name: "kairos", dependencies: ["KairosCLI", argumentParser]),
         .executableTarget(
             name: "KairosKernelBench",
             dependencies: ["KairosKernels", "KairosModelFormat", "CKairosBenchPeer"],

@@ -1,1 +1,4 @@
+import ArgumentParser
 import KairosCLI
+
+KairosCommand.main()

@@ -1,0 +1,55 @@
+public import ArgumentParser
+import KairosKernels
+import KairosModelFormat
+
+/// `kairos make-demo-model`: writes the synthetic placeholder model (not trained) used as the shipped default.
+public struct MakeDemoModel: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "make-demo-model",
+        abstract: "Write a small deterministic SYNTHETIC model (a placeholder until `kairos train` exists)."
+    )
+
+    @Option(help: "Output file.")
+    var out = "models/default.kmodel"
+    @Option(help: "Model name.")
+    var name = "default"
+    @Option(help: "Model version.")
+    var version: UInt64 = 1
+    @Option(help: "Number of items.")
+    var items = 2000
+    @Option(help: "Number of users.")
+    var users = 500
+    @Option(help: "Embedding dimension (multiple of 4, at most 1024).")
+    var dimensions = 32
+    @Option(help: "Row encoding of the factor matrices: float32, float16 or int8.")
+    var encoding = "float32"
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 42
+
+    public init() {}
+
+    public func validate() throws {
+        guard RowEncoding.allCases.contains(where: { $0.description == encoding }) else {
+            throw ValidationError("--encoding must be float32, float16 or int8")
+        }
+        guard dimensions > 0, dimensions % 4 == 0, dimensions <= 1024 else {
+            throw ValidationError("--dimensions must be a multiple of 4 in 4...1024")
+        }
+        guard items > 0, users >= 0 else { throw ValidationError("--items must be positive, --users not negative") }
+    }
+
+    public func run() throws {
+        let enc = RowEncoding.allCases.first { $0.description == encoding }!
+        let contents = SyntheticModel.make(
+            name: name,
+            version: version,
+            items: items,
+            users: users,
+            dimensions: dimensions,
+            encoding: enc,
+            seed: seed
+        )
+        try ModelWriter.write(contents, to: out)
+        print("wrote \(out): synthetic placeholder model \(name) v\(version), \(items) items, \(users) users, \(dimensions) dims \(encoding)")
+    }
+}

@@ -1,0 +1,97 @@
+/// The time-decay form applied to an event of age `t` (see DOMAIN.md).
+public enum DecayForm: String, Codable, Sendable, CaseIterable {
+    /// Every event weighs 1.
+    case none
+    /// `w(t) = exp(-ln 2 * t / halfLife)`.
+    case exponential
+    /// `w(t) = max(0, 1 - t / window)`.
+    case linear
+    /// `w(t) = 1 / (1 + exp(-steepness * (midpoint - t)))`.
+    case sigmoid
+}
+
+/// A decay form with its parameters (seconds).
+public struct DecaySpec: Codable, Sendable, Equatable {
+    /// The form.
+    public var form: DecayForm
+    /// Exponential half-life in seconds.
+    public var halfLifeSeconds: Double?
+    /// Linear window in seconds.
+    public var windowSeconds: Double?
+    /// Sigmoid midpoint age in seconds.
+    public var midpointSeconds: Double?
+    /// Sigmoid steepness per second.
+    public var steepnessPerSecond: Double?
+
+    public init(
+        form: DecayForm,
+        halfLifeSeconds: Double? = nil,
+        windowSeconds: Double? = nil,
+        midpointSeconds: Double? = nil,
+        steepnessPerSecond: Double? = nil
+    ) {
+        self.form = form
+        self.halfLifeSeconds = halfLifeSeconds
+        self.windowSeconds = windowSeconds
+        self.midpointSeconds = midpointSeconds
+        self.steepnessPerSecond = steepnessPerSecond
+    }
+}
+
+/// What the training data covered.
+public struct DataSpan: Codable, Sendable, Equatable {
+    /// Oldest event, unix seconds.
+    public var firstEventTime: Int64
+    /// Newest event, unix seconds (the default decay reference time).
+    public var lastEventTime: Int64
+    /// Events read.
+    public var events: Int
+    /// Distinct users.
+    public var users: Int
+    /// Distinct items.
+    public var items: Int
+
+    public init(firstEventTime: Int64, lastEventTime: Int64, events: Int, users: Int, items: Int) {
+        self.firstEventTime = firstEventTime
+        self.lastEventTime = lastEventTime
+        self.events = events
+        self.users = users
+        self.items = items
+    }
+}
+
+/// Training metadata, stored as JSON in the `metadata` section.
+public struct ModelMetadata: Codable, Sendable, Equatable {
+    /// What produced the file (e.g. "kairos train 0.1", or a placeholder generator that says so).
+    public var generator: String
+    /// Free-form description.
+    public var description: String?
+    /// Training algorithm name.
+    public var algorithm: String
+    /// Numeric hyper-parameters (factors, iterations, regularization, alpha, seed...).
+    public var parameters: [String: Double]
+    /// Decay used for confidences, trending and history weights; also the serving default for real-time events.
+    public var decay: DecaySpec
+    /// What the training data covered.
+    public var dataSpan: DataSpan?
+    /// Offline metrics: protocol -> method -> metric (e.g. "ndcg@10") -> value.
+    public var evaluation: [String: [String: [String: Double]]]
+
+    public init(
+        generator: String,
+        description: String? = nil,
+        algorithm: String,
+        parameters: [String: Double] = [:],
+        decay: DecaySpec = DecaySpec(form: .none),
+        dataSpan: DataSpan? = nil,
+        evaluation: [String: [String: [String: Double]]] = [:]
+    ) {
+        self.generator = generator
+        self.description = description
+        self.algorithm = algorithm
+        self.parameters = parameters
+        self.decay = decay
+        self.dataSpan = dataSpan
+        self.evaluation = evaluation
+    }
+}
