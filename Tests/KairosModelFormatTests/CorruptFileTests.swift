@@ -1,0 +1,192 @@
+import KairosKernels
+@testable import KairosModelFormat
+import Testing
+
+@Suite struct CorruptFileTests {
+    static let valid: [UInt8] = try! ModelWriter.encode(smallContents())
+
+    /// A file cut short anywhere is rejected as truncated (the header records the full size).
+    @Test(arguments: [0, 1, 64, 127, 128, 500, 5_000, -1])
+    func truncatedFilesAreRejected(length: Int) {
+        let folder = TempFolder()
+        let cut = Array(Self.valid.prefix(length >= 0 ? length : Self.valid.count - 1))
+        let error = loadError(cut, in: folder)
+        #expect(error?.code == .truncated, "\(String(describing: error))")
+    }
+
+    /// A file that is not a model file at all fails on its magic.
+    @Test func wrongMagicIsRejected() {
+        let folder = TempFolder()
+        var bytes = Self.valid
+        bytes.replaceSubrange(0..<8, with: Array("GET / HT".utf8))
+        #expect(loadError(bytes, in: folder)?.code == .badMagic)
+    }
+
+    /// A future major version is refused with a message naming both versions, even with valid checksums.
+    @Test func wrongVersionIsRejected() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        p.write(UInt16(2), at: 8)
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .unsupportedVersion)
+        #expect(error?.message.contains("2.0") == true)
+    }
+
+    /// A big-endian writer (byte-order mark reversed) is refused rather than misread.
+    @Test func wrongByteOrderIsRejected() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        p.write(UInt32(0x0D0C_0B0A), at: 12)
+        p.reseal()
+        #expect(loadError(p.bytes, in: folder)?.code == .badByteOrder)
+    }
+
+    /// Any changed header byte is caught by the header checksum.
+    @Test func headerCorruptionIsRejected() {
+        let folder = TempFolder()
+        var bytes = Self.valid
+        bytes[70] ^= 0x01  // inside the model name
+        let error = loadError(bytes, in: folder)
+        #expect(error?.code == .checksumMismatch && error?.section == "header")
+    }
+
+    /// A changed section-table byte is caught by the table checksum.
+    @Test func sectionTableCorruptionIsRejected() {
+        let folder = TempFolder()
+        var bytes = Self.valid
+        bytes[128 + 64 + 33] ^= 0x40  // rows of the second entry
+        let error = loadError(bytes, in: folder)
+        #expect(error?.code == .checksumMismatch && error?.section == "section table")
+    }
+
+    /// One flipped bit in any section is caught by that section's checksum, and the error names the section.
+    @Test(arguments: SectionKind.allCases)
+    func sectionCorruptionNamesTheSection(kind: SectionKind) {
+        let folder = TempFolder()
+        let p = FilePatcher(bytes: Self.valid)
+        let (offset, size) = p.range(of: kind)
+        var bytes = Self.valid
+        bytes[offset + size / 2] ^= 0x10
+        let error = loadError(bytes, in: folder)
+        #expect(error?.code == .checksumMismatch)
+        #expect(error?.section == kind.description)
+        #expect(error?.description.contains(kind.description) == true)
+    }
+
+    /// `kairos inspect`'s report lists every section and marks exactly the corrupt one.
+    @Test func inspectionMarksTheCorruptSection() throws {
+        let folder = TempFolder()
+        let p = FilePatcher(bytes: Self.valid)
+        let (offset, _) = p.range(of: .userFactors)
+        var bytes = Self.valid
+        bytes[offset] ^= 0xFF
+        let report = ModelInspection.inspect(path: folder.write(bytes, to: "bad.kmodel"))
+        #expect(!report.isValid)
+        #expect(report.sections.count == p.sectionCount)
+        #expect(report.sections.filter { !$0.checksumOK }.map(\.entry.kind) == [.userFactors])
+        #expect(report.problems.first?.section == "user_factors")
+        let good = ModelInspection.inspect(path: folder.write(Self.valid, to: "good.kmodel"))
+        #expect(good.isValid && good.counts?.items == 300 && good.metadata != nil)
+    }
+
+    /// A hostile header asking for a huge section table is refused before anything is allocated.
+    @Test func hostileSectionCountIsRejected() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        p.write(UInt32(0xFFFF_FFFF), at: 20)
+        p.reseal()
+        #expect(loadError(p.bytes, in: folder)?.code == .badHeader)
+    }
+
+    /// Sealed entries whose offsets or sizes point outside the file are refused as out of bounds.
+    @Test(arguments: [(8, UInt64(1) << 62), (16, UInt64.max - 100), (16, UInt64(1) << 40)])
+    func outOfBoundsSectionIsRejected(field: Int, value: UInt64) {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        let e = p.entryOffset(p.index(of: .itemFactors))
+        p.write(value & ~63, at: e + field)
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .sectionOutOfBounds && error?.section == "item_factors", "\(String(describing: error))")
+    }
+
+    /// Hostile row counts with valid checksums fail on the count check, with no huge allocation and no crash.
+    @Test(arguments: [SectionKind.itemIds, .itemFactors, .userHistory, .golden, .itemIdIndex])
+    func hostileRowCountsAreRejected(kind: SectionKind) {
+        let folder = TempFolder()
+        for rows in [UInt64(1) << 33, UInt64(Int32.max), 3] {
+            var p = FilePatcher(bytes: Self.valid)
+            p.write(rows, at: p.entryOffset(p.index(of: kind)) + 32)
+            p.reseal()
+            let error = loadError(p.bytes, in: folder)
+            #expect(error != nil, "\(kind) rows \(rows) loaded")
+            #expect([.countMismatch, .badSection].contains(error?.code), "\(kind) rows \(rows): \(String(describing: error))")
+        }
+    }
+
+    /// A compressed section claiming an impossible raw size is refused before its buffer is allocated.
+    @Test func hostileRawSizeIsRejected() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        p.write(UInt64(1) << 40, at: p.entryOffset(p.index(of: .userHistory)) + 24)
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .badSectionTable && error?.section == "user_history")
+    }
+
+    /// A damaged LZ4 block that still matches its (re-sealed) checksum is caught by the bounds-checked decoder.
+    @Test func corruptCompressedBlockIsRejected() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        let (offset, size) = p.range(of: .itemIds)
+        for i in stride(from: offset, to: offset + size, by: 7) { p.bytes[i] = 0xFF }
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .badCompression && error?.section == "item_ids", "\(String(describing: error))")
+    }
+
+    /// Sections overlapping each other are refused (a crafted table cannot alias two views onto one range).
+    @Test func overlappingSectionsAreRejected() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        let first = p.range(of: .itemFactors)
+        p.write(UInt64(first.offset), at: p.entryOffset(p.index(of: .itemBiases)) + 8)
+        p.reseal()
+        #expect(loadError(p.bytes, in: folder)?.code == .badSectionTable)
+    }
+
+    /// A golden triple the served kernels disagree with (here: a trained score changed and re-sealed) rejects the file.
+    @Test func goldenMismatchIsRejected() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        let (offset, _) = p.range(of: .golden)
+        let score = Float(bitPattern: p.read(UInt32.self, at: offset + 8))
+        p.write((score + 0.5).bitPattern, at: offset + 8)
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .goldenMismatch)
+    }
+
+    /// A required section that is missing (its kind renamed to one this reader does not know) is reported by name.
+    @Test func missingRequiredSectionIsReported() {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        p.write(UInt32(999), at: p.entryOffset(p.index(of: .itemFactors)))
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .missingSection && error?.section == "item_factors")
+    }
+
+    /// Random garbage of many sizes never crashes the loader; it always yields an error.
+    @Test func randomGarbageIsRejected() {
+        let folder = TempFolder()
+        var rng = SplitMix64(seed: 3)
+        for n in [0, 10, 128, 129, 1000, 70_000] {
+            var bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            #expect(loadError(bytes, in: folder) != nil)
+            if n >= 8 { bytes.replaceSubrange(0..<8, with: FileHeader.magic) }
+            #expect(loadError(bytes, in: folder) != nil)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import FoundationEssentials
+import KairosKernels
+@testable import KairosModelFormat
+import Testing
+
+@Suite struct RoundTripTests {
+    /// Everything written comes back from the mapped file, for every row encoding and with and without LZ4.
+    @Test(arguments: RowEncoding.allCases, [true, false])
+    func writeThenLoadGivesBackTheContents(encoding: RowEncoding, compress: Bool) throws {
+        let folder = TempFolder()
+        let c = smallContents(encoding: encoding)
+        let path = "\(folder.path)/m.kmodel"
+        try ModelWriter.write(c, to: path, compress: compress)
+        let m = try MappedModel(path: path)
+
+        #expect(m.header.modelName == "test-model")
+        #expect(m.header.modelVersion == 7)
+        #expect(m.header.createdAt == c.createdAt)
+        #expect(m.metadata == c.metadata)
+        #expect(m.itemCount == 300 && m.userCount == 40 && m.dimensions == 12)
+        #expect(m.itemFactors.encoding == encoding)
+        #expect(m.sections.contains { $0.codec == .lz4 } == compress)
+        for (i, id) in c.itemIds.enumerated() {
+            #expect(m.items.row(of: id) == i)
+            #expect(m.items.table[i] == id)
+        }
+        for (u, id) in c.userIds.enumerated() { #expect(m.users?.row(of: id) == u) }
+        #expect(m.items.row(of: "no-such-item") == nil)
+        #expect(m.items.row(of: "") == nil)
+
+        // Factors: exact for float32; within the encoding's error otherwise.
+        let bound: Float = switch encoding {
+        case .float32: 0
+        case .float16: 1e-3
+        case .int8: 0.01
+        }
+        for r in [0, 1, 150, 299] {
+            let row = RowEncoder.decodeRow(r, of: m.itemFactors)
+            for d in 0..<12 {
+                #expect(abs(row[d] - c.itemFactors.values[r * 12 + d]) <= bound)
+            }
+        }
+        #expect(Array(m.itemBiases!) == c.itemBiases!)
+        let pop = try #require(m.popularity)
+        #expect(pop.referenceTime == c.popularity!.referenceTime)
+        for i in [0, 17, 299] {
+            #expect(pop.allTime(i) == c.popularity!.allTime[i])
+            #expect(pop.decayed(i) == c.popularity!.decayed[i])
+        }
+        let attrs = try #require(m.attributes)
+        for i in 0..<300 {
+            #expect(attrs.category(i) == c.attributes!.category[i])
+            let brand = c.attributes!.brand[i]
+            #expect(attrs.brand(i) == (brand == ItemAttributes.none ? nil : brand))
+            let price = c.attributes!.price[i]
+            #expect(attrs.price(i) == (price.isNaN ? nil : price))
+        }
+        #expect(m.categoryNames?[3] == "category-3")
+        let h = try #require(m.history)
+        let hc = c.history!
+        for u in 0..<40 {
+            let (items, weights) = h.entries(ofUser: u)
+            let range = Int(hc.indptr[u])..<Int(hc.indptr[u + 1])
+            #expect(Array(items) == Array(hc.items[range]))
+            #expect(Array(weights) == Array(hc.weights[range]))
+        }
+        let a = try #require(m.activity)
+        #expect(Array(a.profile(ofUser: 5)) == Array(c.activity!.values[(5 * 168)..<(6 * 168)]))
+        #expect(Array(a.population) == Array(c.activity!.values[(40 * 168)...]))
+        #expect(m.golden.count == 16)
+    }
+
+    /// The file's dense rows are 64-byte aligned in the mapping, so kernels can use them in place.
+    @Test func matricesAreAlignedAndUncompressed() throws {
+        let folder = TempFolder()
+        let path = "\(folder.path)/m.kmodel"
+        try ModelWriter.write(smallContents(encoding: .int8), to: path)
+        let m = try MappedModel(path: path)
+        for kind in [SectionKind.itemFactors, .userFactors] {
+            let e = try #require(m.sections.first { $0.kind == kind })
+            #expect(e.offset % 64 == 0 && e.rowStride % 64 == 0 && e.codec == SectionCodec.none)
+        }
+        #expect(UInt(bitPattern: m.itemFactors.base) % 64 == 0)
+        #expect(UInt(bitPattern: m.itemFactors.scales!) % 64 == 0)
+    }
+
+    /// The same contents always produce the same bytes (reproducible builds of a model).
+    @Test func encodingIsDeterministic() throws {
+        let a = try ModelWriter.encode(smallContents())
+        let b = try ModelWriter.encode(smallContents())
+        #expect(a == b)
+    }
+
+    /// Publishing leaves only the final file in the folder, and replaces an existing file whole.
+    @Test func atomicWriteLeavesNoTempFilesAndReplaces() throws {
+        let folder = TempFolder()
+        let path = "\(folder.path)/m.kmodel"
+        try ModelWriter.write(smallContents(), to: path)
+        var c = smallContents()
+        c.version = 8
+        try ModelWriter.write(c, to: path)
+        #expect(folder.files() == ["m.kmodel"])
+        #expect(try MappedModel(path: path).header.modelVersion == 8)
+    }
+
+    /// An old mapping keeps working after its file name is replaced (rename never touches the old inode).
+    @Test func oldMappingSurvivesReplacement() throws {
+        let folder = TempFolder()
+        let path = "\(folder.path)/m.kmodel"
+        try ModelWriter.write(smallContents(), to: path)
+        let old = try MappedModel(path: path)
+        var c = smallContents()
+        c.version = 9
+        try ModelWriter.write(c, to: path)
+        #expect(old.items.row(of: "item-5") == 5)
+        #expect(old.header.modelVersion == 7)
+        try old.verifyGolden()
+    }
+
+    /// Writing into a folder that does not exist fails with an I/O error, not a crash.
+    @Test func writeToMissingFolderFails() {
+        #expect(throws: ModelFormatError.self) {
+            try ModelWriter.write(smallContents(), to: "/nonexistent-kairos-folder/m.kmodel")
+        }
+    }
+
+    /// The writer refuses contents that would make an invalid or misleading file.
+    @Test func writerRejectsInvalidContents() {
+        var nan = smallContents()
+        nan.itemFactors.values[3] = .nan
+        var dims = smallContents()
+        dims.itemFactors = FactorMatrix(rows: 300, cols: 6, values: [Float](repeating: 0, count: 1800))
+        var name = smallContents()
+        name.name = "../etc/passwd"
+        var dup = smallContents()
+        dup.itemIds[1] = dup.itemIds[0]
+        var rows = smallContents()
+        rows.itemIds.removeLast()
+        for (label, c) in [("nan", nan), ("dims", dims), ("name", name), ("duplicate", dup), ("rows", rows)] {
+            do {
+                _ = try ModelWriter.encode(c)
+                Issue.record("\(label): accepted")
+            } catch {
+                #expect(error.code == .invalidInput, "\(label)")
+            }
+        }
+    }
+
+    /// Many ids with colliding home slots all resolve (linear probing), and lookups of absent ids terminate.
+    @Test func idIndexResolvesEveryIdAmongMany() throws {
+        let ids = (0..<20_000).map { "sku:\($0 &* 7_919)" }
+        let table = try StringTable.encode(ids)
+        let (slots, capacity) = try IdIndex.encode(ids)
+        try table.withUnsafeBytes { t in
+            try slots.withUnsafeBytes { s in
+                let st = try StringTable(bytes: t, count: ids.count, section: "ids")
+                let index = try IdIndex(bytes: s, capacity: capacity, table: st, section: "index")
+                for (i, id) in ids.enumerated() { #expect(index.row(of: id) == i) }
+                for n in 0..<1000 { #expect(index.row(of: "absent-\(n)") == nil) }
+            }
+        }
+    }
+
+    /// The metadata JSON keeps its documented field names (readers in other languages depend on them).
+    @Test func metadataJSONUsesDocumentedKeys() throws {
+        let json = try JSONEncoder().encode(smallContents().metadata)
+        let text = String(decoding: json, as: UTF8.self)
+        for key in ["generator", "algorithm", "parameters", "decay", "form", "halfLifeSeconds", "dataSpan", "evaluation"] {
+            #expect(text.contains("\"\(key)\""), "\(key)")
+        }
+    }
+}
