@@ -1,0 +1,98 @@
+import ArgumentParser
+import FoundationEssentials
+@testable import KairosCLI
+import KairosModelFormat
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The repository root, found from this file's path.
+let repositoryRoot: String = {
+    var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)
+    return parts.joined(separator: "/")
+}()
+
+@Suite struct InspectCommandTests {
+    /// `kairos inspect FILE --json` parses into the inspect command with its file and flag.
+    @Test func parsesInspectWithJSONFlag() throws {
+        let command = try KairosCommand.parseAsRoot(["inspect", "models/default.kmodel", "--json"])
+        let inspect = try #require(command as? Inspect)
+        #expect(inspect.file == "models/default.kmodel")
+        #expect(inspect.json)
+    }
+
+    /// The shipped default model verifies, and it is labelled as the synthetic placeholder it is.
+    @Test func shippedDefaultModelIsValidAndLabelled() throws {
+        let report = ModelInspection.inspect(path: "\(repositoryRoot)/models/default.kmodel")
+        #expect(report.isValid, "\(report.problems)")
+        #expect(report.header?.modelName == "default")
+        #expect(report.metadata?.generator == SyntheticModel.generatorLabel)
+        #expect((report.counts?.golden ?? 0) > 0)
+    }
+
+    /// The committed default model is exactly what `kairos make-demo-model` writes today (no drift).
+    @Test func shippedDefaultModelMatchesItsGenerator() throws {
+        let shipped = try readFile("\(repositoryRoot)/models/default.kmodel")
+        let regenerated = try ModelWriter.encode(SyntheticModel.make(items: 2000, users: 500, dimensions: 32))
+        #expect(shipped == regenerated)
+    }
+
+    /// The JSON report carries the header, every section with its checksum status, and the metadata.
+    @Test func jsonReportDescribesTheFile() throws {
+        let text = try InspectJSON.render(ModelInspection.inspect(path: "\(repositoryRoot)/models/default.kmodel"))
+        struct Probe: Decodable {
+            struct Header: Decodable { var modelName: String; var formatVersion: String }
+            struct Section: Decodable { var kind: String; var codec: String; var checksumOK: Bool }
+            var valid: Bool
+            var header: Header
+            var sections: [Section]
+            var metadata: ModelMetadata
+        }
+        let probe = try JSONDecoder().decode(Probe.self, from: Data(text.utf8))
+        #expect(probe.valid)
+        #expect(probe.header.modelName == "default" && probe.header.formatVersion == "1.0")
+        #expect(probe.sections.count == 15 && probe.sections.allSatisfy(\.checksumOK))
+        #expect(probe.sections.contains { $0.kind == "item_factors" && $0.codec == "none" })
+        #expect(probe.metadata.algorithm == "synthetic")
+    }
+
+    /// Inspecting a corrupt file exits non-zero and the text names the damaged section.
+    @Test func corruptFileExitsNonZeroNamingTheSection() throws {
+        var bytes = try readFile("\(repositoryRoot)/models/default.kmodel")
+        let entry = 128 + 64 * 3  // item_factors is the fourth section in files this writer produces
+        let offset = bytes[(entry + 8)..<(entry + 16)].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        bytes[offset + 10] ^= 0x55
+        let path = "/tmp/kairos-cli-test-\(getpid()).kmodel"
+        defer { unlink(path) }
+        try writeFile(path, bytes)
+        let report = ModelInspection.inspect(path: path)
+        #expect(InspectText.render(report).contains("MISMATCH"))
+        #expect(report.problems.map(\.description).joined().contains("item_factors"))
+        let command = try #require(try KairosCommand.parseAsRoot(["inspect", path]) as? Inspect)
+        #expect(throws: ExitCode(1)) { try command.run() }
+    }
+}
+
+func readFile(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw CocoaError(.fileNoSuchFile) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        out += chunk[0..<n]
+    }
+    return out
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
+    defer { close(fd) }
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+}
