@@ -1,5 +1,9 @@
 public import KairosKernels
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Parsing of the header and section table, shared by the loader and `kairos inspect`.
 public enum ModelFileLayout {
     /// Parses and checks the header and section table of `file` (the whole file's bytes).
@@ -76,6 +80,8 @@ public struct ModelInspection: Sendable {
         do {
             mapping = try FileMapping.map(path, populate: false)
         } catch {
+            var st = stat()
+            if stat(path, &st) == 0 { report.fileSize = Int(st.st_size) }
             report.problems.append(error)
             return report
         }
