@@ -14,7 +14,7 @@ struct BenchOptions {
     var seed: UInt64 = 0x4B41_4952_4F53  // "KAIROS"
     var json = false
     var writeF32: String? = nil
-    /// Hook for the model-load benchmark (open + verify all checksums of a model file); not implemented yet.
+    /// Model file for the model-load benchmark (open + verify everything), instead of the kernel rounds.
     var modelLoad: String? = nil
     /// Run the kernels at this ISA instead of ``ScoringKernels/best``.
     var isa: KernelISA? = nil
@@ -37,7 +37,7 @@ struct BenchOptions {
           --json              machine-readable output on stdout (progress goes to stderr)
           --write-f32 PATH    write the float32 matrix as raw little-endian row-major floats without padding to PATH
                               and the query to PATH.query (for faiss_peer.py)
-          --model-load FILE   (hook, not implemented yet) time loading FILE and verifying all its checksums
+          --model-load FILE   time loading FILE as a served model (map + verify everything), vs one xxh64 pass
           -h, --help          this text
         """
 
