@@ -3,7 +3,7 @@ import PackageDescription
 
 // Dependencies are pinned with `from:` at the majors available on the build machines.
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
-let systemPackage: Target.Dependency = .product(name: "SystemPackage", package: "swift-system")
+let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 
 let package = Package(
     name: "Kairos",
@@ -13,7 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // MARK: C shims (leaves)
@@ -24,7 +24,10 @@ let package = Package(
 
         // MARK: Numeric kernels and model format
         .target(name: "KairosKernels", dependencies: ["CKairosKernels"]),
-        .target(name: "KairosModelFormat", dependencies: ["CLZ4", "KairosKernels", systemPackage]),
+        .target(name: "KairosModelFormat", dependencies: ["CLZ4", "KairosKernels"]),
+
+        // MARK: Wire protocol (pure: bytes in, values out; no sockets)
+        .target(name: "KairosProtocol", dependencies: [nioCore]),
 
         // MARK: Executables
         .target(name: "KairosCLI", dependencies: ["KairosModelFormat", "KairosKernels", argumentParser]),
@@ -38,6 +41,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "KairosKernelsTests", dependencies: ["KairosKernels"]),
+        .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", nioCore]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),
         .testTarget(
             name: "KairosCLITests",

@@ -1,0 +1,52 @@
+import KairosProtocol
+import NIOCore
+import Testing
+
+@Suite struct FrameParserTests {
+    /// A frame split at every possible byte boundary is only produced once it is complete, and then exactly once.
+    @Test func framesArriveWhateverTheSplit() throws {
+        var whole = ByteBuffer()
+        Request.score(ScoreRequest(model: ModelRef(name: "m"), user: "u", candidates: ["a", "b"])).writeFrame(requestID: 42, to: &whole)
+        Request.ping.writeFrame(requestID: 43, to: &whole)
+        let bytes = Array(whole.readableBytesView)
+        for cut in 0...bytes.count {
+            var buffer = ByteBuffer(bytes: bytes[0..<cut])
+            var ids: [UInt32] = []
+            while case .frame(let h, _) = FrameParser.next(from: &buffer, maxPayload: 1024) { ids.append(h.requestID) }
+            var rest = buffer
+            rest.writeBytes(bytes[cut...])
+            while case .frame(let h, _) = FrameParser.next(from: &rest, maxPayload: 1024) { ids.append(h.requestID) }
+            #expect(ids == [42, 43], "cut at \(cut)")
+            #expect(rest.readableBytes == 0)
+        }
+    }
+
+    /// "GET " is refused from its first byte, long before 12 header bytes could arrive.
+    @Test func httpIsRefusedAtTheFirstByte() {
+        var buffer = ByteBuffer(string: "G")
+        guard case .unframeable(let e, _) = FrameParser.next(from: &buffer, maxPayload: 1024) else {
+            Issue.record("not refused")
+            return
+        }
+        #expect(e.code == .malformedFrame)
+    }
+
+    /// An oversize length is refused from the header alone, with the request id still echoed.
+    @Test func oversizeLengthIsRefusedFromTheHeader() {
+        var buffer = ByteBuffer()
+        FrameHeader(opcode: 0x10, requestID: 77, length: 1 << 30).write(to: &buffer)
+        guard case .unframeable(let e, let id) = FrameParser.next(from: &buffer, maxPayload: 1 << 20) else {
+            Issue.record("not refused")
+            return
+        }
+        #expect(e.code == .frameTooLarge && id == 77)
+    }
+
+    /// Hostile counts inside a payload are refused without allocating for them.
+    @Test func hostileCountsAreRefused() {
+        // model ref "m" v0, user "u", then a candidate count of 2^32-1 with nothing behind it
+        var b = ByteBuffer(bytes: [1, 0, UInt8(ascii: "m"), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, UInt8(ascii: "u")])
+        b.writeInteger(UInt32.max, endianness: .little)
+        #expect(throws: ProtocolError.self) { try Request.decode(opcode: Opcode.score.rawValue, payload: b, limits: .standard) }
+    }
+}
