@@ -29,6 +29,9 @@ let package = Package(
         // MARK: Wire protocol (pure: bytes in, values out; no sockets)
         .target(name: "KairosProtocol", dependencies: [nioCore]),
 
+        // MARK: Scoring on top of the kernels (answers protocol requests against one model snapshot)
+        .target(name: "KairosScoring", dependencies: ["KairosKernels", "KairosModelFormat", "KairosProtocol"]),
+
         // MARK: Executables
         .target(name: "KairosCLI", dependencies: ["KairosModelFormat", "KairosKernels", argumentParser]),
         .executableTarget(name: "kairos", dependencies: ["KairosCLI", argumentParser]),
@@ -42,6 +45,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "KairosKernelsTests", dependencies: ["KairosKernels"]),
         .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", nioCore]),
+        .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),
         .testTarget(
             name: "KairosCLITests",

@@ -1,0 +1,197 @@
+public import KairosKernels
+public import KairosModelFormat
+public import KairosProtocol
+
+/// Answers scoring requests against one snapshot. Pure: the same snapshot, request and `now` give the same answer.
+public enum Scorer {
+    /// A user's query vector after folding in real-time events, or nil when there is nothing personal to go on.
+    struct UserVector {
+        var values: [Float]
+        var flags: AnswerFlags
+        var userRow: Int?
+        /// Rows of the items the events named (excluded from TOPK unless repeats are allowed).
+        var eventRows: [Int]
+    }
+
+    /// Resolves `user`, folds `context`'s events into their vector (`u' = normalise(u + sum s w(age) v_item)`).
+    static func userVector(_ user: String, _ context: RealtimeContext, now: Int64, on s: ModelSnapshot) -> UserVector? {
+        let m = s.model
+        let row = m.users?.row(of: user)
+        let dims = m.dimensions
+        var u: [Float]
+        var targetNorm: Float
+        if let row, let uf = m.userFactors {
+            u = RowEncoder.decodeRow(row, of: uf)
+            targetNorm = ModelSnapshot.norm(u)
+        } else {
+            u = [Float](repeating: 0, count: dims)
+            targetNorm = s.typicalUserNorm
+        }
+        var eventRows: [Int] = []
+        var folded = false
+        for e in context.events {
+            guard let item = m.items.row(of: e.item), e.timestamp <= now else { continue }
+            let w = Float(DecayWeight.weight(age: Double(now - e.timestamp), decay: context.decay, modelDefault: m.metadata.decay))
+            let scale = e.strength * w
+            eventRows.append(item)
+            guard scale != 0, scale.isFinite else { continue }
+            let v = RowEncoder.decodeRow(item, of: m.itemFactors)
+            for d in 0..<dims { u[d] += scale * v[d] }
+            folded = true
+        }
+        if folded {
+            let n = ModelSnapshot.norm(u)
+            if n > 0, targetNorm > 0 { for d in 0..<dims { u[d] *= targetNorm / n } }
+        }
+        if row == nil && !folded { return nil }
+        let flags: AnswerFlags = row == nil ? .coldStartFromEvents : []
+        return UserVector(values: u, flags: flags, userRow: row, eventRows: eventRows)
+    }
+
+    static func stamp(_ s: ModelSnapshot) -> ModelStamp { ModelStamp(name: s.name, version: s.version) }
+
+    /// SCORE: one score per candidate; unknown items are NaN with flag bit 0; unknown users get trending scores.
+    public static func score(_ r: ScoreRequest, on s: ModelSnapshot, now: Int64) -> ScoreResponse {
+        let m = s.model
+        var rows = [Int32](repeating: 0, count: r.candidates.count)
+        var itemFlags = [UInt8](repeating: 0, count: r.candidates.count)
+        for (i, id) in r.candidates.enumerated() {
+            if let row = m.items.row(of: id) { rows[i] = Int32(row) } else { itemFlags[i] = ScoreResponse.unknownItem }
+        }
+        var scores = [Float](repeating: .nan, count: r.candidates.count)
+        guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
+            for i in rows.indices where itemFlags[i] == 0 { scores[i] = s.trend[Int(rows[i])] }
+            return ScoreResponse(model: stamp(s), flags: .fallback, scores: scores, itemFlags: itemFlags)
+        }
+        u.values.withUnsafeBufferPointer { q in
+            rows.withUnsafeBufferPointer { rowPtr in
+                scores.withUnsafeMutableBufferPointer { out in
+                    s.kernels.gather(q, rows: rowPtr, of: m.itemFactors, into: out)
+                }
+            }
+        }
+        for i in rows.indices {
+            if itemFlags[i] != 0 { scores[i] = .nan } else { scores[i] += s.biases[Int(rows[i])] }
+        }
+        return ScoreResponse(model: stamp(s), flags: u.flags, scores: scores, itemFlags: itemFlags)
+    }
+
+    static func effectiveNow(_ c: RealtimeContext, _ serverNow: Int64) -> Int64 { c.now != 0 ? c.now : serverNow }
+
+    /// TOPK: the blend of dot product, bias, trending and buy-again over the whole catalogue, best first.
+    public static func topK(_ r: TopKRequest, on s: ModelSnapshot, now: Int64) -> ItemListResponse {
+        let m = s.model
+        let n = m.itemCount
+        let k = min(Int(r.k), n)
+        let category: UInt32?
+        if r.category.isEmpty {
+            category = nil
+        } else if let c = s.categoryIDs[r.category] {
+            category = c
+        } else {
+            return ItemListResponse(model: stamp(s), flags: [], items: [])  // no item has an unknown category
+        }
+        let custom = r.options.contains(.customWeights)
+        let wTrend = custom ? r.trendingWeight : s.defaultTrendingWeight
+        let wAgain = custom ? r.buyAgainWeight : s.defaultBuyAgainWeight
+        let allowRepeats = r.options.contains(.allowRepeats)
+        let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s)
+
+        var scores: [Float]
+        let flags: AnswerFlags
+        if let u {
+            scores = [Float](repeating: 0, count: n)
+            u.values.withUnsafeBufferPointer { q in
+                s.allRows.withUnsafeBufferPointer { rows in
+                    scores.withUnsafeMutableBufferPointer { out in s.kernels.gather(q, rows: rows, of: m.itemFactors, into: out) }
+                }
+            }
+            for i in 0..<n { scores[i] += s.biases[i] + wTrend * s.trend[i] }
+            flags = u.flags
+            if let row = u.userRow, let history = m.history {
+                let (items, weights) = history.entries(ofUser: row)
+                let top = weights.first ?? 0
+                for (j, item) in items.enumerated() {
+                    if allowRepeats {
+                        if top > 0 { scores[Int(item)] += wAgain * weights[j] / top }
+                    } else {
+                        scores[Int(item)] = -.infinity
+                    }
+                }
+            }
+            if !allowRepeats { for row in u.eventRows { scores[row] = -.infinity } }
+        } else {
+            scores = s.trend
+            flags = .fallback
+        }
+        for id in r.exclude { if let row = m.items.row(of: id) { scores[row] = -.infinity } }
+        if let category, let attributes = m.attributes {
+            for i in 0..<n where attributes.category(i) != category { scores[i] = -.infinity }
+        }
+        let best = TopKSelector.select(scores, k: k)
+        return ItemListResponse(model: stamp(s), flags: flags, items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
+    }
+
+    /// SIMILAR: items with the largest cosine similarity to `r.item`; nil when the item is unknown.
+    public static func similar(_ r: SimilarRequest, on s: ModelSnapshot) -> ItemListResponse? {
+        let m = s.model
+        guard let row = m.items.row(of: r.item) else { return nil }
+        let n = m.itemCount
+        let q = RowEncoder.decodeRow(row, of: m.itemFactors)
+        var scores = [Float](repeating: 0, count: n)
+        q.withUnsafeBufferPointer { qp in
+            s.allRows.withUnsafeBufferPointer { rows in
+                scores.withUnsafeMutableBufferPointer { out in s.kernels.gather(qp, rows: rows, of: m.itemFactors, into: out) }
+            }
+        }
+        let qNorm = s.itemNorms[row]
+        for i in 0..<n {
+            let d = qNorm * s.itemNorms[i]
+            scores[i] = d > 0 ? scores[i] / d : -.infinity
+        }
+        scores[row] = -.infinity
+        if !r.category.isEmpty {
+            let c = s.categoryIDs[r.category]
+            for i in 0..<n where c == nil || m.attributes?.category(i) != c { scores[i] = -.infinity }
+        }
+        let best = TopKSelector.select(scores, k: min(Int(r.k), n))
+        return ItemListResponse(model: stamp(s), flags: [], items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
+    }
+}
+
+/// Picks the k largest finite scores, best first, ties by lower row (deterministic).
+enum TopKSelector {
+    static func select(_ scores: [Float], k: Int) -> [ScoredRow] {
+        guard k > 0 else { return [] }
+        var heap: [ScoredRow] = []  // min-heap by (score, -row): the root is the worst kept
+        heap.reserveCapacity(k)
+        func worse(_ a: ScoredRow, _ b: ScoredRow) -> Bool { a.score != b.score ? a.score < b.score : a.row > b.row }
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < heap.count && worse(heap[l], heap[m]) { m = l }
+                if r < heap.count && worse(heap[r], heap[m]) { m = r }
+                if m == i { return }
+                heap.swapAt(i, m)
+                i = m
+            }
+        }
+        for (i, score) in scores.enumerated() where score.isFinite {
+            let candidate = ScoredRow(row: Int32(i), score: score)
+            if heap.count < k {
+                heap.append(candidate)
+                var c = heap.count - 1
+                while c > 0 {
+                    let p = (c - 1) / 2
+                    if worse(heap[c], heap[p]) { heap.swapAt(c, p); c = p } else { break }
+                }
+            } else if worse(heap[0], candidate) {
+                heap[0] = candidate
+                siftDown(0)
+            }
+        }
+        return heap.sorted { worse($1, $0) }
+    }
+}

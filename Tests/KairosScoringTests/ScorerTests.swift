@@ -1,0 +1,144 @@
+import Glibc
+import KairosKernels
+import KairosModelFormat
+import KairosProtocol
+@testable import KairosScoring
+import Testing
+
+/// A snapshot of a small synthetic model, written to a temp file and mapped like the server does.
+let testSnapshot: ModelSnapshot = {
+    let path = "/tmp/kairos-scoring-test-\(getpid()).kmodel"
+    try! ModelWriter.write(SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5), to: path)
+    let model = try! MappedModel(path: path)
+    unlink(path)  // the mapping stays valid
+    return ModelSnapshot(model: model, loadedAt: 0)
+}()
+
+let now: Int64 = 1_767_225_600
+
+/// Reference score in double precision: dot of dequantized rows plus bias.
+func referenceScore(_ u: [Float], item: Int) -> Double {
+    let m = testSnapshot.model
+    let v = RowEncoder.decodeRow(item, of: m.itemFactors)
+    return zip(u, v).reduce(0.0) { $0 + Double($1.0) * Double($1.1) } + Double(m.itemBiases![item])
+}
+
+func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.model.userFactors!) }
+
+@Suite struct ScorerTests {
+    let ref = ModelRef(name: "m")
+
+    /// SCORE of a known user equals dot + bias per candidate; unknown candidates are NaN and flagged.
+    @Test func scoreMatchesReferenceAndFlagsUnknownItems() {
+        let r = Scorer.score(ScoreRequest(model: ref, user: "user-7", candidates: ["item-1", "nope", "item-399"]), on: testSnapshot, now: now)
+        #expect(r.model == ModelStamp(name: "m", version: 3) && r.flags == [])
+        #expect(r.itemFlags == [0, ScoreResponse.unknownItem, 0])
+        #expect(abs(Double(r.scores[0]) - referenceScore(userRow(7), item: 1)) < 1e-4)
+        #expect(abs(Double(r.scores[2]) - referenceScore(userRow(7), item: 399)) < 1e-4)
+        #expect(r.scores[1].isNaN)
+    }
+
+    /// An unknown user without events gets trending scores, flagged as the fallback.
+    @Test func unknownUserFallsBackToTrending() {
+        let r = Scorer.score(ScoreRequest(model: ref, user: "stranger", candidates: ["item-0", "item-5"]), on: testSnapshot, now: now)
+        #expect(r.flags == .fallback)
+        #expect(r.scores == [testSnapshot.trend[0], testSnapshot.trend[5]])
+        let top = Scorer.topK(TopKRequest(model: ref, user: "stranger", k: 5), on: testSnapshot, now: now)
+        #expect(top.flags == .fallback)
+        #expect(top.items.map(\.item) == testSnapshot.trendingOrder.prefix(5).map { "item-\($0)" })
+    }
+
+    /// A click a minute ago changes the answer: the folded vector is u + s w v, rescaled to |u| (checked by hand).
+    @Test func realtimeEventsAreFoldedIn() {
+        let event = RealtimeEvent(item: "item-42", strength: 8, timestamp: now - 60)
+        let ctx = RealtimeContext(events: [event], decay: .exponential(halfLifeSeconds: 60), now: now)
+        let r = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-42", "item-9"], context: ctx), on: testSnapshot, now: 0)
+        let u = userRow(3)
+        let v = RowEncoder.decodeRow(42, of: testSnapshot.model.itemFactors)
+        var folded = zip(u, v).map { $0 + 8 * 0.5 * $1 }  // one half-life old: weight 0.5
+        let scale = ModelSnapshot.norm(u) / ModelSnapshot.norm(folded)
+        folded = folded.map { $0 * scale }
+        #expect(abs(Double(r.scores[0]) - referenceScore(folded, item: 42)) < 1e-4)
+        #expect(abs(Double(r.scores[1]) - referenceScore(folded, item: 9)) < 1e-4)
+        let before = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-42"]), on: testSnapshot, now: now)
+        #expect(r.scores[0] > before.scores[0])
+    }
+
+    /// Events in the future, on unknown items, or decayed to nothing leave the scores unchanged.
+    @Test func uselessEventsChangeNothing() {
+        let plain = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-1"]), on: testSnapshot, now: now)
+        for e in [
+            RealtimeEvent(item: "item-1", strength: 5, timestamp: now + 100),
+            RealtimeEvent(item: "nope", strength: 5, timestamp: now - 1),
+            RealtimeEvent(item: "item-1", strength: 5, timestamp: now - 10 * 86_400),
+        ] {
+            let ctx = RealtimeContext(events: [e], decay: .linear(windowSeconds: 3600), now: now)
+            let r = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-1"], context: ctx), on: testSnapshot, now: 0)
+            #expect(abs(r.scores[0] - plain.scores[0]) < 1e-5, "\(e)")
+        }
+    }
+
+    /// An unknown user with events gets personal results, flagged as a cold start.
+    @Test func unknownUserWithEventsIsPersonal() {
+        let ctx = RealtimeContext(events: [RealtimeEvent(item: "item-10", strength: 4, timestamp: now - 5)], now: now)
+        let r = Scorer.topK(TopKRequest(model: ref, user: "new-user", k: 5, options: .allowRepeats, context: ctx), on: testSnapshot, now: 0)
+        #expect(r.flags == .coldStartFromEvents)
+        #expect(r.items.count == 5)
+        #expect(r.items.map(\.item) != testSnapshot.trendingOrder.prefix(5).map { "item-\($0)" })
+    }
+
+    /// TOPK equals a brute-force ranking of dot + bias over the catalogue minus the user's history.
+    @Test func topKMatchesBruteForceAndExcludesHistory() throws {
+        let history = testSnapshot.model.history!.entries(ofUser: 11).items.map { Int($0) }
+        try #require(!history.isEmpty)
+        let r = Scorer.topK(TopKRequest(model: ref, user: "user-11", k: 10), on: testSnapshot, now: now)
+        let u = userRow(11)
+        let expected = (0..<400).filter { !history.contains($0) }
+            .map { ($0, referenceScore(u, item: $0)) }
+            .sorted { $0.1 > $1.1 }
+            .prefix(10)
+        #expect(r.items.map(\.item) == expected.map { "item-\($0.0)" })
+        let repeats = Scorer.topK(TopKRequest(model: ref, user: "user-11", k: 400, options: .allowRepeats), on: testSnapshot, now: now)
+        #expect(Set(history.map { "item-\($0)" }).isSubset(of: Set(repeats.items.map(\.item))))
+        #expect(Set(r.items.map(\.item)).isDisjoint(with: history.map { "item-\($0)" }))
+    }
+
+    /// Exclusions, category filters and k beyond the catalogue behave as documented.
+    @Test func topKOptions() {
+        let excluded = Scorer.topK(TopKRequest(model: ref, user: "user-1", k: 10), on: testSnapshot, now: now).items[0].item
+        let r = Scorer.topK(TopKRequest(model: ref, user: "user-1", k: 10, exclude: [excluded]), on: testSnapshot, now: now)
+        #expect(!r.items.map(\.item).contains(excluded))
+        let cat = Scorer.topK(TopKRequest(model: ref, user: "user-1", k: 50, category: "category-2"), on: testSnapshot, now: now)
+        let attrs = testSnapshot.model.attributes!
+        #expect(!cat.items.isEmpty && cat.items.allSatisfy { attrs.category(testSnapshot.model.items.row(of: $0.item)!) == 2 })
+        #expect(Scorer.topK(TopKRequest(model: ref, user: "user-1", k: 10, category: "no-such"), on: testSnapshot, now: now).items.isEmpty)
+        #expect(Scorer.topK(TopKRequest(model: ref, user: "user-1", k: 1000, options: .allowRepeats), on: testSnapshot, now: now).items.count == 400)
+    }
+
+    /// Buy-again weight lifts the user's own history items when repeats are allowed.
+    @Test func buyAgainWeightLiftsHistory() throws {
+        let history = Set(testSnapshot.model.history!.entries(ofUser: 11).items.map { "item-\($0)" })
+        try #require(!history.isEmpty)
+        let r = Scorer.topK(
+            TopKRequest(model: ref, user: "user-11", k: UInt16(history.count), options: [.allowRepeats, .customWeights], buyAgainWeight: 100),
+            on: testSnapshot,
+            now: now
+        )
+        #expect(Set(r.items.map(\.item)) == history)
+    }
+
+    /// SIMILAR ranks by cosine similarity, never returns the query item, and refuses unknown items.
+    @Test func similarRanksByCosine() throws {
+        let r = try #require(Scorer.similar(SimilarRequest(model: ref, item: "item-20", k: 5), on: testSnapshot))
+        let m = testSnapshot.model
+        let q = RowEncoder.decodeRow(20, of: m.itemFactors)
+        func cosine(_ i: Int) -> Double {
+            let v = RowEncoder.decodeRow(i, of: m.itemFactors)
+            let dot = zip(q, v).reduce(0.0) { $0 + Double($1.0 * $1.1) }
+            return dot / Double(ModelSnapshot.norm(q) * ModelSnapshot.norm(v))
+        }
+        let expected = (0..<400).filter { $0 != 20 }.sorted { cosine($0) > cosine($1) }.prefix(5)
+        #expect(r.items.map(\.item) == expected.map { "item-\($0)" })
+        #expect(Scorer.similar(SimilarRequest(model: ref, item: "nope", k: 5), on: testSnapshot) == nil)
+    }
+}
