@@ -1,3 +1,5 @@
+import CKairosKernels
+
 /// Instruction-set level of a kernel implementation, chosen once at run time from the CPU's features.
 public enum KernelISA: Int, Sendable, CaseIterable, Comparable, CustomStringConvertible {
     /// Plain C loops, any CPU (the tested fallback).
@@ -54,35 +56,74 @@ public struct ExclusionSet: Sendable {
 }
 
 /// Dot-product kernels over a ``MatrixView``: one row, a gathered list of rows, or a full scan with a running top-k.
+///
+/// Each value holds the C function table of one ISA level, so several levels can be used side by side in one
+/// process (there is no global "current ISA").
 public struct ScoringKernels: Sendable {
-    /// Largest k accepted by ``topK(query:in:k:excluding:)``.
+    /// Largest k accepted by ``topK(_:of:k:excluding:)``.
     public static let maxK = 1000
+
+    /// Rows scored per C call in ``topK(_:of:k:excluding:)``: the score block (4 KB) stays in L1 while the
+    /// threshold filter runs over it, and the per-call overhead is amortized.
+    public static let scanBlockRows = 1024
 
     /// The instruction-set level these kernels run at.
     public let isa: KernelISA
 
+    /// The C function table for `isa` (immutable static data, hence safe to share across threads).
+    nonisolated(unsafe) private let table: UnsafePointer<ckk_kernel_table>
+
     /// The fastest kernels this CPU supports (detected once).
-    public static let best = ScoringKernels(uncheckedISA: .portable)
+    public static let best = ScoringKernels(isa: supportedISAs.last!)!
 
     /// ISA levels this CPU supports, lowest first.
-    public static let supportedISAs: [KernelISA] = [.portable]
+    public static let supportedISAs: [KernelISA] = {
+        let mask = ckk_supported_isa_mask()
+        return KernelISA.allCases.filter { mask & (1 << $0.rawValue) != 0 }
+    }()
 
     /// Kernels at `isa`, or nil when the CPU does not support it.
     public init?(isa: KernelISA) {
-        guard Self.supportedISAs.contains(isa) else { return nil }
+        guard let table = ckk_table(Int32(isa.rawValue)) else { return nil }
         self.isa = isa
+        self.table = table
     }
 
-    private init(uncheckedISA: KernelISA) { isa = uncheckedISA }
+    /// Whether ``topKApproximateInt8(_:of:k:excluding:)`` runs the AVX-512 VNNI integer kernel (else portable C).
+    public var hasVNNIInt8Path: Bool { isa == .avx512 && ckk_has_vnni() != 0 }
+
+    @inline(__always)
+    private func dotKernel(_ encoding: RowEncoding) -> ckk_dot_fn {
+        switch encoding {
+        case .float32: table.pointee.dot.1!
+        case .float16: table.pointee.dot.2!
+        case .int8: table.pointee.dot.3!
+        }
+    }
+
+    @inline(__always)
+    private func scanKernel(_ encoding: RowEncoding) -> ckk_scan_fn {
+        switch encoding {
+        case .float32: table.pointee.scan.1!
+        case .float16: table.pointee.scan.2!
+        case .int8: table.pointee.scan.3!
+        }
+    }
+
+    @inline(__always)
+    private func gatherKernel(_ encoding: RowEncoding) -> ckk_gather_fn {
+        switch encoding {
+        case .float32: table.pointee.gather.1!
+        case .float16: table.pointee.gather.2!
+        case .int8: table.pointee.gather.3!
+        }
+    }
 
     /// Dot product of `query` (count == matrix.cols) with row `row` of `matrix` (dequantized for int8).
     public func dot(_ query: UnsafeBufferPointer<Float>, row: Int, of matrix: MatrixView) -> Float {
-        // STUB (scalar); to be replaced by the dispatched SIMD implementation.
         precondition(query.count == matrix.cols && row >= 0 && row < matrix.rows)
-        let values = RowEncoder.decodeRow(row, of: matrix)
-        var s: Float = 0
-        for c in 0..<matrix.cols { s += query[c] * values[c] }
-        return s
+        let scale = matrix.scales.map { $0[row] } ?? 1
+        return dotKernel(matrix.encoding)(query.baseAddress!, matrix.rowPointer(row), scale, Int32(matrix.cols))
     }
 
     /// Scores `rows` (each in `0..<matrix.rows`) into `scores` (same count), in order.
@@ -92,12 +133,25 @@ public struct ScoringKernels: Sendable {
         of matrix: MatrixView,
         into scores: UnsafeMutableBufferPointer<Float>
     ) {
-        precondition(scores.count >= rows.count)
-        for (i, r) in rows.enumerated() { scores[i] = dot(query, row: Int(r), of: matrix) }
+        precondition(query.count == matrix.cols && scores.count >= rows.count)
+        guard let rowBase = rows.baseAddress, !rows.isEmpty else { return }
+        // An out-of-range index would read arbitrary memory: check them all (cheap next to the cache misses).
+        var lo = Int32.max
+        var hi = Int32.min
+        for r in rows {
+            lo = min(lo, r)
+            hi = max(hi, r)
+        }
+        precondition(lo >= 0 && Int(hi) < matrix.rows, "row index out of range")
+        gatherKernel(matrix.encoding)(
+            query.baseAddress!, matrix.base, matrix.rowStride, matrix.scales, rowBase, rows.count,
+            Int32(matrix.cols), scores.baseAddress!
+        )
     }
 
     /// The `k` best rows of `matrix` by dot product with `query`, best first (ties: lower row first), skipping
-    /// `excluding` and NaN scores.
+    /// `excluding` and NaN scores. Fewer than `k` rows come back when the matrix has fewer eligible rows; a query
+    /// containing NaN scores every row NaN and so returns `[]`.
     public func topK(
         _ query: UnsafeBufferPointer<Float>,
         of matrix: MatrixView,
@@ -105,14 +159,137 @@ public struct ScoringKernels: Sendable {
         excluding: ExclusionSet? = nil
     ) -> [ScoredRow] {
         precondition(k >= 0 && k <= Self.maxK)
-        var all: [ScoredRow] = []
-        for r in 0..<matrix.rows {
-            if let excluding, excluding.contains(Int32(r)) { continue }
-            let s = dot(query, row: r, of: matrix)
-            if s.isNaN { continue }
-            all.append(ScoredRow(row: Int32(r), score: s))
+        precondition(query.count == matrix.cols)
+        guard k > 0, matrix.rows > 0 else { return [] }
+        let scan = scanKernel(matrix.encoding)
+        let q = query.baseAddress!
+        return Self.scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
+            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
         }
-        all.sort { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
-        return Array(all.prefix(k))
+    }
+
+    /// Approximate top-k for int8 matrices: the query is quantized to int8 too and rows are scored with integer
+    /// dot products (AVX-512 VNNI when ``hasVNNIInt8Path``). Scores differ from the exact dequantized ones by the
+    /// query's quantization error (relative ~1/254 per element), so rankings can differ near ties. Opt-in only.
+    public func topKApproximateInt8(
+        _ query: UnsafeBufferPointer<Float>,
+        of matrix: MatrixView,
+        k: Int,
+        excluding: ExclusionSet? = nil
+    ) -> [ScoredRow] {
+        precondition(matrix.encoding == .int8, "the quantized-query path needs an int8 matrix")
+        precondition(k >= 0 && k <= Self.maxK)
+        precondition(query.count == matrix.cols)
+        guard k > 0, matrix.rows > 0 else { return [] }
+        let cols = matrix.cols
+        // Zero-padded to a multiple of 64 bytes so the kernel's masked tail loads stay inside the buffer.
+        return withUnsafeTemporaryAllocation(of: Int8.self, capacity: (cols + 63) & ~63) { qq in
+            qq.initialize(repeating: 0)
+            let qscale = ckk_quantize_query(query.baseAddress!, Int32(cols), qq.baseAddress!)
+            let scan = table.pointee.scan_i8q!
+            let qqBase = UnsafePointer(qq.baseAddress!)
+            return Self.scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
+                scan(qqBase, qscale, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(cols), out)
+            }
+        }
+    }
+
+    /// Scores all rows block by block with `scoreBlock(start, count, out)` and keeps the best `k` in a bounded
+    /// heap. Only scores above the current k-th best reach the slow path (NaN and exclusion checks, heap update).
+    @inline(__always)
+    private static func scanTopK(
+        rows: Int,
+        k: Int,
+        excluding: ExclusionSet?,
+        scoreBlock: (Int, Int, UnsafeMutablePointer<Float>) -> Void
+    ) -> [ScoredRow] {
+        var heap = TopKHeap(capacity: min(k, rows))
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: scanBlockRows) { block in
+            let out = block.baseAddress!
+            // While the heap is not full every non-NaN score is admitted; -infinity never passes `>`.
+            var threshold = -Float.infinity
+            var filling = true
+            var start = 0
+            while start < rows {
+                let n = min(scanBlockRows, rows - start)
+                scoreBlock(start, n, out)
+                for i in 0..<n {
+                    let s = out[i]
+                    // Strict `>`: a later row tying the k-th score loses to it (lower row wins ties).
+                    guard s > threshold || filling else { continue }
+                    if s.isNaN { continue }
+                    let row = Int32(truncatingIfNeeded: start + i)
+                    if let excluding, excluding.contains(row) { continue }
+                    heap.insert(score: s, row: row)
+                    if heap.isFull {
+                        filling = false
+                        threshold = heap.worstScore
+                    }
+                }
+                start += n
+            }
+        }
+        return heap.sortedBestFirst()
+    }
+}
+
+/// A bounded min-heap of the best rows seen so far; its root is the worst kept row (lowest score, then highest
+/// row index), i.e. the one a better candidate replaces.
+struct TopKHeap {
+    private var items: ContiguousArray<ScoredRow> = []
+    private let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        items.reserveCapacity(capacity)
+    }
+
+    var isFull: Bool { items.count == capacity }
+
+    /// Score of the worst kept row (only meaningful once the heap is non-empty).
+    var worstScore: Float { items[0].score }
+
+    /// `a` ranks below `b`: lower score, or equal score and higher row.
+    @inline(__always)
+    private static func worse(_ a: ScoredRow, _ b: ScoredRow) -> Bool {
+        a.score < b.score || (a.score == b.score && a.row > b.row)
+    }
+
+    /// Adds a row when there is room, else replaces the root if the row ranks above it.
+    mutating func insert(score: Float, row: Int32) {
+        let item = ScoredRow(row: row, score: score)
+        if items.count < capacity {
+            items.append(item)
+            items.withUnsafeMutableBufferPointer { h in
+                var i = h.count - 1
+                while i > 0 {
+                    let parent = (i - 1) >> 1
+                    guard Self.worse(h[i], h[parent]) else { break }
+                    h.swapAt(i, parent)
+                    i = parent
+                }
+            }
+            return
+        }
+        guard Self.worse(items[0], item) else { return }
+        items.withUnsafeMutableBufferPointer { h in
+            let n = h.count
+            var i = 0
+            while true {
+                let l = 2 * i + 1
+                if l >= n { break }
+                var c = l
+                if l + 1 < n && Self.worse(h[l + 1], h[l]) { c = l + 1 }
+                guard Self.worse(h[c], item) else { break }
+                h[i] = h[c]
+                i = c
+            }
+            h[i] = item
+        }
+    }
+
+    /// The kept rows, best first (ties: lower row first).
+    func sortedBestFirst() -> [ScoredRow] {
+        items.sorted { Self.worse($1, $0) }
     }
 }
