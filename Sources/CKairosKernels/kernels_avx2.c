@@ -27,15 +27,37 @@ INL __m128 ld4_i8(const uint8_t *p, int32_t c) {
     return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(v)));
 }
 
+/* Same addition order as lane 0 of hsum4x128, so dot, gather and scan give bit-identical scores. */
 INL float hsum128(__m128 v) {
-    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    v = _mm_add_ss(v, _mm_movehdup_ps(v));
-    return _mm_cvtss_f32(v);
+    v = _mm_hadd_ps(v, v);
+    return _mm_cvtss_f32(_mm_hadd_ps(v, v));
+}
+
+/* Lane i of the result is the sum of the 4 lanes of a_i. */
+INL __m128 hsum4x128(__m128 a0, __m128 a1, __m128 a2, __m128 a3) {
+    return _mm_hadd_ps(_mm_hadd_ps(a0, a1), _mm_hadd_ps(a2, a3));
+}
+
+/* Indices i < n with s[i] > t (NaN never passes), in order; usually none once a top-k threshold is set. */
+T2 size_t ckk_filter_gt_avx2(const float *s, size_t n, float t, uint32_t *idx) {
+    const __m256 tv = _mm256_set1_ps(t);
+    size_t count = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t m = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i), tv, _CMP_GT_OQ)) |
+                     ((uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i + 8), tv, _CMP_GT_OQ)) << 8);
+        while (m) {
+            idx[count++] = (uint32_t)i + (uint32_t)__builtin_ctz(m);
+            m &= m - 1;
+        }
+    }
+    for (; i < n; i++)
+        if (s[i] > t) idx[count++] = (uint32_t)i;
+    return count;
 }
 
 /* Four accumulators over 32-column steps hide FMA latency; the 4-wide tail folds in before the final sum. */
 #define DEF_AVX2(ENC, ESIZE)                                                                            \
-    INL float row_dot_##ENC(const float *q, const uint8_t *p, int32_t cols) {                           \
+    INL __m128 row_acc_##ENC(const float *q, const uint8_t *p, int32_t cols) {                          \
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                      \
         __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();                                      \
         int32_t c = 0;                                                                                  \
@@ -49,7 +71,10 @@ INL float hsum128(__m128 v) {
         a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));                               \
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));                \
         if (c < cols) s = _mm_fmadd_ps(_mm_loadu_ps(q + c), ld4_##ENC(p, c), s);                        \
-        return hsum128(s);                                                                              \
+        return s;                                                                                       \
+    }                                                                                                   \
+    INL float row_dot_##ENC(const float *q, const uint8_t *p, int32_t cols) {                           \
+        return hsum128(row_acc_##ENC(q, p, cols));                                                      \
     }                                                                                                   \
     T2 float ckk_dot_##ENC##_avx2(const float *q, const void *row, float scale, int32_t cols) {         \
         return row_dot_##ENC(q, (const uint8_t *)row, cols) * scale;                                    \
@@ -57,7 +82,16 @@ INL float hsum128(__m128 v) {
     T2 void ckk_scan_##ENC##_avx2(const float *q, const void *base, size_t stride, const float *scales,  \
                                   size_t start, size_t n, int32_t cols, float *out) {                   \
         const uint8_t *p = (const uint8_t *)base + start * stride;                                      \
-        for (size_t i = 0; i < n; i++, p += stride) {                                                   \
+        size_t i = 0;                                                                                   \
+        /* Four rows per step share one horizontal reduction. */                                        \
+        for (; i + 4 <= n; i += 4, p += 4 * stride) {                                                   \
+            __m128 s = hsum4x128(row_acc_##ENC(q, p, cols), row_acc_##ENC(q, p + stride, cols),         \
+                                 row_acc_##ENC(q, p + 2 * stride, cols),                                \
+                                 row_acc_##ENC(q, p + 3 * stride, cols));                               \
+            if (ESIZE == 1) s = _mm_mul_ps(s, _mm_loadu_ps(scales + start + i));                        \
+            _mm_storeu_ps(out + i, s);                                                                  \
+        }                                                                                               \
+        for (; i < n; i++, p += stride) {                                                               \
             float s = row_dot_##ENC(q, p, cols);                                                        \
             out[i] = (ESIZE == 1) ? s * scales[start + i] : s;                                          \
         }                                                                                               \

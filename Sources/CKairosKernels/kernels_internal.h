@@ -23,20 +23,13 @@
     void ckk_gather_f16_##SUFFIX(const float *, const void *, size_t, const float *, const int32_t *,   \
                                  size_t, int32_t, float *);                                             \
     void ckk_gather_i8_##SUFFIX(const float *, const void *, size_t, const float *, const int32_t *,    \
-                                size_t, int32_t, float *);
+                                size_t, int32_t, float *);                                             \
+    size_t ckk_filter_gt_##SUFFIX(const float *, size_t, float, uint32_t *);
 
 CKK_DECLARE_LEVEL(portable)
 #if defined(__x86_64__)
 CKK_DECLARE_LEVEL(avx2)
 CKK_DECLARE_LEVEL(avx512)
-#endif
-
-/* Opt-in quantized-query int8 scans. */
-void ckk_scan_i8q_portable(const int8_t *, float, const void *, size_t, const float *, size_t, size_t, int32_t,
-                           float *);
-#if defined(__x86_64__)
-void ckk_scan_i8q_vnni(const int8_t *, float, const void *, size_t, const float *, size_t, size_t, int32_t,
-                       float *);
 #endif
 
 /* Scalar binary16 -> binary32 (exact; handles subnormals, infinities, NaN). */

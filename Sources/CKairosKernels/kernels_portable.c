@@ -1,7 +1,6 @@
 /* Portable scalar kernels: any CPU, and the tested fallback. Eight partial sums keep the float error
  * close to the SIMD kernels' (and let the compiler vectorize with baseline SSE2). */
 #include "kernels_internal.h"
-#include <math.h>
 
 static inline float load_f32(const uint8_t *p, int32_t c) {
     float v;
@@ -53,29 +52,11 @@ DEF_PORTABLE(f32, load_f32, 4)
 DEF_PORTABLE(f16, load_f16, 2)
 DEF_PORTABLE(i8, load_i8, 1)
 
-void ckk_scan_i8q_portable(const int8_t *qq, float qscale, const void *base, size_t stride, const float *scales,
-                           size_t start, size_t n, int32_t cols, float *out) {
-    const int8_t *p = (const int8_t *)((const uint8_t *)base + start * stride);
-    for (size_t i = 0; i < n; i++, p += stride) {
-        int32_t acc = 0;
-        for (int32_t c = 0; c < cols; c++) acc += (int32_t)qq[c] * (int32_t)p[c];
-        out[i] = (float)acc * (qscale * scales[start + i]);
+size_t ckk_filter_gt_portable(const float *s, size_t n, float t, uint32_t *idx) {
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        idx[count] = (uint32_t)i;
+        count += s[i] > t; /* branchless: NaN compares false */
     }
-}
-
-float ckk_quantize_query(const float *q, int32_t cols, int8_t *out) {
-    float m = 0;
-    for (int32_t c = 0; c < cols; c++) {
-        float a = q[c] < 0 ? -q[c] : q[c];
-        if (a > m) m = a;
-    }
-    float scale = m > 0 ? m / 127.0f : 1.0f;
-    for (int32_t c = 0; c < cols; c++) {
-        float r = roundf(q[c] / scale);
-        if (!(r == r)) r = 0; /* NaN query element: contributes nothing rather than UB */
-        if (r > 127) r = 127;
-        if (r < -127) r = -127;
-        out[c] = (int8_t)r;
-    }
-    return scale;
+    return count;
 }

@@ -6,7 +6,7 @@ public enum KernelISA: Int, Sendable, CaseIterable, Comparable, CustomStringConv
     case portable = 0
     /// AVX2 + FMA + F16C.
     case avx2 = 1
-    /// AVX-512 F/BW/VL (+VNNI where present).
+    /// AVX-512 F/BW/VL (+ FMA, F16C).
     case avx512 = 2
 
     public static func < (a: KernelISA, b: KernelISA) -> Bool { a.rawValue < b.rawValue }
@@ -89,9 +89,6 @@ public struct ScoringKernels: Sendable {
         self.table = table
     }
 
-    /// Whether ``topKApproximateInt8(_:of:k:excluding:)`` runs the AVX-512 VNNI integer kernel (else portable C).
-    public var hasVNNIInt8Path: Bool { isa == .avx512 && ckk_has_vnni() != 0 }
-
     @inline(__always)
     private func dotKernel(_ encoding: RowEncoding) -> ckk_dot_fn {
         switch encoding {
@@ -163,70 +160,60 @@ public struct ScoringKernels: Sendable {
         guard k > 0, matrix.rows > 0 else { return [] }
         let scan = scanKernel(matrix.encoding)
         let q = query.baseAddress!
-        return Self.scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
+        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
             scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
         }
     }
 
-    /// Approximate top-k for int8 matrices: the query is quantized to int8 too and rows are scored with integer
-    /// dot products (AVX-512 VNNI when ``hasVNNIInt8Path``). Scores differ from the exact dequantized ones by the
-    /// query's quantization error (relative ~1/254 per element), so rankings can differ near ties. Opt-in only.
-    public func topKApproximateInt8(
-        _ query: UnsafeBufferPointer<Float>,
-        of matrix: MatrixView,
-        k: Int,
-        excluding: ExclusionSet? = nil
-    ) -> [ScoredRow] {
-        precondition(matrix.encoding == .int8, "the quantized-query path needs an int8 matrix")
-        precondition(k >= 0 && k <= Self.maxK)
-        precondition(query.count == matrix.cols)
-        guard k > 0, matrix.rows > 0 else { return [] }
-        let cols = matrix.cols
-        // Zero-padded to a multiple of 64 bytes so the kernel's masked tail loads stay inside the buffer.
-        return withUnsafeTemporaryAllocation(of: Int8.self, capacity: (cols + 63) & ~63) { qq in
-            qq.initialize(repeating: 0)
-            let qscale = ckk_quantize_query(query.baseAddress!, Int32(cols), qq.baseAddress!)
-            let scan = table.pointee.scan_i8q!
-            let qqBase = UnsafePointer(qq.baseAddress!)
-            return Self.scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
-                scan(qqBase, qscale, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(cols), out)
-            }
-        }
-    }
-
     /// Scores all rows block by block with `scoreBlock(start, count, out)` and keeps the best `k` in a bounded
-    /// heap. Only scores above the current k-th best reach the slow path (NaN and exclusion checks, heap update).
+    /// heap. Once the heap is full, the C filter picks the few scores above the k-th best; only those reach the
+    /// slow path (exclusion check, heap update).
     @inline(__always)
-    private static func scanTopK(
+    private func scanTopK(
         rows: Int,
         k: Int,
         excluding: ExclusionSet?,
         scoreBlock: (Int, Int, UnsafeMutablePointer<Float>) -> Void
     ) -> [ScoredRow] {
         var heap = TopKHeap(capacity: min(k, rows))
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: scanBlockRows) { block in
-            let out = block.baseAddress!
-            // While the heap is not full every non-NaN score is admitted; -infinity never passes `>`.
-            var threshold = -Float.infinity
-            var filling = true
-            var start = 0
-            while start < rows {
-                let n = min(scanBlockRows, rows - start)
-                scoreBlock(start, n, out)
-                for i in 0..<n {
-                    let s = out[i]
-                    // Strict `>`: a later row tying the k-th score loses to it (lower row wins ties).
-                    guard s > threshold || filling else { continue }
-                    if s.isNaN { continue }
-                    let row = Int32(truncatingIfNeeded: start + i)
-                    if let excluding, excluding.contains(row) { continue }
-                    heap.insert(score: s, row: row)
-                    if heap.isFull {
-                        filling = false
-                        threshold = heap.worstScore
+        let filter = table.pointee.filter_gt!
+        let blockRows = Self.scanBlockRows
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: blockRows) { block in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: blockRows) { picks in
+                let out = block.baseAddress!
+                let idx = picks.baseAddress!
+                var threshold = -Float.infinity
+                var start = 0
+                while start < rows {
+                    let n = min(blockRows, rows - start)
+                    scoreBlock(start, n, out)
+                    var i = 0
+                    // Filling: every non-NaN score is admitted (even -infinity, which no `>` filter passes).
+                    while !heap.isFull && i < n {
+                        let s = out[i]
+                        let row = Int32(truncatingIfNeeded: start + i)
+                        i += 1
+                        if s.isNaN { continue }
+                        if let excluding, excluding.contains(row) { continue }
+                        heap.insert(score: s, row: row)
+                        if heap.isFull { threshold = heap.worstScore }
                     }
+                    if i < n {
+                        let count = filter(out + i, n - i, threshold, idx)
+                        for j in 0..<count {
+                            let at = i + Int(idx[j])
+                            let s = out[at]
+                            // The threshold rises as rows are admitted. Strict `>`: a later row tying the k-th
+                            // score loses to it (lower row wins ties).
+                            guard s > threshold else { continue }
+                            let row = Int32(truncatingIfNeeded: start + at)
+                            if let excluding, excluding.contains(row) { continue }
+                            heap.insert(score: s, row: row)
+                            threshold = heap.worstScore
+                        }
+                    }
+                    start += n
                 }
-                start += n
             }
         }
         return heap.sortedBestFirst()

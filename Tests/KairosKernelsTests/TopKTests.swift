@@ -122,29 +122,4 @@ import Testing
             #expect(kernels.topK(q, of: m.view, k: 1000, excluding: ExclusionSet(0..<1000)).count == 100 - 2)
         }
     }
-
-    /// The opt-in quantized-query int8 path stays within the query's quantization error bound of the exact
-    /// scores (scale_row * qscale / 2 * sum |x_i|), and ranks like the exact path on well-separated scores.
-    @Test(arguments: ScoringKernels.supportedISAs)
-    func approximateInt8WithinQuantizationError(_ isa: KernelISA) {
-        let rows = 2049, cols = 100
-        let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: 21), rows: rows, cols: cols,
-                              encoding: .int8)
-        let query = randomValues(rows: 1, cols: cols, seed: 22)
-        let qscale = Double(query.map { abs($0) }.max()!) / 127
-        let kernels = ScoringKernels(isa: isa)!
-        query.withUnsafeBufferPointer { q in
-            let got = kernels.topKApproximateInt8(q, of: m.view, k: 50)
-            #expect(got.count == 50)
-            for item in got {
-                let x = RowEncoder.decodeRow(Int(item.row), of: m.view)
-                let exact = referenceDot(query, row: Int(item.row), of: m.view)
-                let bound = qscale / 2 * x.reduce(0) { $0 + abs(Double($1)) } * 1.001 + 1e-5 * exact.magnitude
-                #expect(abs(Double(item.score) - exact.value) <= bound, "row \(item.row)")
-            }
-            let exactTop = kernels.topK(q, of: m.view, k: 1)
-            #expect(exactTop.first?.row == got.first?.row || abs(exactTop[0].score - got[0].score) < 0.05)
-            #expect(kernels.topKApproximateInt8(q, of: m.view, k: 0).isEmpty)
-        }
-    }
 }

@@ -45,30 +45,22 @@ typedef void (*ckk_scan_fn)(const float *q, const void *base, size_t stride, con
 typedef void (*ckk_gather_fn)(const float *q, const void *base, size_t stride, const float *scales,
                               const int32_t *rows, size_t n, int32_t cols, float *out);
 
-/* Opt-in approximate int8 scan: the query is quantized to int8 once (see ckk_quantize_query) and
- * rows are scored with integer dot products (AVX-512 VNNI): out[i] = qscale * scales[r] * sum(qq*x). */
-typedef void (*ckk_scan_i8q_fn)(const int8_t *qq, float qscale, const void *base, size_t stride,
-                                const float *scales, size_t start, size_t n, int32_t cols, float *out);
+/* Writes the indices i < n with s[i] > t (NaN never passes) to idx in increasing order; returns their count.
+ * idx must hold n entries. Used by top-k to skip a block's rows below the current threshold quickly. */
+typedef size_t (*ckk_filter_gt_fn)(const float *s, size_t n, float t, uint32_t *idx);
 
 typedef struct ckk_kernel_table {
     ckk_dot_fn dot[CKK_ENC_COUNT];
     ckk_scan_fn scan[CKK_ENC_COUNT];
     ckk_gather_fn gather[CKK_ENC_COUNT];
-    ckk_scan_i8q_fn scan_i8q; /* always non-NULL (portable integer loop when VNNI is missing) */
+    ckk_filter_gt_fn filter_gt;
 } ckk_kernel_table;
 
 /* Bit mask of ISA levels this CPU (and OS) supports; bit CKK_ISA_PORTABLE is always set. */
 int ckk_supported_isa_mask(void);
 
-/* Whether the CPU has AVX-512 VNNI (used by scan_i8q at the avx512 level). */
-int ckk_has_vnni(void);
-
 /* The table for `isa`, or NULL when isa is out of range or unsupported by this CPU. */
 const ckk_kernel_table *ckk_table(int isa);
-
-/* Symmetric int8 quantization of the query (scale = max|q|/127, round half away from zero);
- * returns the scale (1 for an all-zero query). */
-float ckk_quantize_query(const float *q, int32_t cols, int8_t *out);
 
 /* xxHash64 of `len` bytes at `p` with `seed` (reference algorithm, scalar C). */
 uint64_t ckk_xxh64(const void *p, size_t len, uint64_t seed);
