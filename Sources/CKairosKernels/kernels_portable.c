@@ -60,3 +60,15 @@ size_t ckk_filter_gt_portable(const float *s, size_t n, float t, uint32_t *idx) 
     }
     return count;
 }
+
+void ckk_quantize_i8(const float *src, int8_t *dst, size_t cols, float scale) {
+    for (size_t c = 0; c < cols; c++) {
+        float v = src[c] / scale;
+        /* |v| <= 127 (up to rounding) as scale = max|x| / 127; clamp first so the conversion is defined. */
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        int32_t t = (int32_t)v;      /* toward zero */
+        float frac = v - (float)t;  /* exact */
+        t += (frac >= 0.5f) - (frac <= -0.5f);
+        dst[c] = (int8_t)t;
+    }
+}

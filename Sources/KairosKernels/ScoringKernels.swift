@@ -9,8 +9,10 @@ public enum KernelISA: Int, Sendable, CaseIterable, Comparable, CustomStringConv
     /// AVX-512 F/BW/VL (+ FMA, F16C).
     case avx512 = 2
 
+    /// Orders levels by capability (portable < avx2 < avx512).
     public static func < (a: KernelISA, b: KernelISA) -> Bool { a.rawValue < b.rawValue }
 
+    /// The level's name as used in logs and test output.
     public var description: String {
         switch self {
         case .portable: "portable"
@@ -27,6 +29,7 @@ public struct ScoredRow: Sendable, Hashable {
     /// Dot product of the query with the (dequantized) row.
     public var score: Float
 
+    /// Creates a scored row.
     public init(row: Int32, score: Float) {
         self.row = row
         self.score = score
@@ -38,6 +41,7 @@ public struct ExclusionSet: Sendable {
     /// Sorted, de-duplicated rows.
     public let sortedRows: [Int32]
 
+    /// Builds the set from any rows (duplicates and order do not matter).
     public init(_ rows: some Sequence<Int32>) {
         sortedRows = Array(Set(rows)).sorted()
     }

@@ -62,4 +62,35 @@ import Testing
         let stride = RowEncoding.int8.alignedStride(cols: cols)
         #expect(bytes[stride..<(stride + cols)].allSatisfy { $0 == 0 })
     }
+
+    /// int8 rounding is exactly Swift's `(x / scale).rounded()` (half away from zero), ties included.
+    @Test func int8RoundingMatchesSwiftRounded() {
+        let row: [Float] = [127, 2.5, -2.5, 0.5, -0.5, 126.5, -126.5, 1.4999999, -1.4999999, 0.49999997, 3.5, -127]
+        var rng = SplitMix64(seed: 77)
+        let random = (0..<4000).map { _ in Float.random(in: -3...3, using: &rng) }
+        for (values, cols) in [(row, row.count), (random, random.count)] {
+            let (bytes, scales) = Self.encoded(values, rows: 1, cols: cols, .int8)
+            for c in 0..<cols {
+                let expected = Int8(max(-127, min(127, (values[c] / scales[0]).rounded())))
+                #expect(Int8(bitPattern: bytes[c]) == expected, "\(values[c])")
+            }
+        }
+    }
+
+    /// float16 encoding is bit-identical to Swift's Float16(_:) (round to nearest even), including halfway
+    /// cases, subnormals and overflow to infinity.
+    @Test func float16MatchesSwiftConversion() {
+        var rng = SplitMix64(seed: 78)
+        var values = (0..<1000).map { _ in Float.random(in: -70000...70000, using: &rng) }
+        values += (0..<1000).map { _ in Float.random(in: -1e-4...1e-4, using: &rng) }
+        // Exactly halfway between two binary16 values (1 + 2^-11, 1 + 3 * 2^-11) and the subnormal range.
+        values += [1 + 0x1p-11, 1 + 3 * 0x1p-11, 0x1p-25, 3 * 0x1p-26, 65504, 65520, -65520, 0, -0.0, 1e-10]
+        let cols = (values.count + 3) / 4 * 4
+        values += [Float](repeating: 0, count: cols - values.count)
+        let (bytes, _) = Self.encoded(values, rows: 1, cols: cols, .float16)
+        for c in 0..<cols {
+            let got = UInt16(bytes[2 * c]) | UInt16(bytes[2 * c + 1]) << 8
+            #expect(got == Float16(values[c]).bitPattern, "\(values[c])")
+        }
+    }
 }

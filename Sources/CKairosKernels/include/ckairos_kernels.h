@@ -62,8 +62,13 @@ int ckk_supported_isa_mask(void);
 /* The table for `isa`, or NULL when isa is out of range or unsupported by this CPU. */
 const ckk_kernel_table *ckk_table(int isa);
 
-/* xxHash64 of `len` bytes at `p` with `seed` (reference algorithm, scalar C). */
-uint64_t ckk_xxh64(const void *p, size_t len, uint64_t seed);
+/* float32 -> binary16 with round-to-nearest-even (IEEE, like Swift's Float16(_:)) using F16C.
+ * Only call when the avx2 level is supported (it implies F16C). */
+void ckk_f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n);
+
+/* dst[c] = clamp(round_half_away_from_zero(src[c] / scale), -127, 127) for c < cols (like Swift's
+ * `(x / scale).rounded()`); src must be finite. Plain C the compiler vectorizes. */
+void ckk_quantize_i8(const float *src, int8_t *dst, size_t cols, float scale);
 
 #ifdef __cplusplus
 }
