@@ -8,6 +8,10 @@
 /* Rows ahead of the current one that gather prefetches: enough in-flight misses to hide DRAM latency. */
 #define CKK_GATHER_PREFETCH_DISTANCE 10
 
+/* Bytes ahead of the current rows that SIMD scans prefetch. The hardware prefetcher alone left the scans
+ * ~20% slower for float16/int8 (measured, 1M x 64 rows); prefetches past the matrix end never fault. */
+#define CKK_SCAN_PREFETCH_BYTES 8192
+
 #define CKK_DECLARE_LEVEL(SUFFIX)                                                                       \
     float ckk_dot_f32_##SUFFIX(const float *, const void *, float, int32_t);                            \
     float ckk_dot_f16_##SUFFIX(const float *, const void *, float, int32_t);                            \
