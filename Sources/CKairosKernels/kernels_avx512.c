@@ -92,7 +92,7 @@ T5 size_t ckk_filter_gt_avx512(const float *s, size_t n, float t, uint32_t *idx)
         size_t i = 0;                                                                                   \
         /* Four rows per step share one horizontal reduction (about a third of the shuffles). */        \
         for (; i + 4 <= n; i += 4, p += 4 * stride) {                                                   \
-            CKK_PREFETCH_RANGE(p + CKK_SCAN_PREFETCH_BYTES, 4 * stride);                                \
+            CKK_PREFETCH_RANGE((uintptr_t)p + CKK_SCAN_PREFETCH_BYTES, 4 * stride);                     \
             __m128 s = hsum4x512(row_acc_##ENC(q, p, cols), row_acc_##ENC(q, p + stride, cols),         \
                                  row_acc_##ENC(q, p + 2 * stride, cols),                                \
                                  row_acc_##ENC(q, p + 3 * stride, cols));                               \
