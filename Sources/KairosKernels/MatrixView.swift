@@ -21,6 +21,7 @@ public enum RowEncoding: UInt16, Sendable, CaseIterable, CustomStringConvertible
         (cols * elementSize + 63) & ~63
     }
 
+    /// The encoding's name as used in logs and CLI output.
     public var description: String {
         switch self {
         case .float32: "float32"

@@ -1,3 +1,5 @@
+import CKairosKernels
+
 /// Encodes float32 rows into the stored row encodings (and back, for reference and tests).
 public enum RowEncoder {
     /// Encodes `rows x cols` contiguous row-major float32 `values` into `rowBytes` using `encoding`, one row every
@@ -13,29 +15,37 @@ public enum RowEncoder {
         into rowBytes: UnsafeMutableRawBufferPointer,
         scales: UnsafeMutableBufferPointer<Float>
     ) {
-        // STUB (scalar Swift); to be replaced by the fast implementation.
         let stride = encoding.alignedStride(cols: cols)
+        precondition(rows >= 0 && cols >= 0)
         precondition(values.count >= rows * cols && rowBytes.count >= rows * stride)
-        for i in 0..<(rows * stride) { rowBytes[i] = 0 }
+        precondition(encoding != .int8 || scales.count >= rows)
+        guard rows > 0, cols > 0 else { return }
+        let src0 = values.baseAddress!
+        let dst0 = rowBytes.baseAddress!
+        let hasF16C = ScoringKernels.supportedISAs.contains(.avx2)
+        // One memset for the padding of every row, then typed stores per row.
+        dst0.initializeMemory(as: UInt8.self, repeating: 0, count: rows * stride)
         for r in 0..<rows {
-            let src = values.baseAddress! + r * cols
-            let dst = rowBytes.baseAddress! + r * stride
+            let src = src0 + r * cols
+            let dst = dst0 + r * stride
             switch encoding {
             case .float32:
-                for c in 0..<cols { dst.storeBytes(of: src[c], toByteOffset: c * 4, as: Float.self) }
+                dst.copyMemory(from: src, byteCount: cols * 4)
             case .float16:
-                for c in 0..<cols {
-                    dst.storeBytes(of: Float16(src[c]).bitPattern, toByteOffset: c * 2, as: UInt16.self)
+                let out = dst.assumingMemoryBound(to: UInt16.self)
+                if hasF16C {
+                    // Same rounding (to nearest, ties to even) as Float16(_:), without a libcall per element.
+                    ckk_f32_to_f16_f16c(src, out, cols)
+                } else {
+                    for c in 0..<cols { out[c] = Float16(src[c]).bitPattern.littleEndian }
                 }
             case .int8:
                 var maxAbs: Float = 0
                 for c in 0..<cols { maxAbs = max(maxAbs, abs(src[c])) }
                 let scale = maxAbs > 0 ? maxAbs / 127 : 1
                 scales[r] = scale
-                for c in 0..<cols {
-                    let q = Int8(max(-127, min(127, (src[c] / scale).rounded())))
-                    dst.storeBytes(of: q, toByteOffset: c, as: Int8.self)
-                }
+                // C: Swift's `rounded()` is a libm call and its checked conversions block vectorization here.
+                ckk_quantize_i8(src, dst.assumingMemoryBound(to: Int8.self), cols, scale)
             }
         }
     }

@@ -1,14 +1,18 @@
+import CKairosKernels
+
 /// Instruction-set level of a kernel implementation, chosen once at run time from the CPU's features.
 public enum KernelISA: Int, Sendable, CaseIterable, Comparable, CustomStringConvertible {
     /// Plain C loops, any CPU (the tested fallback).
     case portable = 0
     /// AVX2 + FMA + F16C.
     case avx2 = 1
-    /// AVX-512 F/BW/VL (+VNNI where present).
+    /// AVX-512 F/BW/VL (+ FMA, F16C).
     case avx512 = 2
 
+    /// Orders levels by capability (portable < avx2 < avx512).
     public static func < (a: KernelISA, b: KernelISA) -> Bool { a.rawValue < b.rawValue }
 
+    /// The level's name as used in logs and test output.
     public var description: String {
         switch self {
         case .portable: "portable"
@@ -25,6 +29,7 @@ public struct ScoredRow: Sendable, Hashable {
     /// Dot product of the query with the (dequantized) row.
     public var score: Float
 
+    /// Creates a scored row.
     public init(row: Int32, score: Float) {
         self.row = row
         self.score = score
@@ -36,6 +41,7 @@ public struct ExclusionSet: Sendable {
     /// Sorted, de-duplicated rows.
     public let sortedRows: [Int32]
 
+    /// Builds the set from any rows (duplicates and order do not matter).
     public init(_ rows: some Sequence<Int32>) {
         sortedRows = Array(Set(rows)).sorted()
     }
@@ -54,35 +60,71 @@ public struct ExclusionSet: Sendable {
 }
 
 /// Dot-product kernels over a ``MatrixView``: one row, a gathered list of rows, or a full scan with a running top-k.
+///
+/// Each value holds the C function table of one ISA level, so several levels can be used side by side in one
+/// process (there is no global "current ISA").
 public struct ScoringKernels: Sendable {
-    /// Largest k accepted by ``topK(query:in:k:excluding:)``.
+    /// Largest k accepted by ``topK(_:of:k:excluding:)``.
     public static let maxK = 1000
+
+    /// Rows scored per C call in ``topK(_:of:k:excluding:)``: the score block (4 KB) stays in L1 while the
+    /// threshold filter runs over it, and the per-call overhead is amortized.
+    public static let scanBlockRows = 1024
 
     /// The instruction-set level these kernels run at.
     public let isa: KernelISA
 
+    /// The C function table for `isa` (immutable static data, hence safe to share across threads).
+    nonisolated(unsafe) private let table: UnsafePointer<ckk_kernel_table>
+
     /// The fastest kernels this CPU supports (detected once).
-    public static let best = ScoringKernels(uncheckedISA: .portable)
+    public static let best = ScoringKernels(isa: supportedISAs.last!)!
 
     /// ISA levels this CPU supports, lowest first.
-    public static let supportedISAs: [KernelISA] = [.portable]
+    public static let supportedISAs: [KernelISA] = {
+        let mask = ckk_supported_isa_mask()
+        return KernelISA.allCases.filter { mask & (1 << $0.rawValue) != 0 }
+    }()
 
     /// Kernels at `isa`, or nil when the CPU does not support it.
     public init?(isa: KernelISA) {
-        guard Self.supportedISAs.contains(isa) else { return nil }
+        guard let table = ckk_table(Int32(isa.rawValue)) else { return nil }
         self.isa = isa
+        self.table = table
     }
 
-    private init(uncheckedISA: KernelISA) { isa = uncheckedISA }
+    @inline(__always)
+    private func dotKernel(_ encoding: RowEncoding) -> ckk_dot_fn {
+        switch encoding {
+        case .float32: table.pointee.dot.1!
+        case .float16: table.pointee.dot.2!
+        case .int8: table.pointee.dot.3!
+        }
+    }
+
+    @inline(__always)
+    private func scanKernel(_ encoding: RowEncoding) -> ckk_scan_fn {
+        switch encoding {
+        case .float32: table.pointee.scan.1!
+        case .float16: table.pointee.scan.2!
+        case .int8: table.pointee.scan.3!
+        }
+    }
+
+    @inline(__always)
+    private func gatherKernel(_ encoding: RowEncoding) -> ckk_gather_fn {
+        switch encoding {
+        case .float32: table.pointee.gather.1!
+        case .float16: table.pointee.gather.2!
+        case .int8: table.pointee.gather.3!
+        }
+    }
 
     /// Dot product of `query` (count == matrix.cols) with row `row` of `matrix` (dequantized for int8).
     public func dot(_ query: UnsafeBufferPointer<Float>, row: Int, of matrix: MatrixView) -> Float {
-        // STUB (scalar); to be replaced by the dispatched SIMD implementation.
         precondition(query.count == matrix.cols && row >= 0 && row < matrix.rows)
-        let values = RowEncoder.decodeRow(row, of: matrix)
-        var s: Float = 0
-        for c in 0..<matrix.cols { s += query[c] * values[c] }
-        return s
+        let scale = matrix.scales.map { $0[row] } ?? 1
+        return dotKernel(matrix.encoding)(query.baseAddress!, matrix.rowPointer(row), scale, Int32(matrix.cols))
     }
 
     /// Scores `rows` (each in `0..<matrix.rows`) into `scores` (same count), in order.
@@ -92,12 +134,25 @@ public struct ScoringKernels: Sendable {
         of matrix: MatrixView,
         into scores: UnsafeMutableBufferPointer<Float>
     ) {
-        precondition(scores.count >= rows.count)
-        for (i, r) in rows.enumerated() { scores[i] = dot(query, row: Int(r), of: matrix) }
+        precondition(query.count == matrix.cols && scores.count >= rows.count)
+        guard let rowBase = rows.baseAddress, !rows.isEmpty else { return }
+        // An out-of-range index would read arbitrary memory: check them all (cheap next to the cache misses).
+        var lo = Int32.max
+        var hi = Int32.min
+        for r in rows {
+            lo = min(lo, r)
+            hi = max(hi, r)
+        }
+        precondition(lo >= 0 && Int(hi) < matrix.rows, "row index out of range")
+        gatherKernel(matrix.encoding)(
+            query.baseAddress!, matrix.base, matrix.rowStride, matrix.scales, rowBase, rows.count,
+            Int32(matrix.cols), scores.baseAddress!
+        )
     }
 
     /// The `k` best rows of `matrix` by dot product with `query`, best first (ties: lower row first), skipping
-    /// `excluding` and NaN scores.
+    /// `excluding` and NaN scores. Fewer than `k` rows come back when the matrix has fewer eligible rows; a query
+    /// containing NaN scores every row NaN and so returns `[]`.
     public func topK(
         _ query: UnsafeBufferPointer<Float>,
         of matrix: MatrixView,
@@ -105,14 +160,127 @@ public struct ScoringKernels: Sendable {
         excluding: ExclusionSet? = nil
     ) -> [ScoredRow] {
         precondition(k >= 0 && k <= Self.maxK)
-        var all: [ScoredRow] = []
-        for r in 0..<matrix.rows {
-            if let excluding, excluding.contains(Int32(r)) { continue }
-            let s = dot(query, row: r, of: matrix)
-            if s.isNaN { continue }
-            all.append(ScoredRow(row: Int32(r), score: s))
+        precondition(query.count == matrix.cols)
+        guard k > 0, matrix.rows > 0 else { return [] }
+        let scan = scanKernel(matrix.encoding)
+        let q = query.baseAddress!
+        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
+            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
         }
-        all.sort { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
-        return Array(all.prefix(k))
+    }
+
+    /// Scores all rows block by block with `scoreBlock(start, count, out)` and keeps the best `k` in a bounded
+    /// heap. Once the heap is full, the C filter picks the few scores above the k-th best; only those reach the
+    /// slow path (exclusion check, heap update).
+    @inline(__always)
+    private func scanTopK(
+        rows: Int,
+        k: Int,
+        excluding: ExclusionSet?,
+        scoreBlock: (Int, Int, UnsafeMutablePointer<Float>) -> Void
+    ) -> [ScoredRow] {
+        var heap = TopKHeap(capacity: min(k, rows))
+        let filter = table.pointee.filter_gt!
+        let blockRows = Self.scanBlockRows
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: blockRows) { block in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: blockRows) { picks in
+                let out = block.baseAddress!
+                let idx = picks.baseAddress!
+                var threshold = -Float.infinity
+                var start = 0
+                while start < rows {
+                    let n = min(blockRows, rows - start)
+                    scoreBlock(start, n, out)
+                    var i = 0
+                    // Filling: every non-NaN score is admitted (even -infinity, which no `>` filter passes).
+                    while !heap.isFull && i < n {
+                        let s = out[i]
+                        let row = Int32(truncatingIfNeeded: start + i)
+                        i += 1
+                        if s.isNaN { continue }
+                        if let excluding, excluding.contains(row) { continue }
+                        heap.insert(score: s, row: row)
+                        if heap.isFull { threshold = heap.worstScore }
+                    }
+                    if i < n {
+                        let count = filter(out + i, n - i, threshold, idx)
+                        for j in 0..<count {
+                            let at = i + Int(idx[j])
+                            let s = out[at]
+                            // The threshold rises as rows are admitted. Strict `>`: a later row tying the k-th
+                            // score loses to it (lower row wins ties).
+                            guard s > threshold else { continue }
+                            let row = Int32(truncatingIfNeeded: start + at)
+                            if let excluding, excluding.contains(row) { continue }
+                            heap.insert(score: s, row: row)
+                            threshold = heap.worstScore
+                        }
+                    }
+                    start += n
+                }
+            }
+        }
+        return heap.sortedBestFirst()
+    }
+}
+
+/// A bounded min-heap of the best rows seen so far; its root is the worst kept row (lowest score, then highest
+/// row index), i.e. the one a better candidate replaces.
+struct TopKHeap {
+    private var items: ContiguousArray<ScoredRow> = []
+    private let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        items.reserveCapacity(capacity)
+    }
+
+    var isFull: Bool { items.count == capacity }
+
+    /// Score of the worst kept row (only meaningful once the heap is non-empty).
+    var worstScore: Float { items[0].score }
+
+    /// `a` ranks below `b`: lower score, or equal score and higher row.
+    @inline(__always)
+    private static func worse(_ a: ScoredRow, _ b: ScoredRow) -> Bool {
+        a.score < b.score || (a.score == b.score && a.row > b.row)
+    }
+
+    /// Adds a row when there is room, else replaces the root if the row ranks above it.
+    mutating func insert(score: Float, row: Int32) {
+        let item = ScoredRow(row: row, score: score)
+        if items.count < capacity {
+            items.append(item)
+            items.withUnsafeMutableBufferPointer { h in
+                var i = h.count - 1
+                while i > 0 {
+                    let parent = (i - 1) >> 1
+                    guard Self.worse(h[i], h[parent]) else { break }
+                    h.swapAt(i, parent)
+                    i = parent
+                }
+            }
+            return
+        }
+        guard Self.worse(items[0], item) else { return }
+        items.withUnsafeMutableBufferPointer { h in
+            let n = h.count
+            var i = 0
+            while true {
+                let l = 2 * i + 1
+                if l >= n { break }
+                var c = l
+                if l + 1 < n && Self.worse(h[l + 1], h[l]) { c = l + 1 }
+                guard Self.worse(h[c], item) else { break }
+                h[i] = h[c]
+                i = c
+            }
+            h[i] = item
+        }
+    }
+
+    /// The kept rows, best first (ties: lower row first).
+    func sortedBestFirst() -> [ScoredRow] {
+        items.sorted { Self.worse($1, $0) }
     }
 }

@@ -1,5 +1,76 @@
 #ifndef CKAIROS_KERNELS_H
 #define CKAIROS_KERNELS_H
-/* Placeholder: the SIMD kernels land here. */
-int ckairos_kernels_placeholder(void);
+
+/*
+ * Dot-product kernels over dense row-major matrices, one function table per ISA level.
+ *
+ * No CPU-specific compiler flags are used anywhere: SIMD functions carry per-function
+ * `target` attributes and are only reachable through a table the runtime CPU check allows,
+ * so the same binary runs (portable path) on any x86-64 and builds on other architectures.
+ *
+ * Encodings use the RowEncoding raw values (1 = float32, 2 = float16, 3 = int8 with one
+ * float32 scale per row). Kernels never read past `cols` elements of a row.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    CKK_ISA_PORTABLE = 0,
+    CKK_ISA_AVX2 = 1,
+    CKK_ISA_AVX512 = 2,
+    CKK_ISA_COUNT = 3,
+};
+
+enum {
+    CKK_ENC_F32 = 1,
+    CKK_ENC_F16 = 2,
+    CKK_ENC_I8 = 3,
+    CKK_ENC_COUNT = 4, /* index 0 unused so the Swift raw value indexes directly */
+};
+
+/* Dot product of q[0..cols) with one row; `scale` multiplies the result (int8 rows; 1 otherwise). */
+typedef float (*ckk_dot_fn)(const float *q, const void *row, float scale, int32_t cols);
+
+/* out[i] = dot(q, row start+i) for i in [0, n); rows are `stride` bytes apart from `base`;
+ * `scales` (int8 only, else ignored) is indexed by absolute row. */
+typedef void (*ckk_scan_fn)(const float *q, const void *base, size_t stride, const float *scales,
+                            size_t start, size_t n, int32_t cols, float *out);
+
+/* out[i] = dot(q, row rows[i]) for i in [0, n), prefetching a few rows ahead. */
+typedef void (*ckk_gather_fn)(const float *q, const void *base, size_t stride, const float *scales,
+                              const int32_t *rows, size_t n, int32_t cols, float *out);
+
+/* Writes the indices i < n with s[i] > t (NaN never passes) to idx in increasing order; returns their count.
+ * idx must hold n entries. Used by top-k to skip a block's rows below the current threshold quickly. */
+typedef size_t (*ckk_filter_gt_fn)(const float *s, size_t n, float t, uint32_t *idx);
+
+typedef struct ckk_kernel_table {
+    ckk_dot_fn dot[CKK_ENC_COUNT];
+    ckk_scan_fn scan[CKK_ENC_COUNT];
+    ckk_gather_fn gather[CKK_ENC_COUNT];
+    ckk_filter_gt_fn filter_gt;
+} ckk_kernel_table;
+
+/* Bit mask of ISA levels this CPU (and OS) supports; bit CKK_ISA_PORTABLE is always set. */
+int ckk_supported_isa_mask(void);
+
+/* The table for `isa`, or NULL when isa is out of range or unsupported by this CPU. */
+const ckk_kernel_table *ckk_table(int isa);
+
+/* float32 -> binary16 with round-to-nearest-even (IEEE, like Swift's Float16(_:)) using F16C.
+ * Only call when the avx2 level is supported (it implies F16C). */
+void ckk_f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n);
+
+/* dst[c] = clamp(round_half_away_from_zero(src[c] / scale), -127, 127) for c < cols (like Swift's
+ * `(x / scale).rounded()`); src must be finite. Plain C the compiler vectorizes. */
+void ckk_quantize_i8(const float *src, int8_t *dst, size_t cols, float scale);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

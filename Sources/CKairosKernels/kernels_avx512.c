@@ -1,0 +1,130 @@
+/* AVX-512 (F/BW/VL) kernels: 16 lanes, masked loads for the column tail so no byte past `cols`
+ * elements is read (masked-off lanes never fault). Reachable only through the avx512 table. */
+#include "kernels_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) T5
+
+/* 16 elements at column c, widened to float. */
+INL __m512 ld16_f32(const uint8_t *p, int32_t c) { return _mm512_loadu_ps((const float *)(p + 4 * (size_t)c)); }
+INL __m512 ld16_f16(const uint8_t *p, int32_t c) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (size_t)c)));
+}
+INL __m512 ld16_i8(const uint8_t *p, int32_t c) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + c))));
+}
+/* The first popcount(m) elements at column c; masked-off lanes are zero and not accessed. */
+INL __m512 ldm_f32(const uint8_t *p, int32_t c, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, (const float *)(p + 4 * (size_t)c));
+}
+INL __m512 ldm_f16(const uint8_t *p, int32_t c, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * (size_t)c));
+}
+INL __m512 ldm_i8(const uint8_t *p, int32_t c, __mmask16 m) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p + c)));
+}
+
+/* Same addition order as lane 0 of hsum4x512, so dot, gather and scan give bit-identical scores. */
+INL float hsum512(__m512 v) {
+    __m256 f = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m256 h = _mm256_hadd_ps(f, f);
+    h = _mm256_hadd_ps(h, h);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+/* Lane i of the result is the sum of all 16 lanes of a_i. */
+INL __m128 hsum4x512(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+#define CKK_FOLD(v) _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(CKK_FOLD(a0), CKK_FOLD(a1)), _mm256_hadd_ps(CKK_FOLD(a2), CKK_FOLD(a3)));
+#undef CKK_FOLD
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* Indices i < n with s[i] > t (NaN never passes), in order; usually none once a top-k threshold is set. */
+T5 size_t ckk_filter_gt_avx512(const float *s, size_t n, float t, uint32_t *idx) {
+    const __m512 tv = _mm512_set1_ps(t);
+    size_t count = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t m = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), tv, _CMP_GT_OQ);
+        while (m) {
+            idx[count++] = (uint32_t)i + (uint32_t)__builtin_ctz(m);
+            m &= m - 1;
+        }
+    }
+    if (i < n) {
+        __mmask16 lanes = (__mmask16)((1u << (n - i)) - 1u);
+        uint32_t m = _mm512_mask_cmp_ps_mask(lanes, _mm512_maskz_loadu_ps(lanes, s + i), tv, _CMP_GT_OQ);
+        while (m) {
+            idx[count++] = (uint32_t)i + (uint32_t)__builtin_ctz(m);
+            m &= m - 1;
+        }
+    }
+    return count;
+}
+
+#define DEF_AVX512(ENC, ESIZE)                                                                          \
+    INL __m512 row_acc_##ENC(const float *q, const uint8_t *p, int32_t cols) {                          \
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();                                      \
+        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();                                      \
+        int32_t c = 0;                                                                                  \
+        for (; c + 64 <= cols; c += 64) {                                                               \
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), ld16_##ENC(p, c), a0);                         \
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 16), ld16_##ENC(p, c + 16), a1);               \
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 32), ld16_##ENC(p, c + 32), a2);               \
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 48), ld16_##ENC(p, c + 48), a3);               \
+        }                                                                                               \
+        for (; c + 16 <= cols; c += 16) a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), ld16_##ENC(p, c), a1); \
+        if (c < cols) {                                                                                 \
+            __mmask16 m = (__mmask16)((1u << (cols - c)) - 1u);                                         \
+            a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + c), ldm_##ENC(p, c, m), a2);              \
+        }                                                                                               \
+        return _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));                             \
+    }                                                                                                   \
+    T5 float ckk_dot_##ENC##_avx512(const float *q, const void *row, float scale, int32_t cols) {       \
+        return hsum512(row_acc_##ENC(q, (const uint8_t *)row, cols)) * scale;                           \
+    }                                                                                                   \
+    T5 void ckk_scan_##ENC##_avx512(const float *q, const void *base, size_t stride, const float *scales, \
+                                    size_t start, size_t n, int32_t cols, float *out) {                 \
+        const uint8_t *p = (const uint8_t *)base + start * stride;                                      \
+        size_t i = 0;                                                                                   \
+        /* Four rows per step share one horizontal reduction (about a third of the shuffles). */        \
+        for (; i + 4 <= n; i += 4, p += 4 * stride) {                                                   \
+            CKK_PREFETCH_RANGE((uintptr_t)p + CKK_SCAN_PREFETCH_BYTES, 4 * stride);                     \
+            __m128 s = hsum4x512(row_acc_##ENC(q, p, cols), row_acc_##ENC(q, p + stride, cols),         \
+                                 row_acc_##ENC(q, p + 2 * stride, cols),                                \
+                                 row_acc_##ENC(q, p + 3 * stride, cols));                               \
+            if (ESIZE == 1) s = _mm_mul_ps(s, _mm_loadu_ps(scales + start + i));                        \
+            _mm_storeu_ps(out + i, s);                                                                  \
+        }                                                                                               \
+        for (; i < n; i++, p += stride) {                                                               \
+            float s = hsum512(row_acc_##ENC(q, p, cols));                                               \
+            out[i] = (ESIZE == 1) ? s * scales[start + i] : s;                                          \
+        }                                                                                               \
+    }                                                                                                   \
+    T5 void ckk_gather_##ENC##_avx512(const float *q, const void *base, size_t stride,                  \
+                                      const float *scales, const int32_t *rows, size_t n, int32_t cols, \
+                                      float *out) {                                                     \
+        const uint8_t *b = (const uint8_t *)base;                                                       \
+        const size_t bytes = (size_t)cols * ESIZE;                                                      \
+        for (size_t i = 0; i < n && i < CKK_GATHER_PREFETCH_DISTANCE; i++)                              \
+            CKK_PREFETCH_RANGE(b + (size_t)rows[i] * stride, bytes);                                    \
+        for (size_t i = 0; i < n; i++) {                                                                \
+            if (i + CKK_GATHER_PREFETCH_DISTANCE < n) {                                                 \
+                size_t ahead = (size_t)rows[i + CKK_GATHER_PREFETCH_DISTANCE];                          \
+                CKK_PREFETCH_RANGE(b + ahead * stride, bytes);                                          \
+                if (ESIZE == 1) __builtin_prefetch(scales + ahead, 0, 3);                               \
+            }                                                                                           \
+            size_t r = (size_t)rows[i];                                                                 \
+            float s = hsum512(row_acc_##ENC(q, b + r * stride, cols));                                  \
+            out[i] = (ESIZE == 1) ? s * scales[r] : s;                                                  \
+        }                                                                                               \
+    }
+
+DEF_AVX512(f32, 4)
+DEF_AVX512(f16, 2)
+DEF_AVX512(i8, 1)
+
+#endif

@@ -1,0 +1,87 @@
+import KairosKernels
+import Testing
+
+@Suite struct ScoringKernelsTests {
+    static let colsList = [4, 8, 12, 16, 20, 60, 64, 68, 100, 128, 1020, 1024]
+
+    /// Every (ISA, encoding, cols) combination, so each tail length runs at each level.
+    static let dotCases: [(KernelCase, Int)] = KernelCase.all.flatMap { c in colsList.map { (c, $0) } }
+
+    /// The runtime check always offers the portable level, lists levels in order, and `best` is the highest.
+    @Test func supportedISAsAreConsistent() {
+        let isas = ScoringKernels.supportedISAs
+        #expect(isas.first == .portable)
+        #expect(isas == isas.sorted())
+        #expect(ScoringKernels.best.isa == isas.last)
+        for isa in KernelISA.allCases {
+            #expect((ScoringKernels(isa: isa) != nil) == isas.contains(isa))
+        }
+    }
+
+    /// dot and gather match the double-precision reference over the dequantized rows, including the last row,
+    /// which ends at a PROT_NONE page (an over-read would crash the test process).
+    @Test(arguments: dotCases)
+    func dotAndGatherMatchReference(_ kc: KernelCase, cols: Int) {
+        let rows = 9
+        let m = GuardedMatrix(
+            values: randomValues(rows: rows, cols: cols, seed: UInt64(cols) &* 31 &+ UInt64(kc.encoding.rawValue)),
+            rows: rows, cols: cols, encoding: kc.encoding
+        )
+        let query = randomValues(rows: 1, cols: cols, seed: 0xC0FFEE &+ UInt64(cols))
+        let kernels = kc.kernels
+        let refs = (0..<rows).map { referenceDot(query, row: $0, of: m.view) }
+        query.withUnsafeBufferPointer { q in
+            for r in 0..<rows {
+                let got = kernels.dot(q, row: r, of: m.view)
+                #expect(agrees(got, refs[r]), "row \(r): \(got) vs \(refs[r].value)")
+            }
+            // Repeats, the last row, and an order that is not sequential.
+            let order: [Int32] = [Int32(rows - 1), 0, 3, Int32(rows - 1), 7, 1, 1, 8, 2, 5, 4, 6]
+            var scores = [Float](repeating: .nan, count: order.count)
+            order.withUnsafeBufferPointer { o in
+                scores.withUnsafeMutableBufferPointer { kernels.gather(q, rows: o, of: m.view, into: $0) }
+            }
+            for (i, r) in order.enumerated() {
+                #expect(agrees(scores[i], refs[Int(r)]), "gather[\(i)] row \(r): \(scores[i]) vs \(refs[Int(r)].value)")
+            }
+        }
+    }
+
+    /// gather over many random rows (more than the prefetch distance) equals dot row by row, bit for bit.
+    @Test(arguments: KernelCase.all)
+    func gatherEqualsDot(_ kc: KernelCase) {
+        let rows = 500, cols = 68
+        let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: 7), rows: rows, cols: cols,
+                              encoding: kc.encoding)
+        var rng = SplitMix64(seed: 11)
+        let picks = (0..<300).map { _ in Int32.random(in: 0..<Int32(rows), using: &rng) } + [Int32(rows - 1)]
+        let query = randomValues(rows: 1, cols: cols, seed: 12)
+        var scores = [Float](repeating: .nan, count: picks.count)
+        query.withUnsafeBufferPointer { q in
+            picks.withUnsafeBufferPointer { p in
+                scores.withUnsafeMutableBufferPointer { kc.kernels.gather(q, rows: p, of: m.view, into: $0) }
+            }
+            for (i, r) in picks.enumerated() {
+                #expect(scores[i] == kc.kernels.dot(q, row: Int(r), of: m.view))
+            }
+        }
+    }
+
+    /// All levels produce the same scores within float tolerance (they run concurrently in this process).
+    @Test(arguments: RowEncoding.allCases)
+    func levelsAgree(_ encoding: RowEncoding) {
+        let rows = 64, cols = 1020
+        let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: 99), rows: rows, cols: cols,
+                              encoding: encoding)
+        let query = randomValues(rows: 1, cols: cols, seed: 100)
+        query.withUnsafeBufferPointer { q in
+            for r in 0..<rows {
+                let ref = referenceDot(query, row: r, of: m.view)
+                for isa in ScoringKernels.supportedISAs {
+                    let got = ScoringKernels(isa: isa)!.dot(q, row: r, of: m.view)
+                    #expect(agrees(got, ref), "\(isa) row \(r)")
+                }
+            }
+        }
+    }
+}

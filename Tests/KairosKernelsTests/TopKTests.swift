@@ -1,0 +1,125 @@
+import KairosKernels
+import Testing
+
+@Suite struct TopKTests {
+    /// Row counts around the scan block size (1024): a single row, less than a block, two blocks plus one.
+    static let cases: [(KernelCase, Int)] = KernelCase.all.flatMap { c in [1, 1000, 2049].map { (c, $0) } }
+
+    /// Expected top-k from the kernel's own per-row scores: sort by score (desc) then row (asc), skip excluded.
+    static func expected(_ scores: [Float], k: Int, excluded: Set<Int32> = []) -> [ScoredRow] {
+        let all = scores.enumerated()
+            .filter { !$0.element.isNaN && !excluded.contains(Int32($0.offset)) }
+            .map { ScoredRow(row: Int32($0.offset), score: $0.element) }
+            .sorted { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
+        return Array(all.prefix(k))
+    }
+
+    static func gatherAll(_ kernels: ScoringKernels, _ q: UnsafeBufferPointer<Float>, _ m: MatrixView) -> [Float] {
+        let rows = (0..<Int32(m.rows)).map { $0 }
+        var scores = [Float](repeating: .nan, count: m.rows)
+        rows.withUnsafeBufferPointer { r in
+            scores.withUnsafeMutableBufferPointer { kernels.gather(q, rows: r, of: m, into: $0) }
+        }
+        return scores
+    }
+
+    /// topK equals a full sort of all scores for k in [0, 1, 10, 1000], with and without exclusions, and its
+    /// scores match the double-precision reference ranking position by position.
+    @Test(arguments: cases)
+    func topKEqualsFullSort(_ kc: KernelCase, rows: Int) {
+        let cols = 20
+        let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: UInt64(rows)), rows: rows,
+                              cols: cols, encoding: kc.encoding)
+        let query = randomValues(rows: 1, cols: cols, seed: 5)
+        let kernels = kc.kernels
+        let refs = (0..<rows).map { referenceDot(query, row: $0, of: m.view) }
+        query.withUnsafeBufferPointer { q in
+            let scores = Self.gatherAll(kernels, q, m.view)
+            // Exclude the 3 best rows (so exclusion changes the answer) and every 7th row.
+            let best3 = Self.expected(scores, k: 3).map(\.row)
+            let excluded = Set(best3 + stride(from: Int32(0), to: Int32(rows), by: 7))
+            for k in [0, 1, 10, 1000] {
+                let got = kernels.topK(q, of: m.view, k: k)
+                #expect(got == Self.expected(scores, k: k), "k=\(k)")
+                #expect(got.count == min(k, rows))
+                // Against the reference: the i-th best score agrees within float tolerance.
+                let refSorted = refs.sorted { $0.value > $1.value }
+                for (i, item) in got.enumerated() {
+                    #expect(agrees(item.score, refSorted[i]), "k=\(k) position \(i)")
+                }
+                let gotEx = kernels.topK(q, of: m.view, k: k, excluding: ExclusionSet(excluded))
+                #expect(gotEx == Self.expected(scores, k: k, excluded: excluded), "k=\(k) with exclusions")
+                #expect(gotEx.allSatisfy { !excluded.contains($0.row) })
+            }
+        }
+    }
+
+    /// Equal scores (duplicated rows) come back lower row first, across block boundaries.
+    @Test(arguments: KernelCase.all)
+    func tiesBreakByLowerRow(_ kc: KernelCase) {
+        let rows = 2049, cols = 12
+        let distinct = randomValues(rows: 5, cols: cols, seed: 3)
+        let values = (0..<rows).flatMap { r in distinct[(r % 5) * cols..<(r % 5 + 1) * cols] }
+        let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: kc.encoding)
+        let query = randomValues(rows: 1, cols: cols, seed: 4)
+        query.withUnsafeBufferPointer { q in
+            let got = kc.kernels.topK(q, of: m.view, k: 1000)
+            #expect(got == Self.expected(Self.gatherAll(kc.kernels, q, m.view), k: 1000))
+            // All 1000 results come from the best group plus part of the second: rows ascending within a score.
+            for (a, b) in zip(got, got.dropFirst()) where a.score == b.score {
+                #expect(a.row < b.row)
+            }
+        }
+    }
+
+    /// k larger than the number of eligible rows returns every eligible row, best first.
+    @Test(arguments: KernelCase.all)
+    func kLargerThanRowsReturnsAllRows(_ kc: KernelCase) {
+        for rows in [1, 37] {
+            let m = GuardedMatrix(values: randomValues(rows: rows, cols: 8, seed: 8), rows: rows, cols: 8,
+                                  encoding: kc.encoding)
+            let query = randomValues(rows: 1, cols: 8, seed: 9)
+            query.withUnsafeBufferPointer { q in
+                let got = kc.kernels.topK(q, of: m.view, k: 1000)
+                #expect(Set(got.map(\.row)) == Set(0..<Int32(rows)))
+                #expect(got == Self.expected(Self.gatherAll(kc.kernels, q, m.view), k: 1000))
+                let gotEx = kc.kernels.topK(q, of: m.view, k: 50, excluding: ExclusionSet([0]))
+                #expect(gotEx.count == rows - 1)
+            }
+        }
+    }
+
+    /// A NaN in the query makes every score NaN: topK returns [] (documented), without crashing.
+    @Test(arguments: KernelCase.all)
+    func nanQueryReturnsEmpty(_ kc: KernelCase) {
+        let rows = 1500, cols = 16
+        let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: 1), rows: rows, cols: cols,
+                              encoding: kc.encoding)
+        var query = randomValues(rows: 1, cols: cols, seed: 2)
+        query[5] = .nan
+        query.withUnsafeBufferPointer { q in
+            #expect(kc.kernels.topK(q, of: m.view, k: 10).isEmpty)
+            #expect(kc.kernels.topK(q, of: m.view, k: 1000).isEmpty)
+        }
+    }
+
+    /// Rows whose score is NaN (a NaN stored in a float32 row) are skipped; the rest are ranked normally.
+    @Test(arguments: ScoringKernels.supportedISAs)
+    func nanRowsAreSkipped(_ isa: KernelISA) {
+        let rows = 1100, cols = 16
+        let nanRows: Set<Int32> = [0, 1, 500, 1024, 1099]
+        let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: 13), rows: rows, cols: cols,
+                              encoding: .float32) { base, stride in
+            for r in nanRows { base.storeBytes(of: Float.nan, toByteOffset: Int(r) * stride + 8, as: Float.self) }
+        }
+        let query = randomValues(rows: 1, cols: cols, seed: 14)
+        let kernels = ScoringKernels(isa: isa)!
+        query.withUnsafeBufferPointer { q in
+            let got = kernels.topK(q, of: m.view, k: 1000)
+            #expect(got.count == 1000)
+            #expect(got.allSatisfy { !$0.score.isNaN && !nanRows.contains($0.row) })
+            #expect(got == Self.expected(Self.gatherAll(kernels, q, m.view), k: 1000))
+            #expect(kernels.topK(q, of: m.view, k: 1000, excluding: ExclusionSet(0..<1000)).count == 100 - 2)
+        }
+    }
+}
