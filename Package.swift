@@ -4,6 +4,15 @@ import PackageDescription
 // Dependencies are pinned with `from:` at the majors available on the build machines.
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
+let histogram: Target.Dependency = .product(name: "Histogram", package: "hdrhistogram-swift")
+let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
 
 let package = Package(
     name: "Kairos",
@@ -14,6 +23,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         // MARK: C shims (leaves)
@@ -32,8 +47,18 @@ let package = Package(
         // MARK: Scoring on top of the kernels (answers protocol requests against one model snapshot)
         .target(name: "KairosScoring", dependencies: ["KairosKernels", "KairosModelFormat", "KairosProtocol"]),
 
+        // MARK: Server and client
+        .target(
+            name: "KairosServer",
+            dependencies: ["KairosScoring", "KairosProtocol", "KairosModelFormat", nioCore, nioPosix, nioHTTP1, logging, metrics, prometheus, serviceLifecycle, histogram, deque]
+        ),
+        .target(name: "KairosClient", dependencies: ["KairosProtocol", nioCore, nioPosix]),
+
         // MARK: Executables
-        .target(name: "KairosCLI", dependencies: ["KairosModelFormat", "KairosKernels", argumentParser]),
+        .target(
+            name: "KairosCLI",
+            dependencies: ["KairosModelFormat", "KairosKernels", "KairosScoring", "KairosServer", "KairosClient", "KairosProtocol", argumentParser, logging, serviceLifecycle, unixSignals, prometheus, metrics, histogram, nioCore, nioPosix]
+        ),
         .executableTarget(name: "kairos", dependencies: ["KairosCLI", argumentParser]),
         .executableTarget(
             name: "KairosKernelBench",

@@ -1,11 +1,11 @@
 public import ArgumentParser
 
 /// The `kairos` command line: one subcommand per job.
-public struct KairosCommand: ParsableCommand {
+public struct KairosCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "kairos",
         abstract: "Time-aware recommendations for push: what, whether and when.",
-        subcommands: [Inspect.self, MakeDemoModel.self]
+        subcommands: [Serve.self, Query.self, Bench.self, Inspect.self, MakeDemoModel.self]
     )
 
     public init() {}

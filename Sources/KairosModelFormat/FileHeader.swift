@@ -49,6 +49,8 @@ public struct FileHeader: Sendable, Hashable {
     public var sectionTableChecksum: UInt64
     /// Model name: 1-48 bytes of `[A-Za-z0-9._-]`.
     public var modelName: String
+    /// The header's own xxh64 as read from the file (identifies the exact file; 0 before writing).
+    public var checksum: UInt64 = 0
 
     /// Whether `name` is a valid model name (also safe as a file name).
     public static func isValidModelName(_ name: String) -> Bool {
@@ -141,7 +143,8 @@ public struct FileHeader: Sendable, Hashable {
             createdAt: createdAt,
             modelVersion: modelVersion,
             sectionTableChecksum: tableChecksum,
-            modelName: name
+            modelName: name,
+            checksum: stored
         )
     }
 }

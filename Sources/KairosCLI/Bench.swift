@@ -1,0 +1,213 @@
+public import ArgumentParser
+import FoundationEssentials
+import Histogram
+import KairosProtocol
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// `kairos bench`: a closed-loop load generator (N connections x P requests in flight) for a running server.
+public struct Bench: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Load a running kairos server and report throughput and latency.")
+
+    @Option(help: "Server address.") var host = "127.0.0.1"
+    @Option(help: "Server port.") var port = 7878
+    @Option(help: "Operation: ping, score, topk, similar, push.") var op = "score"
+    @Option(help: "Connections.") var connections = 50
+    @Option(help: "Requests in flight per connection.") var pipeline = 1
+    @Option(help: "Seconds to run.") var duration = 10.0
+    @Option(help: "Candidates per SCORE.") var candidates = 100
+    @Option(help: "k for TOPK / SIMILAR / PUSH.") var k: UInt16 = 10
+    @Option(help: "Model name.") var model = "default"
+    @Option(help: "Item ids are ITEM_PREFIX + 0..<ITEMS.") var itemPrefix = "item-"
+    @Option(help: "Number of items in the model.") var items = 2000
+    @Option(help: "User ids are USER_PREFIX + 0..<USERS.") var userPrefix = "user-"
+    @Option(help: "Number of users in the model.") var users = 500
+    @Option(help: "Event-loop threads for the load generator.") var threads = 1
+    @Flag(help: "Print one JSON object.") var json = false
+
+    public init() {}
+
+    public func validate() throws {
+        guard ["ping", "score", "topk", "similar", "push"].contains(op) else { throw ValidationError("--op must be ping, score, topk, similar or push") }
+        guard connections > 0, pipeline > 0, duration > 0, items > 0, users > 0 else { throw ValidationError("counts must be positive") }
+    }
+
+    /// Distinct request frames to cycle through (random users and candidates, deterministic).
+    func frames(seed: UInt64) -> [ByteBuffer] {
+        var rng = SplitMix(seed)
+        let ref = ModelRef(name: model)
+        return (0..<64).map { _ in
+            let user = "\(userPrefix)\(rng.next() % UInt64(users))"
+            let request: Request = switch op {
+            case "ping": .ping
+            case "score": .score(ScoreRequest(model: ref, user: user, candidates: (0..<candidates).map { _ in "\(itemPrefix)\(rng.next() % UInt64(items))" }))
+            case "topk": .topK(TopKRequest(model: ref, user: user, k: k))
+            case "similar": .similar(SimilarRequest(model: ref, item: "\(itemPrefix)\(rng.next() % UInt64(items))", k: k))
+            default: .pushDecide(PushDecideRequest(model: ref, user: user, k: k))
+            }
+            var b = ByteBuffer()
+            request.writeFrame(requestID: 0, to: &b)
+            return b
+        }
+    }
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let results = BenchTotals()
+        let stopAt = NIODeadline.now() + .nanoseconds(Int64(duration * 1e9))
+        var channels: [any Channel] = []
+        for c in 0..<connections {
+            let frames = self.frames(seed: UInt64(c) &* 0x9E37_79B9)
+            let depth = pipeline
+            let channel = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(LoadHandler(frames: frames, depth: depth, stopAt: stopAt, results: results))
+                    }
+                }
+                .connect(host: host, port: port)
+                .get()
+            channels.append(channel)
+        }
+        let started = NIODeadline.now()
+        for ch in channels { ch.pipeline.fireUserInboundEventTriggered(LoadHandler.Start()) }
+        for ch in channels { try? await ch.closeFuture.get() }
+        let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+        try await group.shutdownGracefully()
+        let r = results.value.withLock { $0 }
+        let rps = Double(r.requests) / elapsed
+        let p = { (q: Double) in Double(r.histogram.valueAtPercentile(q)) / 1000 }
+        if json {
+            let fields: [(String, JSONValue)] = [
+                ("op", .string(op)), ("connections", .integer(Int64(connections))), ("pipeline", .integer(Int64(pipeline))),
+                ("duration_s", .number(elapsed)), ("requests", .integer(Int64(r.requests))), ("errors", .integer(Int64(r.errors))),
+                ("throughput_rps", .number(rps)),
+                ("latency_us", .object([("p50", .number(p(50))), ("p90", .number(p(90))), ("p99", .number(p(99))), ("p999", .number(p(99.9))), ("max", .number(Double(r.histogram.max) / 1000))])),
+            ]
+            let encoder = JSONEncoder()
+            print(String(decoding: try encoder.encode(JSONValue.object(fields)), as: UTF8.self))
+        } else {
+            print("\(op): \(connections) connections x pipeline \(pipeline), \(String(format2(elapsed))) s")
+            print("requests \(r.requests), errors \(r.errors), throughput \(Int(rps)) req/s")
+            print("latency us: p50 \(format2(p(50))), p90 \(format2(p(90))), p99 \(format2(p(99))), p99.9 \(format2(p(99.9))), max \(format2(Double(r.histogram.max) / 1000))")
+        }
+        if r.requests == 0 { throw ExitCode(1) }
+    }
+
+    func format2(_ x: Double) -> String { String(Double(Int(x * 100)) / 100) }
+}
+
+/// Shared totals the connections add to when they finish.
+final class BenchTotals: Sendable {
+    let value = Mutex(BenchResults())
+}
+
+struct BenchResults: Sendable {
+    var requests: UInt64 = 0
+    var errors: UInt64 = 0
+    /// Latency in nanoseconds.
+    var histogram = Histogram<UInt64>(lowestDiscernibleValue: 100, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+}
+
+/// SplitMix64, for deterministic request mixes.
+struct SplitMix {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Keeps `depth` requests in flight on one connection until `stopAt`; responses come back in order, so the oldest
+/// send time answers each one.
+final class LoadHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    struct Start: Sendable {}
+
+    let frames: [ByteBuffer]
+    let depth: Int
+    let stopAt: NIODeadline
+    let results: BenchTotals
+    var sent: [UInt64] = []
+    var sentHead = 0
+    var next = 0
+    var cumulation: ByteBuffer?
+    var local = BenchResults()
+    var stopping = false
+
+    init(frames: [ByteBuffer], depth: Int, stopAt: NIODeadline, results: BenchTotals) {
+        self.frames = frames
+        self.depth = depth
+        self.stopAt = stopAt
+        self.results = results
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is Start else { return }
+        for _ in 0..<depth { send(context: context) }
+        context.flush()
+    }
+
+    func send(context: ChannelHandlerContext) {
+        var frame = frames[next % frames.count]
+        frame.setInteger(UInt32(truncatingIfNeeded: next), at: frame.readerIndex + 4, endianness: .little)
+        next += 1
+        sent.append(NIODeadline.now().uptimeNanoseconds)
+        context.write(wrapOutboundOut(frame), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if cumulation == nil { cumulation = incoming } else { cumulation!.writeBuffer(&incoming) }
+        let now = NIODeadline.now()
+        var wrote = false
+        while case .frame(let header, _) = FrameParser.next(from: &cumulation!, maxPayload: 64 << 20) {
+            let t = sent[sentHead]
+            sentHead += 1
+            local.requests += 1
+            if header.opcode == FrameHeader.errorResponseCode { local.errors += 1 }
+            _ = local.histogram.record(max(100, now.uptimeNanoseconds - t))
+            if now < stopAt {
+                send(context: context)
+                wrote = true
+            }
+        }
+        if sentHead > 4096 {
+            sent.removeFirst(sentHead)
+            sentHead = 0
+        }
+        if cumulation!.readableBytes == 0 { cumulation = nil }
+        if wrote { context.flush() }
+        if now >= stopAt && sentHead == sent.count { finish(context: context) }
+    }
+
+    func finish(context: ChannelHandlerContext) {
+        guard !stopping else { return }
+        stopping = true
+        let mine = local
+        results.value.withLock { r in
+            r.requests += mine.requests
+            r.errors += mine.errors
+            r.histogram.add(mine.histogram)
+        }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension LoadHandler: Sendable {}

@@ -1,0 +1,66 @@
+public import ArgumentParser
+import KairosServer
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+import KairosScoring
+
+/// `kairos serve`: answers the binary protocol for every model in a folder.
+public struct Serve: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(abstract: "Serve the models in a folder over the Kairos binary protocol.")
+
+    @Option(help: "Folder of *.kmodel files.")
+    var models = "models"
+    @Option(help: "Address to listen on (0.0.0.0 to accept remote clients).")
+    var host = "127.0.0.1"
+    @Option(help: "TCP port.")
+    var port = 7878
+    @Option(help: "Serve Prometheus metrics on http://HOST:PORT/metrics.")
+    var metricsPort: Int?
+    @Option(help: "Most simultaneous connections.")
+    var maxConnections = 10_000
+    @Option(help: "Close connections idle for this many seconds.")
+    var idleTimeout = 300
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    public init() {}
+
+    public func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "kairos.serve")
+        var services: [any Service] = []
+        if let metricsPort {
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            services.append(MetricsHTTPServer(host: host, port: metricsPort, registry: registry, logger: logger))
+        }
+        let store = ModelStore()
+        guard store.loadDirectory(models, logger: logger) > 0 else {
+            throw ValidationError("no valid *.kmodel file in \(models)")
+        }
+        var config = ServerConfiguration()
+        config.host = host
+        config.port = port
+        config.modelsDirectory = models
+        config.metricsPort = metricsPort
+        config.maxConnections = maxConnections
+        config.idleTimeout = .seconds(Int64(idleTimeout))
+        let server = KairosServer(configuration: config, store: store, logger: logger)
+        services.insert(server, at: 0)
+        let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
+        print("kairos: serving \(names) on \(host):\(port) (Ctrl-C to stop)")
+        print("  try: swift run kairos query --port \(port) info")
+        print("       swift run kairos query --port \(port) topk --user user-1 --k 5")
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+    }
+}

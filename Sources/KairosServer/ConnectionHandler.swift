@@ -1,0 +1,186 @@
+import DequeModule
+import KairosProtocol
+import NIOCore
+import NIOPosix
+
+/// Asks a connection to finish what it has read, then close (graceful shutdown).
+struct DrainEvent: Sendable {}
+
+/// One connection: parses every complete frame straight out of the read buffer, answers each in arrival order into
+/// one output buffer, and writes + flushes once per read batch (not once per response).
+///
+/// Scans of large catalogues run on a thread pool; responses after one wait in a queue so order is kept.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// A response waiting behind an offloaded one (nil while still being computed).
+    private struct Slot {
+        /// Sequence number of the offloaded request this slot waits for (0 for responses queued ready).
+        var sequence: UInt64
+        var bytes: ByteBuffer?
+    }
+
+    private let router: RequestRouter
+    private let pool: NIOThreadPool
+    /// Queued responses above which the connection stops reading (backpressure on deep pipelines of scans).
+    private let maxQueued: Int
+    private var cumulation: ByteBuffer?
+    private var output = ByteBuffer()
+    private var queued = Deque<Slot>()
+    private var closeWhenDone = false
+    private var readsPaused = false
+    private var open = false
+    private var nextSequence: UInt64 = 1
+
+    init(router: RequestRouter, pool: NIOThreadPool, maxQueued: Int = 256) {
+        self.router = router
+        self.pool = pool
+        self.maxQueued = maxQueued
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        open = true
+        router.stats.connection(opened: true)
+        output = context.channel.allocator.buffer(capacity: 4096)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if open { router.stats.connection(opened: false) }
+        open = false
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closeWhenDone else { return }  // framing is lost or we are draining: ignore the rest
+        var incoming = unwrapInboundIn(data)
+        if cumulation == nil {
+            cumulation = incoming
+        } else {
+            cumulation!.writeBuffer(&incoming)
+        }
+        processFrames(context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is DrainEvent {
+            closeWhenDone = true
+            flush(context: context)
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, queued.isEmpty {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func processFrames(context: ChannelHandlerContext) {
+        let maxPayload = Int(router.limits.maxPayload)
+        parsing: while !closeWhenDone {
+            switch FrameParser.next(from: &cumulation!, maxPayload: maxPayload) {
+            case .needMoreData:
+                break parsing
+            case .frame(let header, let payload):
+                let started = ServerStats.nanoseconds()
+                switch router.plan(opcode: header.opcode, payload: payload) {
+                case .done(let response):
+                    emit(response, header: header, started: started)
+                case .offload(let work):
+                    offload(work, header: header, started: started, context: context)
+                }
+            case .unframeable(let error, let requestID):
+                emit(.error(error), header: FrameHeader(opcode: 0, requestID: requestID, length: 0), started: ServerStats.nanoseconds())
+                closeWhenDone = true
+            }
+        }
+        if cumulation!.readableBytes == 0 {
+            cumulation = nil
+        } else if cumulation!.readerIndex > 65_536 {
+            cumulation!.discardReadBytes()
+        }
+        if queued.count > maxQueued && !readsPaused {
+            readsPaused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+    }
+
+    /// Appends a response in order: straight to the output, or behind a pending offloaded one.
+    private func emit(_ response: Response, header: FrameHeader, started: UInt64) {
+        if case .error = response {
+            router.stats.record(opcode: header.opcode, nanos: ServerStats.nanoseconds() - started, failed: true)
+        } else {
+            router.stats.record(opcode: header.opcode, nanos: ServerStats.nanoseconds() - started, failed: false)
+        }
+        if queued.isEmpty {
+            response.writeFrame(requestID: header.requestID, to: &output)
+        } else {
+            var bytes = ByteBuffer()
+            response.writeFrame(requestID: header.requestID, to: &bytes)
+            queued.append(Slot(sequence: 0, bytes: bytes))
+        }
+    }
+
+    private func offload(_ work: @escaping @Sendable () -> Response, header: FrameHeader, started: UInt64, context: ChannelHandlerContext) {
+        let sequence = nextSequence
+        nextSequence += 1
+        queued.append(Slot(sequence: sequence, bytes: nil))
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        pool.runIfActive(eventLoop: context.eventLoop) { work() }.whenComplete { result in
+            let (handler, context) = bound.value
+            let response: Response
+            switch result {
+            case .success(let r): response = r
+            case .failure: response = .error(ProtocolError(.shuttingDown, "the server is shutting down"))
+            }
+            handler.complete(response, header: header, started: started, sequence: sequence, context: context)
+        }
+    }
+
+    /// Fills an offloaded request's slot and writes every response that is now ready, in order.
+    private func complete(_ response: Response, header: FrameHeader, started: UInt64, sequence: UInt64, context: ChannelHandlerContext) {
+        var failed = false
+        if case .error = response { failed = true }
+        router.stats.record(opcode: header.opcode, nanos: ServerStats.nanoseconds() - started, failed: failed)
+        var bytes = ByteBuffer()
+        response.writeFrame(requestID: header.requestID, to: &bytes)
+        guard let i = queued.firstIndex(where: { $0.sequence == sequence }) else { return }  // connection reset
+        queued[i].bytes = bytes
+        while let first = queued.first, var ready = first.bytes {
+            output.writeBuffer(&ready)
+            queued.removeFirst()
+        }
+        flush(context: context)
+        if readsPaused && queued.count <= maxQueued / 2 {
+            readsPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            context.read()
+        }
+    }
+
+    private func flush(context: ChannelHandlerContext) {
+        if output.readableBytes > 0 {
+            let out = output
+            output = context.channel.allocator.buffer(capacity: 4096)
+            if closeWhenDone && queued.isEmpty {
+                let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } else if closeWhenDone && queued.isEmpty {
+            context.close(promise: nil)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionHandler: Sendable {}

@@ -1,0 +1,145 @@
+public import KairosProtocol
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+import Synchronization
+
+/// How `kairos serve` listens and what it allows.
+public struct ServerConfiguration: Sendable {
+    /// Address to bind; 127.0.0.1 unless the operator chooses otherwise.
+    public var host = "127.0.0.1"
+    /// TCP port (0 = any free port).
+    public var port = 7878
+    /// Folder of `*.kmodel` files.
+    public var modelsDirectory = "models"
+    /// Port of the Prometheus `/metrics` endpoint, if any.
+    public var metricsPort: Int?
+    /// Most simultaneous connections; more are refused with OVERLOADED.
+    public var maxConnections = 10_000
+    /// Connections silent for this long are closed.
+    public var idleTimeout: TimeAmount = .seconds(300)
+    /// Request limits.
+    public var limits = ServerLimits.standard
+    /// Catalogues larger than this are scanned off the event loop.
+    public var offloadAboveItems = 20_000
+    /// How long a graceful shutdown waits for connections to drain.
+    public var drainTimeout: TimeAmount = .seconds(10)
+
+    public init() {}
+}
+
+/// The TCP server: one event loop per core, models from a folder, a ServiceLifecycle service.
+public final class KairosServer: Service, Sendable {
+    public let configuration: ServerConfiguration
+    public let router: RequestRouter
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    let pool: NIOThreadPool
+    private let state = Mutex<(channel: (any Channel)?, children: [ObjectIdentifier: any Channel], draining: Bool)>((nil, [:], false))
+    private let openCount = Atomic<Int>(0)
+
+    /// Creates a server for `configuration` over `store` (already loaded).
+    public init(configuration: ServerConfiguration, store: ModelStore, logger: Logger, group: MultiThreadedEventLoopGroup = .singleton, pool: NIOThreadPool = .singleton) {
+        self.configuration = configuration
+        self.router = RequestRouter(store: store, limits: configuration.limits, offloadAboveItems: configuration.offloadAboveItems)
+        self.logger = logger
+        self.group = group
+        self.pool = pool
+    }
+
+    /// Binds and starts accepting; returns the bound port.
+    public func start() async throws -> Int {
+        let router = self.router
+        let pool = self.pool
+        let config = configuration
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [self] child in
+                child.eventLoop.makeCompletedFuture {
+                    let open = self.openCount.add(1, ordering: .relaxed).newValue
+                    let draining = self.register(child)
+                    child.closeFuture.whenComplete { _ in
+                        self.openCount.subtract(1, ordering: .relaxed)
+                        self.unregister(child)
+                    }
+                    if open > config.maxConnections || draining {
+                        try child.pipeline.syncOperations.addHandler(RefusingHandler(draining ? .shuttingDown : .overloaded))
+                        return
+                    }
+                    try child.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: config.idleTimeout))
+                    try child.pipeline.syncOperations.addHandler(ConnectionHandler(router: router, pool: pool))
+                }
+            }
+            .bind(host: config.host, port: config.port)
+            .get()
+        state.withLock { $0.channel = channel }
+        let port = channel.localAddress?.port ?? config.port
+        logger.info("listening", metadata: ["server.host": "\(config.host)", "server.port": "\(port)"])
+        return port
+    }
+
+    private func register(_ child: any Channel) -> Bool {
+        state.withLock { s in
+            s.children[ObjectIdentifier(child)] = child
+            return s.draining
+        }
+    }
+
+    private func unregister(_ child: any Channel) {
+        _ = state.withLock { $0.children.removeValue(forKey: ObjectIdentifier(child)) }
+    }
+
+    /// Stops accepting, lets every connection answer what it has already read, then closes them.
+    public func shutdown() async {
+        let (listener, children) = state.withLock { s in
+            s.draining = true
+            return (s.channel, Array(s.children.values))
+        }
+        try? await listener?.close()
+        for child in children { child.pipeline.fireUserInboundEventTriggered(DrainEvent()) }
+        let deadline = NIODeadline.now() + configuration.drainTimeout
+        for child in children {
+            let remaining = deadline - .now()
+            guard remaining > .zero else { break }
+            _ = try? await child.closeFuture.get()
+        }
+        for child in state.withLock({ Array($0.children.values) }) { try? await child.close() }
+        logger.info("stopped")
+    }
+
+    /// ServiceLifecycle entry point: serve until a graceful shutdown (SIGTERM/SIGINT), then drain.
+    public func run() async throws {
+        _ = try await start()
+        await withGracefulShutdownHandler {
+            let channel = state.withLock { $0.channel }
+            try? await channel?.closeFuture.get()
+        } onGracefulShutdown: {
+            Task { await self.shutdown() }
+        }
+        await shutdown()
+    }
+}
+
+/// Answers the first bytes of a refused connection with one error, then closes.
+final class RefusingHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let code: ProtocolError.Code
+
+    init(_ code: ProtocolError.Code) { self.code = code }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: 64)
+        let message = code == .overloaded ? "connection limit reached" : "the server is shutting down"
+        Response.error(ProtocolError(code, message)).writeFrame(requestID: 0, to: &out)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+@available(*, unavailable)
+extension RefusingHandler: Sendable {}

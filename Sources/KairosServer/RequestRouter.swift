@@ -1,0 +1,110 @@
+import KairosKernels
+import KairosModelFormat
+public import KairosProtocol
+public import KairosScoring
+public import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns one decoded frame into a response: decode, look up the model, score. Knows nothing of sockets.
+public final class RequestRouter: Sendable {
+    /// What to do with one request.
+    public enum Plan: Sendable {
+        /// The response, computed inline (microseconds of work).
+        case done(Response)
+        /// A full-catalogue scan: run it off the event loop so it cannot stall other connections.
+        case offload(@Sendable () -> Response)
+    }
+
+    /// Protocol versions this server speaks.
+    public static let versions: [UInt8] = [FrameHeader.version]
+    /// The server's name in HELLO.
+    public static let serverName = "kairos 0.1"
+
+    public let store: ModelStore
+    public let limits: ServerLimits
+    public let stats: ServerStats
+    /// Catalogues with more items than this are scanned off the event loop.
+    public let offloadAboveItems: Int
+    /// The clock for requests without `now` (unix seconds).
+    let clock: @Sendable () -> Int64
+
+    public init(
+        store: ModelStore,
+        limits: ServerLimits = .standard,
+        stats: ServerStats = ServerStats(),
+        offloadAboveItems: Int = 20_000,
+        clock: @escaping @Sendable () -> Int64 = RequestRouter.systemClock
+    ) {
+        self.store = store
+        self.limits = limits
+        self.stats = stats
+        self.offloadAboveItems = offloadAboveItems
+        self.clock = clock
+    }
+
+    /// Unix seconds from the system clock.
+    public static let systemClock: @Sendable () -> Int64 = { Int64(time(nil)) }
+
+    /// Plans the answer to a frame with `opcode` and `payload`.
+    public func plan(opcode: UInt8, payload: ByteBuffer) -> Plan {
+        let request: Request
+        do {
+            request = try Request.decode(opcode: opcode, payload: payload, limits: limits)
+        } catch {
+            return .done(.error(error))
+        }
+        let now = clock()
+        switch request {
+        case .ping:
+            return .done(.pong)
+        case .hello(let offered):
+            let chosen = Self.versions.filter { offered.contains($0) }.max() ?? 0
+            return .done(.hello(chosen: chosen, versions: Self.versions, limits: limits, server: Self.serverName))
+        case .info:
+            let models = store.all().map { s in
+                ModelInfo(
+                    name: s.name,
+                    version: s.version,
+                    dimensions: UInt32(s.model.dimensions),
+                    items: UInt32(s.model.itemCount),
+                    users: UInt32(s.model.userCount),
+                    encoding: s.model.itemFactors.encoding.description,
+                    loadedAt: s.loadedAt,
+                    checksum: s.model.header.checksum
+                )
+            }
+            return .done(.info(limits: limits, models: models))
+        case .stats:
+            let uptime = (ServerStats.nanoseconds() - stats.startedAt) / 1_000_000_000
+            return .done(stats.snapshot(uptimeSeconds: uptime))
+        case .score(let r):
+            return withModel(r.model) { s in .score(Scorer.score(r, on: s, now: now)) }
+        case .topK(let r):
+            return withModel(r.model, scan: true) { s in .topK(Scorer.topK(r, on: s, now: now)) }
+        case .similar(let r):
+            return withModel(r.model, scan: true) { s in
+                guard let list = Scorer.similar(r, on: s) else {
+                    return .error(ProtocolError(.unknownItem, "item \"\(r.item)\" is not in model \(s.name) v\(s.version)"))
+                }
+                return .similar(list)
+            }
+        case .pushDecide(let r):
+            return withModel(r.model, scan: true) { s in .pushDecide(PushPolicy.decide(r, on: s, now: now)) }
+        }
+    }
+
+    /// Resolves the model, then runs `body` inline or (for scans of large catalogues) off the event loop.
+    func withModel(_ ref: ModelRef, scan: Bool = false, _ body: @escaping @Sendable (ModelSnapshot) -> Response) -> Plan {
+        guard let s = store.snapshot(ref.name) else {
+            return .done(.error(ProtocolError(.unknownModel, "no model named \"\(ref.name)\" is loaded")))
+        }
+        guard ref.version == 0 || ref.version == s.version else {
+            return .done(.error(ProtocolError(.unknownModel, "model \(ref.name) serves version \(s.version), not \(ref.version)")))
+        }
+        if scan && s.model.itemCount > offloadAboveItems { return .offload { body(s) } }
+        return .done(body(s))
+    }
+}

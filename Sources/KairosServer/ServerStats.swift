@@ -1,0 +1,92 @@
+import Histogram
+public import KairosProtocol
+import Metrics
+import NIOCore
+import Synchronization
+
+/// Request counters and latency histograms per operation, for STATS and (through swift-metrics) Prometheus.
+public final class ServerStats: Sendable {
+    struct OpState {
+        var requests: UInt64 = 0
+        var errors: UInt64 = 0
+        var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
+    }
+
+    struct State {
+        var ops: [UInt8: OpState] = [:]
+        var openConnections: UInt64 = 0
+        var totalConnections: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    /// Monotonic nanoseconds at start.
+    let startedAt: UInt64 = ServerStats.nanoseconds()
+    private let requestCounters: [UInt8: Counter]
+    private let errorCounters: [UInt8: Counter]
+    private let timers: [UInt8: Metrics.Timer]
+    private let connectionsGauge = Gauge(label: "kairos_open_connections")
+
+    public init() {
+        var r: [UInt8: Counter] = [:]
+        var e: [UInt8: Counter] = [:]
+        var t: [UInt8: Metrics.Timer] = [:]
+        for op in Opcode.allCases where op != .error {
+            r[op.rawValue] = Counter(label: "kairos_requests_total", dimensions: [("op", op.description)])
+            e[op.rawValue] = Counter(label: "kairos_request_errors_total", dimensions: [("op", op.description)])
+            t[op.rawValue] = Metrics.Timer(label: "kairos_request_duration_seconds", dimensions: [("op", op.description)])
+        }
+        r[0] = Counter(label: "kairos_requests_total", dimensions: [("op", "UNKNOWN")])
+        e[0] = Counter(label: "kairos_request_errors_total", dimensions: [("op", "UNKNOWN")])
+        requestCounters = r
+        errorCounters = e
+        timers = t
+    }
+
+    /// Monotonic nanoseconds.
+    static func nanoseconds() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    /// Records one request of `opcode` that took `nanos` and failed or not.
+    public func record(opcode: UInt8, nanos: UInt64, failed: Bool) {
+        let key = Opcode(rawValue: opcode) == nil ? 0 : opcode
+        state.withLock { s in
+            s.ops[key, default: OpState()].requests += 1
+            if failed { s.ops[key, default: OpState()].errors += 1 }
+            _ = s.ops[key, default: OpState()].latency.record(max(1, nanos / 1000))
+        }
+        requestCounters[key]?.increment()
+        if failed { errorCounters[key]?.increment() }
+        timers[key]?.recordNanoseconds(Int64(nanos))
+    }
+
+    /// Counts a connection opening (+1) or closing (-1).
+    public func connection(opened: Bool) {
+        let open = state.withLock { s -> UInt64 in
+            if opened {
+                s.openConnections += 1
+                s.totalConnections += 1
+            } else {
+                s.openConnections -= 1
+            }
+            return s.openConnections
+        }
+        connectionsGauge.record(Int(open))
+    }
+
+    /// The STATS response.
+    public func snapshot(uptimeSeconds: UInt64) -> Response {
+        state.withLock { s in
+            let ops = s.ops.keys.sorted().map { key in
+                let o = s.ops[key]!
+                return OpStats(
+                    opcode: key,
+                    requests: o.requests,
+                    errors: o.errors,
+                    p50Micros: Float(o.latency.valueAtPercentile(50)),
+                    p99Micros: Float(o.latency.valueAtPercentile(99)),
+                    p999Micros: Float(o.latency.valueAtPercentile(99.9))
+                )
+            }
+            return .stats(uptimeSeconds: uptimeSeconds, openConnections: s.openConnections, totalConnections: s.totalConnections, ops: ops)
+        }
+    }
+}
