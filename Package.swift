@@ -69,7 +69,12 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "KairosKernelsTests", dependencies: ["KairosKernels"]),
-        .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", nioCore]),
+        .target(name: "KairosTestSupport", path: "Sources/KairosTestSupport"),
+        .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", "KairosTestSupport", nioCore]),
+        .testTarget(
+            name: "KairosServerTests",
+            dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosTestSupport", logging, nioCore, nioPosix]
+        ),
         .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),
         .testTarget(

@@ -1,49 +1,8 @@
 import Foundation
 import KairosProtocol
+import KairosTestSupport
 import NIOCore
 import Testing
-
-/// The vectors file, parsed.
-struct Vectors {
-    struct Vector: @unchecked Sendable, CustomStringConvertible {
-        var name: String
-        var kind: String
-        var requestID: UInt32
-        var message: [String: Any]
-        var bytes: [UInt8]
-        var error: String?
-        var closes: Bool
-        var description: String { name }
-    }
-
-    static let all: [Vector] = {
-        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-        parts.removeLast(3)
-        let url = URL(fileURLWithPath: parts.joined(separator: "/") + "/proto-spec/vectors/protocol-vectors.json")
-        let root = try! JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-        return (root["vectors"] as! [[String: Any]]).map { v in
-            Vector(
-                name: v["name"] as! String,
-                kind: v["kind"] as! String,
-                requestID: UInt32(v["request_id"] as? Int ?? 0),
-                message: v["message"] as? [String: Any] ?? [:],
-                bytes: hexBytes(v["hex"] as! String),
-                error: v["error"] as? String,
-                closes: v["closes_connection"] as? Bool ?? false
-            )
-        }
-    }()
-
-    static func of(_ kind: String) -> [Vector] { all.filter { $0.kind == kind } }
-}
-
-func hexBytes(_ s: String) -> [UInt8] {
-    var out: [UInt8] = []
-    var it = s.utf8.makeIterator()
-    func nib(_ c: UInt8) -> UInt8 { c <= 57 ? c - 48 : c - 87 }
-    while let a = it.next(), let b = it.next() { out.append(nib(a) << 4 | nib(b)) }
-    return out
-}
 
 /// Builds the Swift value a vector's JSON describes (this mapping is the test's own reading of PROTOCOL.md).
 enum VectorValues {

@@ -1,0 +1,101 @@
+import Glibc
+import KairosClient
+import KairosModelFormat
+import KairosProtocol
+import KairosServer
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A server on 127.0.0.1 and a free port, serving a small synthetic model named "default".
+final class ServerHarness: Sendable {
+    let server: KairosServer
+    let port: Int
+    let directory: String
+
+    static func start(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
+        var template = Array("/tmp/kairos-server-test-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        try ModelWriter.write(SyntheticModel.make(items: 300, users: 50, dimensions: 16, seed: 11), to: "\(dir)/default.kmodel")
+        let store = ModelStore()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        store.loadDirectory(dir, logger: logger)
+        var config = ServerConfiguration()
+        config.port = 0
+        config.modelsDirectory = dir
+        config.drainTimeout = .seconds(5)
+        configure(&config)
+        let server = KairosServer(configuration: config, store: store, logger: logger)
+        let port = try await server.start()
+        return ServerHarness(server: server, port: port, directory: dir)
+    }
+
+    private init(server: KairosServer, port: Int, directory: String) {
+        self.server = server
+        self.port = port
+        self.directory = directory
+    }
+
+    func stop() async {
+        await server.shutdown()
+        unlink("\(directory)/default.kmodel")
+        rmdir(directory)
+    }
+
+    func client() async throws -> KairosClient { try await KairosClient.connect(port: port, timeout: .seconds(5)) }
+}
+
+/// A plain blocking TCP socket, for sending raw (often invalid) bytes and reading raw answers.
+final class RawSocket {
+    let fd: Int32
+    /// Bytes received but not yet returned as frames.
+    private var buffer = ByteBuffer()
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw ClientError.connectionClosed }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Reads until `frames` complete frames arrived, the peer closed, or 5 s passed.
+    /// - Returns: the frames and whether the peer closed the connection.
+    func read(frames wanted: Int) -> (frames: [(FrameHeader, Response?)], closed: Bool) {
+        var out: [(FrameHeader, Response?)] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while out.count < wanted {
+            if case .frame(let h, let payload) = FrameParser.next(from: &buffer, maxPayload: 1 << 24) {
+                out.append((h, try? Response.decode(code: h.opcode, payload: payload)))
+                continue
+            }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return (out, n == 0) }
+            buffer.writeBytes(chunk[0..<n])
+        }
+        return (out, false)
+    }
+
+    /// Whether the peer has closed (reads EOF within 5 s).
+    func readsEOF() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, 0) == 0
+    }
+}
+
+func frameBytes(_ request: Request, id: UInt32) -> [UInt8] {
+    var b = ByteBuffer()
+    request.writeFrame(requestID: id, to: &b)
+    return Array(b.readableBytesView)
+}
