@@ -6,6 +6,10 @@ import NIOCore
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import KairosScoring
 
 /// `kairos serve`: answers the binary protocol for every model in a folder.
@@ -54,12 +58,17 @@ public struct Serve: AsyncParsableCommand {
         config.metricsPort = metricsPort
         config.maxConnections = maxConnections
         config.idleTimeout = .seconds(Int64(idleTimeout))
+        let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
+        let host = self.host
+        config.onListening = { port in
+            // One machine-readable line on stdout (tests and scripts wait for it), then how to query.
+            print("kairos: listening on \(host):\(port) serving \(names) (Ctrl-C to stop)")
+            print("  try: swift run kairos query --port \(port) info")
+            print("       swift run kairos query --port \(port) topk --user user-1 --k 5")
+            fflush(nil)  // flushes every stream: stdout is a pipe under scripts
+        }
         let server = KairosServer(configuration: config, store: store, logger: logger)
         services.insert(server, at: 0)
-        let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
-        print("kairos: serving \(names) on \(host):\(port) (Ctrl-C to stop)")
-        print("  try: swift run kairos query --port \(port) info")
-        print("       swift run kairos query --port \(port) topk --user user-1 --k 5")
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }

@@ -25,6 +25,8 @@ public struct ServerConfiguration: Sendable {
     public var offloadAboveItems = 20_000
     /// How long a graceful shutdown waits for connections to drain.
     public var drainTimeout: TimeAmount = .seconds(10)
+    /// Called once the socket is bound, with the actual port (useful with port 0).
+    public var onListening: (@Sendable (Int) -> Void)?
 
     public init() {}
 }
@@ -79,6 +81,7 @@ public final class KairosServer: Service, Sendable {
         state.withLock { $0.channel = channel }
         let port = channel.localAddress?.port ?? config.port
         logger.info("listening", metadata: ["server.host": "\(config.host)", "server.port": "\(port)"])
+        config.onListening?(port)
         return port
     }
 
