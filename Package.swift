@@ -39,7 +39,7 @@ let package = Package(
 
         // MARK: Numeric kernels and model format
         .target(name: "KairosKernels", dependencies: ["CKairosKernels"]),
-        .target(name: "KairosModelFormat", dependencies: ["CLZ4", "KairosKernels"]),
+        .target(name: "KairosModelFormat", dependencies: ["CLZ4", "CKairosKernels", "KairosKernels"]),
 
         // MARK: Wire protocol (pure: bytes in, values out; no sockets)
         .target(name: "KairosProtocol", dependencies: [nioCore]),

@@ -3,6 +3,7 @@ import KairosServer
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -28,6 +29,8 @@ public struct Serve: AsyncParsableCommand {
     var maxConnections = 10_000
     @Option(help: "Close connections idle for this many seconds.")
     var idleTimeout = 300
+    @Option(help: "Event-loop threads (default: one per core).")
+    var threads: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -67,9 +70,10 @@ public struct Serve: AsyncParsableCommand {
             print("       swift run kairos query --port \(port) topk --user user-1 --k 5")
             fflush(nil)  // flushes every stream: stdout is a pipe under scripts
         }
-        let server = KairosServer(configuration: config, store: store, logger: logger)
+        let group = threads.map { MultiThreadedEventLoopGroup(numberOfThreads: max(1, $0)) } ?? .singleton
+        let server = KairosServer(configuration: config, store: store, logger: logger, group: group)
         services.insert(server, at: 0)
-        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await serviceGroup.run()
     }
 }

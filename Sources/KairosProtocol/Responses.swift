@@ -225,7 +225,11 @@ public enum Response: Sendable, Hashable {
             s.model.write(to: &b)
             b.put(s.flags.rawValue)
             b.put(UInt32(s.scores.count))
+            #if _endian(little)
+            s.scores.withUnsafeBytes { _ = b.writeBytes($0) }  // the wire is little-endian too: one copy
+            #else
             for v in s.scores { b.put(v) }
+            #endif
             b.writeBytes(s.itemFlags)
         case .topK(let l), .similar(let l):
             Self.writeList(l.model, l.flags, l.items, to: &b)

@@ -55,8 +55,10 @@ public enum Scorer {
         let m = s.model
         var rows = [Int32](repeating: 0, count: r.candidates.count)
         var itemFlags = [UInt8](repeating: 0, count: r.candidates.count)
-        for (i, id) in r.candidates.enumerated() {
-            if let row = m.items.row(of: id) { rows[i] = Int32(row) } else { itemFlags[i] = ScoreResponse.unknownItem }
+        rows.withUnsafeMutableBufferPointer { m.items.rows(of: r.candidates, into: $0) }
+        for i in rows.indices where rows[i] < 0 {
+            itemFlags[i] = ScoreResponse.unknownItem
+            rows[i] = 0  // scored harmlessly, then replaced by NaN
         }
         var scores = [Float](repeating: .nan, count: r.candidates.count)
         guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
