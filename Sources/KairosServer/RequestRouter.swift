@@ -1,7 +1,7 @@
 import KairosKernels
 import KairosModelFormat
 public import KairosProtocol
-public import KairosScoring
+import KairosScoring
 public import NIOCore
 
 #if canImport(Glibc)
