@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", "KairosTestSupport", nioCore]),
         .testTarget(
             name: "KairosServerTests",
-            dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosTestSupport", logging, nioCore, nioPosix]
+            dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosScoring", "KairosTestSupport", logging, nioCore, nioPosix, serviceLifecycle]
         ),
         .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),

@@ -18,7 +18,7 @@ import Glibc
 /// model (an accidental `rm` must not take traffic down); publish a newer version or pin another one instead.
 public final class ModelDirectory: Sendable {
     /// What a reconcile pass did.
-    public struct Report: Sendable, CustomStringConvertible {
+    public struct Report: @unchecked Sendable, CustomStringConvertible {
         /// Models whose serving version changed: (name, old version or nil, new version).
         public var installed: [(name: String, from: UInt64?, to: UInt64)] = []
         /// Files rejected in this pass, with why.
@@ -60,6 +60,9 @@ public final class ModelDirectory: Sendable {
     private let rejections = Counter(label: "kairos_model_reloads_total", dimensions: [("result", "rejected")])
     private let generationGauge = Gauge(label: "kairos_model_generation")
     private let loadTimer = Metrics.Timer(label: "kairos_model_load_seconds")
+    /// Every reconcile pass's report, for whoever wants to follow the folder (tests, tooling).
+    public let reports: AsyncStream<Report>
+    private let reportSink: AsyncStream<Report>.Continuation
 
     public init(path: String, store: ModelStore, storage: LoadOptions.Storage = .copied, memoryBudget: Int? = nil, logger: Logger) {
         self.path = path
@@ -67,6 +70,7 @@ public final class ModelDirectory: Sendable {
         self.storage = storage
         self.memoryBudget = memoryBudget
         self.logger = logger
+        (reports, reportSink) = AsyncStream.makeStream(of: Report.self, bufferingPolicy: .bufferingNewest(1024))
     }
 
     /// How many model installs have happened (the model generation).
@@ -107,7 +111,9 @@ public final class ModelDirectory: Sendable {
     /// Brings what serves in line with the folder (one pass at a time; loads happen on the calling thread).
     @discardableResult
     public func reconcile() -> Report {
-        state.withLock { s in reconcile(&s) }
+        let report = state.withLock { s in reconcile(&s) }
+        reportSink.yield(report)
+        return report
     }
 
     private func reconcile(_ s: inout State) -> Report {

@@ -24,6 +24,8 @@ public final class ModelWatcher: Service, Sendable {
     /// Self-pipe that wakes the watcher thread (rescan request or stop): read end, write end.
     private let wakeFD: Int32
     private let wakeWriteFD: Int32
+    /// inotify descriptor watching the folder (-1 if unavailable), set up at init so no event is missed.
+    private let inotifyFD: Int32
     private let stopping = Atomic<Bool>(false)
     private let forced = Atomic<Bool>(false)
     private let thread = NIOThreadPool(numberOfThreads: 1)
@@ -41,11 +43,23 @@ public final class ModelWatcher: Service, Sendable {
         }
         wakeFD = fds[0]
         wakeWriteFD = fds[1]
+        let ifd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
+        if ifd >= 0 && inotify_add_watch(ifd, directory.path, mask) >= 0 {
+            inotifyFD = ifd
+        } else {
+            if ifd >= 0 { close(ifd) }
+            inotifyFD = -1
+            logger.warning("inotify unavailable; relying on periodic rescans", metadata: ["models.path": "\(directory.path)"])
+        }
+        // Whatever changed between the caller's first reconcile and this watch is caught by one pass at start.
+        forced.store(true, ordering: .relaxed)
     }
 
     deinit {
         close(wakeFD)
         close(wakeWriteFD)
+        if inotifyFD >= 0 { close(inotifyFD) }
     }
 
     /// Asks for a reconcile pass as soon as possible (SIGHUP and RELOAD use this).
@@ -87,12 +101,6 @@ public final class ModelWatcher: Service, Sendable {
     static func relevant(_ name: String) -> Bool { name.hasSuffix(".kmodel") && !name.hasPrefix(".") }
 
     private func watchLoop() {
-        let inotifyFD = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
-        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
-        if inotifyFD < 0 || inotify_add_watch(inotifyFD, directory.path, mask) < 0 {
-            logger.warning("inotify unavailable; relying on periodic rescans", metadata: ["models.path": "\(directory.path)"])
-        }
-        defer { if inotifyFD >= 0 { close(inotifyFD) } }
         let clock = ContinuousClock()
         var nextRescan = clock.now + rescanInterval
         var lastEvent: ContinuousClock.Instant? = nil
