@@ -26,8 +26,11 @@ let package = Package(
         .target(name: "KairosKernels", dependencies: ["CKairosKernels"]),
         .target(name: "KairosModelFormat", dependencies: ["CLZ4", "KairosKernels", systemPackage]),
 
+        // MARK: Trainer
+        .target(name: "KairosTrainer", dependencies: ["KairosKernels", "KairosModelFormat"]),
+
         // MARK: Executables
-        .target(name: "KairosCLI", dependencies: ["KairosModelFormat", "KairosKernels", argumentParser]),
+        .target(name: "KairosCLI", dependencies: ["KairosModelFormat", "KairosKernels", "KairosTrainer", argumentParser]),
         .executableTarget(name: "kairos", dependencies: ["KairosCLI", argumentParser]),
         .executableTarget(
             name: "KairosKernelBench",
@@ -39,9 +42,10 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "KairosKernelsTests", dependencies: ["KairosKernels"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),
+        .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosModelFormat"]),
         .testTarget(
             name: "KairosCLITests",
-            dependencies: ["KairosCLI", "KairosModelFormat", argumentParser]
+            dependencies: ["KairosCLI", "KairosModelFormat", "KairosTrainer", argumentParser]
         ),
     ]
 )
