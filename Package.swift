@@ -27,7 +27,9 @@ let package = Package(
         .target(name: "KairosModelFormat", dependencies: ["CLZ4", "KairosKernels", systemPackage]),
 
         // MARK: Trainer
-        .target(name: "KairosTrainer", dependencies: ["KairosKernels", "KairosModelFormat"]),
+        // The ALS conjugate-gradient solver, compiled per ISA level and chosen at run time (like CKairosKernels).
+        .target(name: "CKairosTrainerKernels"),
+        .target(name: "KairosTrainer", dependencies: ["CKairosTrainerKernels", "KairosKernels", "KairosModelFormat"]),
 
         // MARK: Executables
         .target(name: "KairosCLI", dependencies: ["KairosModelFormat", "KairosKernels", "KairosTrainer", argumentParser]),

@@ -20,6 +20,9 @@ final class FactorBlock: @unchecked Sendable {
     @inline(__always)
     func row(_ r: Int) -> UnsafeMutablePointer<SIMD16<Float>> { base + r &* chunks }
 
+    /// The rows as plain floats, `16 * chunks` per row (for the C solver).
+    var floats: UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(base).assumingMemoryBound(to: Float.self) }
+
     func set(_ r: Int, _ d: Int, _ v: Float) { base[r * chunks + d / 16][d % 16] = v }
 
     /// Row-major values without padding.
@@ -72,9 +75,13 @@ final class GramMatrix: @unchecked Sendable {
     @inline(__always)
     func row(_ a: Int) -> UnsafeMutablePointer<SIMD16<Float>> { base + a &* chunks }
 
-    /// Recomputes from `y`; each thread sums a fixed half of the rows and the halves are added in order.
+    /// Row-major `dim x dim` floats (for the C solver).
+    var floats: UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(base).assumingMemoryBound(to: Float.self) }
+
+    /// Recomputes from `y`: two fixed halves of the rows are summed separately (one per thread when there are two)
+    /// and then added, so the bits do not depend on the thread count.
     func compute(_ y: FactorBlock, regularization: Float, threads: Int) {
-        let parts = max(1, min(threads, 2))
+        let parts = 2
         let size = dim * chunks
         let partials = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: size * parts)
         partials.initialize(repeating: SIMD16<Float>(), count: size * parts)
@@ -99,7 +106,11 @@ final class GramMatrix: @unchecked Sendable {
                 }
             }
         }
-        if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+        if threads == 1 {
+            for p in 0..<parts { work(p) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: parts, execute: work)
+        }
         for i in 0..<size {
             var s = partials[i]
             for p in 1..<parts { s = s + partials[p * size + i] }

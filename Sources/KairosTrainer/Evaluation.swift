@@ -1,4 +1,4 @@
-import KairosModelFormat
+package import KairosModelFormat
 
 /// How test truth and rankings treat items the user already had in training.
 public enum EvaluationProtocol: String, Sendable, CaseIterable, Codable {

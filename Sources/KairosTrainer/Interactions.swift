@@ -1,4 +1,4 @@
-import KairosModelFormat
+package import KairosModelFormat
 
 /// A sparse matrix in compressed-row form (rows are users or items, columns the other side).
 package struct SparseMatrix: Sendable {

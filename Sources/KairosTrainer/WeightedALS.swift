@@ -1,5 +1,42 @@
+import CKairosTrainerKernels
 import Dispatch
 import KairosModelFormat
+
+/// Which implementation solves the rows.
+public enum ALSKernel: String, Sendable, CaseIterable {
+    /// The C solver at the best instruction-set level this CPU supports.
+    case auto
+    /// The C solver, plain C (any CPU).
+    case portable
+    /// The C solver with AVX2 + FMA.
+    case avx2
+    /// The C solver with AVX-512.
+    case avx512
+    /// The Swift `SIMD16<Float>` solver (reference implementation).
+    case swift
+
+    /// The level the C solver runs at for this choice on this CPU (nil for the Swift solver).
+    public var effectiveISA: Int32? {
+        let best = ckt_best_isa()
+        switch self {
+        case .auto: return best
+        case .portable: return Int32(CKT_ISA_PORTABLE)
+        case .avx2: return min(best, Int32(CKT_ISA_AVX2))
+        case .avx512: return min(best, Int32(CKT_ISA_AVX512))
+        case .swift: return nil
+        }
+    }
+
+    /// Human name of what actually runs, e.g. `avx512`.
+    public var effectiveDescription: String {
+        switch effectiveISA {
+        case nil: "swift-simd16"
+        case Int32(CKT_ISA_AVX512)?: "avx512"
+        case Int32(CKT_ISA_AVX2)?: "avx2"
+        default: "portable"
+        }
+    }
+}
 
 /// Hyper-parameters of weighted ALS.
 public struct ALSConfig: Sendable, Equatable {
@@ -19,6 +56,8 @@ public struct ALSConfig: Sendable, Equatable {
     public var threads = 2
     /// Compute the training loss every this many iterations (0: never; it costs about one extra pass).
     public var lossEvery = 1
+    /// Row solver implementation (results are deterministic per seed and kernel level).
+    public var kernel = ALSKernel.auto
 
     public init() {}
 }
@@ -85,9 +124,9 @@ public enum WeightedALS {
         var losses: [Double] = []
         for it in 0..<config.iterations {
             gram.compute(items, regularization: config.regularization, threads: config.threads)
-            solve(users, against: items, rows: scaled, gram: gram, cgSteps: config.cgSteps, threads: config.threads)
+            solve(users, against: items, rows: scaled, gram: gram, config: config)
             gram.compute(users, regularization: config.regularization, threads: config.threads)
-            solve(items, against: users, rows: scaledT, gram: gram, cgSteps: config.cgSteps, threads: config.threads)
+            solve(items, against: users, rows: scaledT, gram: gram, config: config)
             var loss: Double?
             if config.lossEvery > 0 && (it + 1) % config.lossEvery == 0 || it + 1 == config.iterations && config.lossEvery > 0 {
                 loss = Self.loss(users, items, scaled, regularization: config.regularization, threads: config.threads)
@@ -115,9 +154,25 @@ public enum WeightedALS {
     }
 
     /// Solves every row of `x` against the fixed `y` with `cgSteps` conjugate-gradient steps, warm-started.
-    static func solve(_ x: FactorBlock, against y: FactorBlock, rows m: ConfidenceRows, gram: GramMatrix, cgSteps: Int, threads: Int) {
-        let parts = partition(m, parts: max(1, threads), rowCost: 16 * x.chunks * x.chunks)
+    static func solve(_ x: FactorBlock, against y: FactorBlock, rows m: ConfidenceRows, gram: GramMatrix, config: ALSConfig) {
+        let parts = partition(m, parts: max(1, config.threads), rowCost: 16 * x.chunks * x.chunks)
+        let cgSteps = config.cgSteps
+        let isa = config.kernel.effectiveISA
         let run: @Sendable (Int) -> Void = { p in
+            if let isa {
+                m.indptr.withUnsafeBufferPointer { indptr in
+                    m.indices.withUnsafeBufferPointer { indices in
+                        m.values.withUnsafeBufferPointer { values in
+                            ckt_cg_solve(
+                                isa, x.floats, y.floats, Int32(x.chunks * 16), gram.floats,
+                                UnsafeRawPointer(indptr.baseAddress!).assumingMemoryBound(to: Int64.self),
+                                indices.baseAddress, values.baseAddress, Int64(parts[p].lowerBound),
+                                Int64(parts[p].upperBound), Int32(cgSteps))
+                        }
+                    }
+                }
+                return
+            }
             switch x.chunks {
             case 1: RowSolver<W1>.solve(x, y, m, gram, cgSteps, parts[p])
             case 2: RowSolver<W2>.solve(x, y, m, gram, cgSteps, parts[p])
