@@ -102,6 +102,10 @@ public struct Train: ParsableCommand {
     var validation = 0.8
     @Flag(inversion: .prefixedNo, help: "Learn blend weights and trending half-life on the validation split.")
     var tune = true
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Also choose regularization, alpha and half-life on the validation split (flags are starting points).")
+    var tuneFactorization = true
     @Option(help: "Ranking cut-off K.")
     var k = 10
     @Option(help: "Most users per evaluation set.")
@@ -170,6 +174,7 @@ public struct Train: ParsableCommand {
         c.holdout = holdout
         c.validation = validation
         c.tune = tune
+        c.tuneFactorization = tuneFactorization
         c.k = k
         c.maxEvalUsers = evalUsers
         return c

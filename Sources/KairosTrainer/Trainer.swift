@@ -18,8 +18,9 @@ public enum Trainer {
     /// Trains according to `config`, reporting each phase through `progress`.
     /// - Throws: ``TrainerError`` for unreadable input, a bad row under `--strict`, an invalid configuration, or a
     ///   model that cannot be written.
-    public static func run(_ config: TrainerConfig, progress: Progress = .silent) throws(TrainerError) -> Result {
-        try config.validate()
+    public static func run(_ requested: TrainerConfig, progress: Progress = .silent) throws(TrainerError) -> Result {
+        try requested.validate()
+        var config = requested
         let t0 = ContinuousClock.now
         var report = TrainReport()
         let ((log, ingest), ingestSeconds) = try Progress.timedThrowing { () throws(TrainerError) in
@@ -78,6 +79,11 @@ public enum Trainer {
         }
         report.scoring = Dictionary(uniqueKeysWithValues: tuned.weights.map { ($0.key.rawValue, $0.value.dictionary) })
         report.parameters["trending_half_life_days"] = tuned.trendingHalfLifeDays
+        if let h = tuned.historyHalfLifeDays { report.parameters["history_half_life_days"] = h }
+
+        // Validation may have changed regularization, alpha and the decay half-life.
+        config = session.config
+        report.decay = config.decay.summary
 
         // 2. Test evaluation: fit on the past, score the future.
         if let testPart, trainPart.count > 0 {
@@ -96,7 +102,7 @@ public enum Trainer {
         report.fitSeconds = fitSeconds
         report.timings["fit"] = fitSeconds
         report.losses = factors.losses
-        progress.line("fit", "\(config.als.iterations) iterations in \(Format.seconds(fitSeconds)), \(matrix.nonZeros) user-item pairs")
+        progress.line("fit", "\(config.als.iterations) iterations in \(Format.seconds(fitSeconds)), \(matrix.nonZeros) user-item pairs, \(config.als.threads) threads, solver \(config.als.kernel.effectiveDescription)")
 
         let ((contents, signalsSeconds)) = Progress.timed { () -> ModelContents in
             makeContents(
@@ -133,7 +139,8 @@ public enum Trainer {
         let trendingDecay = tuned.trendingDecay(fallback: config.decay)
         var popularity = Signals.popularity(log, decay: trendingDecay, reference: reference)
         popularity.referenceTime = reference
-        let history = Signals.history(log, decay: config.decay, reference: reference, cap: config.historyCap)
+        let history = Signals.history(
+            log, decay: tuned.historyDecay(fallback: config.decay), reference: reference, cap: config.historyCap)
         let activity = Signals.activity(log, decay: config.decay, reference: reference)
         var parameters = report.parameters
         parameters["factors"] = Double(config.als.factors)

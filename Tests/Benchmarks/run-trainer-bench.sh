@@ -16,7 +16,7 @@ mkdir -p "$WORK"
 while [ -e /tmp/kairos-bench.lock ]; do echo "waiting for /tmp/kairos-bench.lock" >&2; sleep 30; done
 
 ML1M=$WORK/ml1m-shaped.csv
-[ -s "$ML1M" ] || "$KAIROS" synth --out "$ML1M" --users 6040 --items 3706 --days 1000 --events-per-user 165 --seed 7
+[ -s "$ML1M" ] || "$KAIROS" synth --out "$ML1M" --users 6040 --items 3706 --days 1000 --events-per-user 270 --seed 7
 echo "log: $(($(wc -l < "$ML1M") - 1)) events in $ML1M"
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -27,14 +27,14 @@ for r in $(seq "$RUNS"); do
     k=$(python3 -c "import json;print(json.load(open('$WORK/m.json'))['fitSeconds'])")
     i=$(OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 "$VENV/bin/python" "$ROOT/Tests/Benchmarks/implicit_peer.py" "$ML1M" \
         --runs 1 | sed -n 's/implicit_fit_seconds=\([0-9.]*\).*/\1/p')
-    echo "run $r: kairos fit $k s, implicit fit $i s"
+    echo "run $r: kairos fit $k s, implicit fit $i s ($(python3 -c "import json;d=json.load(open('$WORK/m.json'));print(d['data']['events'], 'events')"))"
     echo "$k" >> "$WORK/kairos.txt"; echo "$i" >> "$WORK/implicit.txt"
 done
 K=$(median < "$WORK/kairos.txt"); I=$(median < "$WORK/implicit.txt")
 echo "median fit: kairos $K s, implicit $I s, kairos/implicit = $(python3 -c "print(round($K/$I, 3))")"
 
 BIG=$WORK/events-10m.csv
-[ -s "$BIG" ] || "$KAIROS" synth --out "$BIG" --users 200000 --items 50000 --days 365 --events-per-user 50 --seed 3
+[ -s "$BIG" ] || "$KAIROS" synth --out "$BIG" --users 200000 --items 50000 --days 365 --events-per-user 35 --seed 3
 echo "ingest log: $(($(wc -l < "$BIG") - 1)) events, $(du -h "$BIG" | cut -f1)"
 : > "$WORK/ingest.txt"
 for r in $(seq 3); do
