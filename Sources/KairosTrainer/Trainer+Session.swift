@@ -47,6 +47,12 @@ struct Session {
         }
     }
 
+    /// Users per evaluation set: `--eval-users`, lowered so the cached dot products (users x items floats) stay
+    /// within 32M values (128 MB) on big catalogues.
+    func evalUsers(items: Int) -> Int {
+        max(100, min(config.maxEvalUsers, (32 << 20) / max(items, 1)))
+    }
+
     func components(_ log: EventLog, decayed: Bool, tuned: Tuned, factors: ALSFactors?) -> ScoringComponents {
         let trending = tuned.trendingDecay(fallback: config.decay)
         return ScoringComponents(
@@ -70,7 +76,7 @@ struct Session {
             progress.line("validation", "split is empty; keeping default blend weights (dot product only)")
             return tuned
         }
-        let sets = Evaluation.sets(train: sub, test: val, maxUsers: config.maxEvalUsers)
+        let sets = Evaluation.sets(train: sub, test: val, maxUsers: evalUsers(items: sub.itemIds.count))
         report.split.validationStartTime = vcut
         report.split.validationUsers = Dictionary(uniqueKeysWithValues: sets.map { ($0.key.rawValue, $0.value.users.count) })
         let reference = sub.timeRange!.upperBound
@@ -194,7 +200,7 @@ struct Session {
 
     /// Fits on `train`, ranks for `test`, fills `report.test` for every method and protocol.
     func test(train: EventLog, test: EventLog, tuned: Tuned, report: inout TrainReport) {
-        let sets = Evaluation.sets(train: train, test: test, maxUsers: config.maxEvalUsers)
+        let sets = Evaluation.sets(train: train, test: test, maxUsers: evalUsers(items: train.itemIds.count))
         report.split.testUsers = Dictionary(uniqueKeysWithValues: sets.map { ($0.key.rawValue, $0.value.users.count) })
         let f = fit(matrix(train, decayed: true), label: "test fit")
         let f0 = fit(matrix(train, decayed: false), label: "test fit (no decay)")

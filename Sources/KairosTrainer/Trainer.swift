@@ -99,6 +99,7 @@ public enum Trainer {
         let (factors, fitSeconds) = Progress.timed { () -> ALSFactors in
             session.fit(matrix, label: "fit")
         }
+        report.parameters.merge(parameterTable(config), uniquingKeysWith: { _, new in new })
         report.fitSeconds = fitSeconds
         report.timings["fit"] = fitSeconds
         report.losses = factors.losses
@@ -142,17 +143,7 @@ public enum Trainer {
         let history = Signals.history(
             log, decay: tuned.historyDecay(fallback: config.decay), reference: reference, cap: config.historyCap)
         let activity = Signals.activity(log, decay: config.decay, reference: reference)
-        var parameters = report.parameters
-        parameters["factors"] = Double(config.als.factors)
-        parameters["iterations"] = Double(config.als.iterations)
-        parameters["regularization"] = Double(config.als.regularization)
-        parameters["alpha"] = Double(config.als.alpha)
-        parameters["cg_steps"] = Double(config.als.cgSteps)
-        parameters["seed"] = Double(config.als.seed)
-        parameters["normalize_per_user"] = config.normalizePerUser ? 1 : 0
-        parameters["history_cap"] = Double(config.historyCap)
-        parameters["holdout"] = config.holdout
-        parameters["k"] = Double(config.k)
+        let parameters = report.parameters
         let metadata = ModelMetadata(
             generator: generator,
             description: "weighted ALS (conjugate gradient) on time-decayed confidences, trained on \(log.count) events",
@@ -180,6 +171,22 @@ public enum Trainer {
             history: history,
             activity: activity
         )
+    }
+
+    /// The hyper-parameters stored in metadata `parameters` and the metrics JSON.
+    static func parameterTable(_ config: TrainerConfig) -> [String: Double] {
+        [
+            "factors": Double(config.als.factors),
+            "iterations": Double(config.als.iterations),
+            "regularization": Double(config.als.regularization),
+            "alpha": Double(config.als.alpha),
+            "cg_steps": Double(config.als.cgSteps),
+            "seed": Double(config.als.seed),
+            "normalize_per_user": config.normalizePerUser ? 1 : 0,
+            "history_cap": Double(config.historyCap),
+            "holdout": config.holdout,
+            "k": Double(config.k),
+        ]
     }
 
     static func fileSize(_ path: String) -> Int? {
