@@ -9,6 +9,7 @@ package struct BlendScorer {
     let buy: [[(Int32, Float)]]
     let affinity: [[Float]]
 
+    /// Caches the dot products of every user in `set`.
     package init(set: EvaluationSet, components c: ScoringComponents, k: Int) {
         self.set = set
         components = c

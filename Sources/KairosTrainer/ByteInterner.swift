@@ -16,6 +16,7 @@ package struct ByteInterner: Sendable {
     /// Slots hold `id + 1`, 0 for empty; capacity is a power of two at most half full.
     private var slots: [UInt32] = Array(repeating: 0, count: 1024)
 
+    /// An empty interner.
     package init() {}
 
     /// Number of distinct strings.

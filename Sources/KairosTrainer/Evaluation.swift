@@ -19,6 +19,7 @@ public struct BlendWeights: Sendable, Equatable, Codable {
     /// Weight of category affinity (the user's decayed history share in the item's category).
     public var category: Double
 
+    /// Weights; the default is the dot product alone.
     public init(dot: Double = 1, trending: Double = 0, buyAgain: Double = 0, category: Double = 0) {
         self.dot = dot
         self.trending = trending
@@ -34,13 +35,17 @@ public struct BlendWeights: Sendable, Equatable, Codable {
 
 /// The users, truths and exclusions of one protocol on one split.
 package struct EvaluationSet: Sendable {
+    /// User rows evaluated.
     package var users: [Int] = []
+    /// Per user: relevant (future) items.
     package var truth: [Set<Int32>] = []
+    /// Per user: items removed from the ranking (training items under exclude-seen, else none).
     package var seen: [Set<Int32>] = []
 }
 
 /// Per-item and per-user signals a ranking is made from, computed from one training log.
 package struct ScoringComponents: Sendable {
+    /// Catalogue size.
     package let items: Int
     /// Decayed popularity / max (or all-time popularity / max when decay is off).
     package let trending: [Float]
@@ -50,9 +55,12 @@ package struct ScoringComponents: Sendable {
     package let history: UserHistory
     /// Category per item, or nil without attributes.
     package let categories: [UInt32]?
+    /// Number of categories (0 without attributes).
     package let categoryCount: Int
+    /// Factors for the dot product, if any.
     package let factors: ALSFactors?
 
+    /// Computes trending, popularity and history from `log` as of `reference`.
     package init(
         log: EventLog,
         decay: DecaySpec,

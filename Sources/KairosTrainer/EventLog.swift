@@ -13,6 +13,7 @@ public struct EventLog: Sendable {
     /// Strength per event (event-type weight or value).
     public var strengths: [Float]
 
+    /// A log from parallel arrays (all of equal length; ids index the two id tables).
     public init(userIds: [String], itemIds: [String], users: [UInt32], items: [UInt32], times: [Int64], strengths: [Float]) {
         self.userIds = userIds
         self.itemIds = itemIds

@@ -107,6 +107,7 @@ package struct DecayCache: Sendable {
     let decay: DecaySpec
     let reference: Int64
 
+    /// Binds `decay` to `reference` (unix seconds).
     package init(decay: DecaySpec, reference: Int64) {
         self.decay = decay
         self.reference = reference

@@ -35,6 +35,7 @@ package struct MetricsAccumulator {
     var sums = RankingMetrics()
     var recommended: Set<Int32> = []
 
+    /// An empty accumulator for cut-off `k` over a catalogue of `catalogue` items.
     package init(k: Int, catalogue: Int) {
         self.k = k
         self.catalogue = catalogue

@@ -4,22 +4,35 @@ internal import FoundationEssentials
 public struct TrainReport: Sendable, Codable {
     /// Input statistics.
     public struct DataStats: Sendable, Codable {
+        /// Data rows read.
         public var rows = 0
+        /// Events kept (after bad rows and duplicates).
         public var events = 0
+        /// Distinct users.
         public var users = 0
+        /// Distinct items.
         public var items = 0
+        /// Rejected rows.
         public var badRows = 0
+        /// Exact repeats dropped.
         public var duplicates = 0
+        /// Oldest event, unix seconds.
         public var firstEventTime: Int64 = 0
+        /// Newest event, unix seconds.
         public var lastEventTime: Int64 = 0
     }
 
     /// The temporal splits.
     public struct Split: Sendable, Codable {
+        /// Test quantile (0: no test split).
         public var holdout = 0.0
+        /// First test time, unix seconds.
         public var testStartTime: Int64?
+        /// Events before the test split.
         public var trainEvents = 0
+        /// Events in the test split.
         public var testEvents = 0
+        /// First validation time, unix seconds.
         public var validationStartTime: Int64?
         /// protocol -> users evaluated on test.
         public var testUsers: [String: Int] = [:]
@@ -29,7 +42,9 @@ public struct TrainReport: Sendable, Codable {
 
     /// Schema tag.
     public var schema = "kairos-train-metrics/1"
+    /// Input statistics.
     public var data = DataStats()
+    /// Split sizes and times.
     public var split = Split()
     /// Seconds of the final factorization (the number compared with other ALS libraries).
     public var fitSeconds = 0.0
@@ -49,8 +64,9 @@ public struct TrainReport: Sendable, Codable {
     public var test: [String: [String: [String: Double]]] = [:]
     /// Final training loss per iteration where computed.
     public var losses: [Double] = []
-    /// Model file written, and its size.
+    /// Model file written.
     public var output: String?
+    /// Size of the model file written.
     public var outputBytes: Int?
 
     public init() {}

@@ -11,7 +11,9 @@ public enum Trainer {
 
     /// The result: the model contents (written when `config.output` is set) and the report.
     public struct Result: Sendable {
+        /// What was (or would be) written.
         public var contents: ModelContents
+        /// Everything measured.
         public var report: TrainReport
     }
 

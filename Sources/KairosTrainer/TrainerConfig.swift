@@ -44,6 +44,7 @@ public struct TrainerConfig: Sendable {
     /// Most users per evaluation set (a deterministic spread is kept beyond this).
     public var maxEvalUsers = 5000
 
+    /// The default configuration for the log at `input`.
     public init(input: String) { self.input = input }
 
     /// Checks ranges.

@@ -19,6 +19,7 @@ public struct TrainerError: Error, Hashable, CustomStringConvertible {
     /// Where and why.
     public var context: String
 
+    /// An error with its code and context.
     public init(_ code: Code, _ context: String) {
         self.code = code
         self.context = context
