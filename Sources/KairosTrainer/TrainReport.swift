@@ -12,6 +12,8 @@ public struct TrainReport: Sendable, Codable {
         public var users = 0
         /// Distinct items.
         public var items = 0
+        /// Distinct user-item pairs in the final model's matrix (the work of one ALS sweep scales with it).
+        public var pairs = 0
         /// Rejected rows.
         public var badRows = 0
         /// Exact repeats dropped.

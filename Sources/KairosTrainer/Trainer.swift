@@ -103,6 +103,7 @@ public enum Trainer {
         }
         report.parameters.merge(parameterTable(config), uniquingKeysWith: { _, new in new })
         report.fitSeconds = fitSeconds
+        report.data.pairs = matrix.nonZeros
         report.timings["fit"] = fitSeconds
         report.losses = factors.losses
         progress.line("fit", "\(config.als.iterations) iterations in \(Format.seconds(fitSeconds)), \(matrix.nonZeros) user-item pairs, \(config.als.threads) threads, solver \(config.als.kernel.effectiveDescription)")
