@@ -5,7 +5,8 @@ import KairosTrainer
 public struct Synth: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "synth",
-        abstract: "Write a deterministic SYNTHETIC event log: drifting interests, daily/weekly rhythms, repeats, new items."
+        abstract:
+            "Write a deterministic SYNTHETIC event log: drifting interests, daily/weekly rhythms, repeats, new items."
     )
 
     @Option(help: "Output CSV (user,item,timestamp,event).")

@@ -3,7 +3,7 @@ import KairosModelFormat
 package import KairosTrainer
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `kairos train`: learns a model file from an interaction log, evaluates it on a temporal split, reports metrics.
@@ -104,7 +104,8 @@ public struct Train: ParsableCommand {
     var tune = true
     @Flag(
         inversion: .prefixedNo,
-        help: "Also choose regularization, alpha and half-life on the validation split (flags are starting points).")
+        help: "Also choose regularization, alpha and half-life on the validation split (flags are starting points)."
+    )
     var tuneFactorization = true
     @Option(help: "Ranking cut-off K.")
     var k = 10
@@ -118,16 +119,22 @@ public struct Train: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        guard IngestOptions.Format(rawValue: format) != nil else { throw ValidationError("--format must be auto, csv, tsv or jsonl") }
+        guard IngestOptions.Format(rawValue: format) != nil else {
+            throw ValidationError("--format must be auto, csv, tsv or jsonl")
+        }
         guard IngestOptions.StrengthSource(rawValue: strength) != nil else {
             throw ValidationError("--strength must be auto, event, value or constant")
         }
-        guard DecayForm(rawValue: decay) != nil else { throw ValidationError("--decay must be exponential, linear, sigmoid or none") }
+        guard DecayForm(rawValue: decay) != nil else {
+            throw ValidationError("--decay must be exponential, linear, sigmoid or none")
+        }
         if let w = eventWeights, IngestOptions.parseEventWeights(w) == nil {
             throw ValidationError("--event-weights must look like view=1,click=2 with non-negative numbers")
         }
         if let now, parseTime(now) == nil { throw ValidationError("--now must be unix seconds or ISO-8601") }
-        guard halfLife > 0, window > 0, steepness > 0 else { throw ValidationError("--half-life, --window and --steepness must be positive") }
+        guard halfLife > 0, window > 0, steepness > 0 else {
+            throw ValidationError("--half-life, --window and --steepness must be positive")
+        }
     }
 
     func parseTime(_ s: String) -> Int64? {
@@ -205,9 +212,12 @@ public struct Train: ParsableCommand {
     func summary(_ r: TrainReport) -> String {
         var lines: [String] = []
         lines.append(
-            "data: \(r.data.events) events (\(r.data.badRows) bad rows, \(r.data.duplicates) duplicates), \(r.data.users) users, \(r.data.items) items")
+            "data: \(r.data.events) events (\(r.data.badRows) bad rows, \(r.data.duplicates) duplicates), \(r.data.users) users, \(r.data.items) items"
+        )
         let order = ["ingest", "validation", "test", "fit", "signals", "write", "total"]
-        lines.append("time: " + order.compactMap { key in r.timings[key].map { "\(key) \(fmt($0)) s" } }.joined(separator: ", "))
+        lines.append(
+            "time: " + order.compactMap { key in r.timings[key].map { "\(key) \(fmt($0)) s" } }.joined(separator: ", ")
+        )
         for p in ["exclude-seen", "allow-repeats"] {
             guard let methods = r.test[p] else { continue }
             let parts = methods.keys.sorted().map { "\($0) \(fmt(methods[$0]!["ndcg@\(k)"] ?? 0, 4))" }

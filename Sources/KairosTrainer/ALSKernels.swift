@@ -207,7 +207,9 @@ enum RowSolver<W: ChunkWidth> {
     }
 
     @inline(__always)
-    static func dot(_ a: UnsafeMutablePointer<SIMD16<Float>>, _ b: UnsafeMutablePointer<SIMD16<Float>>, _ C: Int) -> Float {
+    static func dot(_ a: UnsafeMutablePointer<SIMD16<Float>>, _ b: UnsafeMutablePointer<SIMD16<Float>>, _ C: Int)
+        -> Float
+    {
         var acc = a[0] * b[0]
         for c in 1..<max(C, 1) { acc = a[c] * b[c] + acc }
         return horizontalSum(acc)

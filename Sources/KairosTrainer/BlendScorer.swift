@@ -19,7 +19,11 @@ package struct BlendScorer {
             dots = [Float](repeating: 0, count: set.users.count * c.items)
             dots.withUnsafeMutableBufferPointer { out in
                 for (n, u) in set.users.enumerated() {
-                    Self.scoreAll(f, user: u, into: UnsafeMutableBufferPointer(rebasing: out[(n * c.items)..<((n + 1) * c.items)]))
+                    Self.scoreAll(
+                        f,
+                        user: u,
+                        into: UnsafeMutableBufferPointer(rebasing: out[(n * c.items)..<((n + 1) * c.items)])
+                    )
                 }
             }
         }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Interns byte strings (ids read from a log) into dense `UInt32` ids without creating a `String` per row.
@@ -73,7 +73,9 @@ package struct ByteInterner: Sendable {
     /// All strings in id order.
     package func strings() -> [String] {
         arena.withUnsafeBufferPointer { a in
-            (0..<count).map { String(decoding: UnsafeBufferPointer(rebasing: a[offsets[$0]..<offsets[$0 + 1]]), as: UTF8.self) }
+            (0..<count).map {
+                String(decoding: UnsafeBufferPointer(rebasing: a[offsets[$0]..<offsets[$0 + 1]]), as: UTF8.self)
+            }
         }
     }
 

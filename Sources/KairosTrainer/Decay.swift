@@ -1,7 +1,7 @@
 public import KairosModelFormat
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension DecaySpec {
@@ -54,7 +54,8 @@ extension DecaySpec {
         case .exponential: return "exponential(half-life \(d(halfLifeSeconds)))"
         case .linear: return "linear(window \(d(windowSeconds)))"
         case .sigmoid:
-            return "sigmoid(midpoint \(d(midpointSeconds)), steepness \(Format.number((steepnessPerSecond ?? 0) * 86400))/d)"
+            return
+                "sigmoid(midpoint \(d(midpointSeconds)), steepness \(Format.number((steepnessPerSecond ?? 0) * 86400))/d)"
         }
     }
 }

@@ -147,7 +147,10 @@ package enum Evaluation {
                 let step = Double(set.users.count) / Double(maxUsers)
                 let picks = (0..<maxUsers).map { Int(Double($0) * step) }
                 set = EvaluationSet(
-                    users: picks.map { set.users[$0] }, truth: picks.map { set.truth[$0] }, seen: picks.map { set.seen[$0] })
+                    users: picks.map { set.users[$0] },
+                    truth: picks.map { set.truth[$0] },
+                    seen: picks.map { set.seen[$0] }
+                )
             }
             out[p] = set
         }

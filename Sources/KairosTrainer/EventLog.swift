@@ -14,7 +14,14 @@ public struct EventLog: Sendable {
     public var strengths: [Float]
 
     /// A log from parallel arrays (all of equal length; ids index the two id tables).
-    public init(userIds: [String], itemIds: [String], users: [UInt32], items: [UInt32], times: [Int64], strengths: [Float]) {
+    public init(
+        userIds: [String],
+        itemIds: [String],
+        users: [UInt32],
+        items: [UInt32],
+        times: [Int64],
+        strengths: [Float]
+    ) {
         self.userIds = userIds
         self.itemIds = itemIds
         self.users = users

@@ -33,7 +33,9 @@ extension EventLogReader {
                         guard i + 4 <= n, let code = UInt32(String(decoding: b[i..<(i + 4)], as: UTF8.self), radix: 16)
                         else { return nil }
                         i += 4
-                        out.append(contentsOf: Array(String(UnicodeScalar(code).map { Character($0) } ?? "\u{FFFD}").utf8))
+                        out.append(
+                            contentsOf: Array(String(UnicodeScalar(code).map { Character($0) } ?? "\u{FFFD}").utf8)
+                        )
                     default: out.append(e)
                     }
                     continue

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Streams a CSV/TSV/JSON Lines event log into an ``EventLog``, interning ids as it reads.
@@ -31,7 +31,9 @@ public struct EventLogReader {
 
     /// Reads the whole file at `path`.
     /// - Throws: ``TrainerError`` for I/O failures, a missing column, a bad row under `--strict`, or no events.
-    public static func read(path: String, options: IngestOptions = IngestOptions()) throws(TrainerError) -> (EventLog, IngestReport) {
+    public static func read(path: String, options: IngestOptions = IngestOptions()) throws(TrainerError) -> (
+        EventLog, IngestReport
+    ) {
         var format = options.format
         if format == .auto {
             let lower = path.lowercased()
@@ -169,14 +171,21 @@ public struct EventLogReader {
             if let i = candidates.lazy.compactMap({ names.firstIndex(of: $0) }).first {
                 out.append((role, i))
             } else if role == .user || role == .item || role == .time || explicitName(role) != nil {
-                throw TrainerError(.badHeader, "no column for \(role) (tried \(candidates.joined(separator: ", ")); header: \(names.joined(separator: ",")))")
+                throw TrainerError(
+                    .badHeader,
+                    "no column for \(role) (tried \(candidates.joined(separator: ", ")); header: \(names.joined(separator: ",")))"
+                )
             }
         }
         let has = Set(out.map { $0.0 })
         strength = options.strength
         if strength == .auto { strength = has.contains(.event) ? .event : has.contains(.value) ? .value : .constant }
-        if strength == .event && !has.contains(.event) { throw TrainerError(.badHeader, "--strength event needs an event column") }
-        if strength == .value && !has.contains(.value) { throw TrainerError(.badHeader, "--strength value needs a value column") }
+        if strength == .event && !has.contains(.event) {
+            throw TrainerError(.badHeader, "--strength event needs an event column")
+        }
+        if strength == .value && !has.contains(.value) {
+            throw TrainerError(.badHeader, "--strength value needs a value column")
+        }
         return out
     }
 
@@ -266,11 +275,17 @@ public struct EventLogReader {
         }
         if quoted == 0 {
             try event(
-                user: field(0, starts.0, ends.0), item: field(1, starts.1, ends.1), time: field(2, starts.2, ends.2),
-                event: field(3, starts.3, ends.3), value: field(4, starts.4, ends.4))
+                user: field(0, starts.0, ends.0),
+                item: field(1, starts.1, ends.1),
+                time: field(2, starts.2, ends.2),
+                event: field(3, starts.3, ends.3),
+                value: field(4, starts.4, ends.4)
+            )
         } else {
             // Rare path: substitute unescaped copies for the quoted fields that had `""`.
-            let ranges = [(starts.0, ends.0), (starts.1, ends.1), (starts.2, ends.2), (starts.3, ends.3), (starts.4, ends.4)]
+            let ranges = [
+                (starts.0, ends.0), (starts.1, ends.1), (starts.2, ends.2), (starts.3, ends.3), (starts.4, ends.4),
+            ]
             let copies: [[UInt8]?] = (0..<5).map { r in
                 if quoted & (1 << UInt8(r)) != 0 { return scratch[r] }
                 guard ranges[r].1 >= 0 else { return nil }

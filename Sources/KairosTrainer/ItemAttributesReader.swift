@@ -1,7 +1,7 @@
 public import KairosModelFormat
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads an item attributes CSV/TSV (`item,category[,brand][,price]...`, header required) aligned to item rows.
@@ -31,7 +31,9 @@ public enum ItemAttributesReader {
         guard let itemCol = column(["item", "item_id", "itemid", "product_id", "product"]) else {
             throw TrainerError(.badHeader, "\(path): no item column in \(header)")
         }
-        let catCol = column(categoryColumn.map { [$0.lowercased()] } ?? ["category", "genres", "genre", "department", "aisle"])
+        let catCol = column(
+            categoryColumn.map { [$0.lowercased()] } ?? ["category", "genres", "genre", "department", "aisle"]
+        )
         let brandCol = column(["brand"])
         let priceCol = column(["price"])
         var rowOf: [String: Int] = [:]
@@ -50,29 +52,39 @@ public enum ItemAttributesReader {
                 skipped += 1
                 continue
             }
-            if let c = catCol, c < f.count, let name = f[c].split(separator: "|").first.map(String.init), !name.isEmpty {
-                let id = categoryIndex[name] ?? {
-                    let id = UInt32(categoryNames.count)
-                    categoryNames.append(name)
-                    categoryIndex[name] = id
-                    return id
-                }()
+            if let c = catCol, c < f.count, let name = f[c].split(separator: "|").first.map(String.init), !name.isEmpty
+            {
+                let id =
+                    categoryIndex[name]
+                    ?? {
+                        let id = UInt32(categoryNames.count)
+                        categoryNames.append(name)
+                        categoryIndex[name] = id
+                        return id
+                    }()
                 category[row] = id
             }
             if let c = brandCol, c < f.count, !f[c].isEmpty {
                 let name = f[c]
-                let id = brandIndex[name] ?? {
-                    let id = UInt32(brandNames.count)
-                    brandNames.append(name)
-                    brandIndex[name] = id
-                    return id
-                }()
+                let id =
+                    brandIndex[name]
+                    ?? {
+                        let id = UInt32(brandNames.count)
+                        brandNames.append(name)
+                        brandIndex[name] = id
+                        return id
+                    }()
                 brand[row] = id
             }
             if let c = priceCol, c < f.count, let p = Float(f[c]), p.isFinite { price[row] = p }
         }
         let attrs = ItemAttributes(
-            category: category, brand: brand, price: price, categoryNames: categoryNames, brandNames: brandNames)
+            category: category,
+            brand: brand,
+            price: price,
+            categoryNames: categoryNames,
+            brandNames: brandNames
+        )
         return (attrs, skipped)
     }
 
@@ -88,7 +100,9 @@ public enum ItemAttributesReader {
             if inQuotes {
                 if c == "\"" {
                     if let n = chars.next() {
-                        if n == "\"" { field.append("\"") } else {
+                        if n == "\"" {
+                            field.append("\"")
+                        } else {
                             inQuotes = false
                             pending = n
                         }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Binary-relevance ranking metrics at a cut-off K, averaged over users (definitions in proto-spec/METRICS.md).

@@ -1,7 +1,7 @@
 public import KairosModelFormat
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A deterministic generator of e-commerce-like event logs: users whose interests drift across categories,
@@ -99,7 +99,8 @@ public struct SyntheticLog: Sendable {
                 } else {
                     var tries = 0
                     repeat {
-                        let c = rng.uniform() < 0.85 ? favourite[Int(rng.next() % 2)] : Int(rng.next() % UInt64(categories))
+                        let c =
+                            rng.uniform() < 0.85 ? favourite[Int(rng.next() % 2)] : Int(rng.next() % UInt64(categories))
                         // Zipf-like rank within the category.
                         let rank = min(perCategory - 1, Int(Double(perCategory) * pow(rng.uniform(), 2.5)))
                         item = min(items - 1, rank * categories + c)
@@ -123,8 +124,12 @@ func appendDecimal(_ out: inout [UInt8], _ v: Int64) {
         appendDecimal(&out, -v)
         return
     }
-    var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var digits:
+        (
+            UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+            UInt8, UInt8, UInt8, UInt8, UInt8
+        ) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     var n = 0
     var x = v
     withUnsafeMutableBytes(of: &digits) { d in

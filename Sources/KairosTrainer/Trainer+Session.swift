@@ -43,7 +43,10 @@ struct Session {
             let elapsed = Progress.seconds(ContinuousClock.now - start)
             let eta = elapsed / Double(it) * Double(total - it)
             let lossText = loss.map { "loss \(Format.number($0, digits: 6))" } ?? "loss -"
-            progress.line(label, "iteration \(it)/\(total) \(lossText) elapsed \(Format.seconds(elapsed)) ETA \(Format.seconds(eta))")
+            progress.line(
+                label,
+                "iteration \(it)/\(total) \(lossText) elapsed \(Format.seconds(elapsed)) ETA \(Format.seconds(eta))"
+            )
         }
     }
 
@@ -56,14 +59,23 @@ struct Session {
     func components(_ log: EventLog, decayed: Bool, tuned: Tuned, factors: ALSFactors?) -> ScoringComponents {
         let trending = tuned.trendingDecay(fallback: config.decay)
         return ScoringComponents(
-            log: log, decay: decayed ? tuned.historyDecay(fallback: config.decay) : DecaySpec(form: .none), trendingDecay: decayed ? trending : DecaySpec(form: .none),
-            reference: log.timeRange?.upperBound ?? 0, historyCap: config.historyCap, categories: categories, factors: factors)
+            log: log,
+            decay: decayed ? tuned.historyDecay(fallback: config.decay) : DecaySpec(form: .none),
+            trendingDecay: decayed ? trending : DecaySpec(form: .none),
+            reference: log.timeRange?.upperBound ?? 0,
+            historyCap: config.historyCap,
+            categories: categories,
+            factors: factors
+        )
     }
 
     func matrix(_ log: EventLog, decayed: Bool) -> SparseMatrix {
         Interactions.matrix(
-            log, decay: decayed ? config.decay : DecaySpec(form: .none), reference: log.timeRange?.upperBound ?? 0,
-            normalizePerUser: config.normalizePerUser)
+            log,
+            decay: decayed ? config.decay : DecaySpec(form: .none),
+            reference: log.timeRange?.upperBound ?? 0,
+            normalizePerUser: config.normalizePerUser
+        )
     }
 
     /// Learns blend weights (and trending's half-life) on a validation split cut inside `train`.
@@ -78,23 +90,31 @@ struct Session {
         }
         let sets = Evaluation.sets(train: sub, test: val, maxUsers: evalUsers(items: sub.itemIds.count))
         report.split.validationStartTime = vcut
-        report.split.validationUsers = Dictionary(uniqueKeysWithValues: sets.map { ($0.key.rawValue, $0.value.users.count) })
+        report.split.validationUsers = Dictionary(
+            uniqueKeysWithValues: sets.map { ($0.key.rawValue, $0.value.users.count) }
+        )
         let reference = sub.timeRange!.upperBound
         if config.trendingHalfLifeDays == nil {
             var best = (-1.0, tuned.trendingHalfLifeDays)
             for h in Self.trendingGrid {
                 let decay = h > 0 ? DecaySpec.exponential(halfLifeDays: h) : DecaySpec(form: .none)
-                let trend = ScoringComponents.unitMax(Signals.popularity(sub, decay: decay, reference: reference).decayed)
+                let trend = ScoringComponents.unitMax(
+                    Signals.popularity(sub, decay: decay, reference: reference).decayed
+                )
                 var score = 0.0
                 for p in EvaluationProtocol.allCases {
-                    score += Evaluation.evaluate(sets[p]!, k: config.k, catalogue: sub.itemIds.count) { _, b in
-                        for i in 0..<b.count { b[i] = trend[i] }
-                    }.ndcg
+                    score +=
+                        Evaluation.evaluate(sets[p]!, k: config.k, catalogue: sub.itemIds.count) { _, b in
+                            for i in 0..<b.count { b[i] = trend[i] }
+                        }.ndcg
                 }
                 if score > best.0 + 1e-9 { best = (score, h) }
             }
             tuned.trendingHalfLifeDays = best.1
-            progress.line("validation", "trending half-life \(best.1 > 0 ? "\(Format.number(best.1)) d" : "none (all-time)")")
+            progress.line(
+                "validation",
+                "trending half-life \(best.1 > 0 ? "\(Format.number(best.1)) d" : "none (all-time)")"
+            )
         }
         if let set = sets[.allowRepeats], !set.users.isEmpty {
             // Buy-again's own half-life: repeat behaviour has its own clock (a weekly shop vs a yearly purchase).
@@ -102,19 +122,31 @@ struct Session {
             for h in Self.trendingGrid {
                 let decay = h > 0 ? DecaySpec.exponential(halfLifeDays: h) : DecaySpec(form: .none)
                 let comps = ScoringComponents(
-                    log: sub, decay: decay, trendingDecay: DecaySpec(form: .none), reference: reference,
-                    historyCap: config.historyCap, categories: nil, factors: nil)
+                    log: sub,
+                    decay: decay,
+                    trendingDecay: DecaySpec(form: .none),
+                    reference: reference,
+                    historyCap: config.historyCap,
+                    categories: nil,
+                    factors: nil
+                )
                 let v = Evaluation.baselines(set, .allowRepeats, comps, k: config.k)["buy-again"]!.ndcg
                 if v > best.0 + 1e-9 { best = (v, h) }
             }
             if best.0 > 0 {
                 tuned.historyHalfLifeDays = best.1
-                progress.line("validation", "buy-again half-life \(best.1! > 0 ? "\(Format.number(best.1!)) d" : "none (all-time)")")
+                progress.line(
+                    "validation",
+                    "buy-again half-life \(best.1! > 0 ? "\(Format.number(best.1!)) d" : "none (all-time)")"
+                )
             }
         }
         if config.tuneFactorization { tuneFactorization(sub: sub, sets: sets) }
         for decayed in [true, false] {
-            let factors = fit(matrix(sub, decayed: decayed), label: decayed ? "validation fit" : "validation fit (no decay)")
+            let factors = fit(
+                matrix(sub, decayed: decayed),
+                label: decayed ? "validation fit" : "validation fit (no decay)"
+            )
             let comps = components(sub, decayed: decayed, tuned: tuned, factors: factors)
             for p in EvaluationProtocol.allCases {
                 let scorer = BlendScorer(set: sets[p]!, components: comps, k: config.k)
@@ -133,7 +165,8 @@ struct Session {
                 progress.line(
                     "validation",
                     "\(p.rawValue) \(name): dot \(Format.number(w.dot)) trending \(Format.number(w.trending)) "
-                        + "buy-again \(Format.number(w.buyAgain)) category \(Format.number(w.category)) -> ndcg@\(config.k) \(Format.fixed(metrics.ndcg, 4))")
+                        + "buy-again \(Format.number(w.buyAgain)) category \(Format.number(w.category)) -> ndcg@\(config.k) \(Format.fixed(metrics.ndcg, 4))"
+                )
             }
         }
         return tuned
@@ -151,19 +184,30 @@ struct Session {
             let key = "\(c.als.regularization) \(c.als.alpha) \(c.decay.halfLifeSeconds ?? -1)"
             if let v = cache[key] { return v }
             let m = Interactions.matrix(
-                sub, decay: c.decay, reference: sub.timeRange!.upperBound, normalizePerUser: c.normalizePerUser)
+                sub,
+                decay: c.decay,
+                reference: sub.timeRange!.upperBound,
+                normalizePerUser: c.normalizePerUser
+            )
             var als = c.als
             als.lossEvery = 0
             let f = WeightedALS.fit(m, config: als)
             let comps = ScoringComponents(
-                log: sub, decay: c.decay, trendingDecay: DecaySpec(form: .none), reference: sub.timeRange!.upperBound,
-                historyCap: 1, categories: nil, factors: f)
+                log: sub,
+                decay: c.decay,
+                trendingDecay: DecaySpec(form: .none),
+                reference: sub.timeRange!.upperBound,
+                historyCap: 1,
+                categories: nil,
+                factors: f
+            )
             let v = BlendScorer(set: set, components: comps, k: c.k).evaluate(BlendWeights()).ndcg
             cache[key] = v
             progress.line(
                 "validation",
                 "factors: regularization \(Format.number(Double(c.als.regularization))) alpha \(Format.number(Double(c.als.alpha))) "
-                    + "decay \(c.decay.summary) -> als ndcg@\(c.k) \(Format.fixed(v, 4))")
+                    + "decay \(c.decay.summary) -> als ndcg@\(c.k) \(Format.fixed(v, 4))"
+            )
             return v
         }
         var best = config
@@ -195,7 +239,8 @@ struct Session {
         config = best
         progress.line(
             "validation",
-            "chose regularization \(Format.number(Double(best.als.regularization))) alpha \(Format.number(Double(best.als.alpha))) decay \(best.decay.summary)")
+            "chose regularization \(Format.number(Double(best.als.regularization))) alpha \(Format.number(Double(best.als.alpha))) decay \(best.decay.summary)"
+        )
     }
 
     /// Fits on `train`, ranks for `test`, fills `report.test` for every method and protocol.
@@ -221,7 +266,8 @@ struct Session {
                 progress.line(
                     "test",
                     "\(p.rawValue) \(name.padding(14)) recall@\(config.k) \(Format.fixed(m.recall, 4)) ndcg@\(config.k) \(Format.fixed(m.ndcg, 4)) "
-                        + "map@\(config.k) \(Format.fixed(m.map, 4)) coverage \(Format.fixed(m.coverage, 3)) (\(m.users) users)")
+                        + "map@\(config.k) \(Format.fixed(m.map, 4)) coverage \(Format.fixed(m.coverage, 3)) (\(m.users) users)"
+                )
             }
         }
     }

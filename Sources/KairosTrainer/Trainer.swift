@@ -1,7 +1,7 @@
 public import KairosModelFormat
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs a whole training: ingest, temporal evaluation with validation tuning, final fit, signals, model file.
@@ -30,9 +30,15 @@ public enum Trainer {
         }
         let range = log.timeRange!
         report.data = .init(
-            rows: ingest.rows, events: log.count, users: log.userIds.count, items: log.itemIds.count,
-            badRows: ingest.badRows, duplicates: ingest.duplicates, firstEventTime: range.lowerBound,
-            lastEventTime: range.upperBound)
+            rows: ingest.rows,
+            events: log.count,
+            users: log.userIds.count,
+            items: log.itemIds.count,
+            badRows: ingest.badRows,
+            duplicates: ingest.duplicates,
+            firstEventTime: range.lowerBound,
+            lastEventTime: range.upperBound
+        )
         report.timings["ingest"] = ingestSeconds
         report.ingestEventsPerSecond = Double(ingest.rows) / max(ingestSeconds, 1e-9)
         progress.line(
@@ -40,7 +46,8 @@ public enum Trainer {
             "\(ingest.rows) rows -> \(log.count) events, \(log.userIds.count) users, \(log.itemIds.count) items, "
                 + "\(ingest.badRows) bad rows, \(ingest.duplicates) duplicates, strength from \(ingest.strengthSource.rawValue), "
                 + "\(Format.bytes(ingest.bytes)) in \(Format.seconds(ingestSeconds)) "
-                + "(\(Format.fixed(report.ingestEventsPerSecond / 1e6, 2))M rows/s)")
+                + "(\(Format.fixed(report.ingestEventsPerSecond / 1e6, 2))M rows/s)"
+        )
         for b in ingest.firstBadRows { progress.line("ingest", "bad row: \(b)") }
         if ingest.badRows > ingest.firstBadRows.count {
             progress.line("ingest", "... and \(ingest.badRows - ingest.firstBadRows.count) more bad rows")
@@ -49,11 +56,18 @@ public enum Trainer {
         var categories: [UInt32]?
         var attributes: ItemAttributes?
         if let path = config.itemsPath {
-            let (a, skipped) = try ItemAttributesReader.read(path: path, itemIds: log.itemIds, categoryColumn: config.categoryColumn)
+            let (a, skipped) = try ItemAttributesReader.read(
+                path: path,
+                itemIds: log.itemIds,
+                categoryColumn: config.categoryColumn
+            )
             attributes = a
             categories = a.categoryNames.isEmpty ? nil : a.category
             let known = a.category.filter { $0 != ItemAttributes.none }.count
-            progress.line("items", "\(a.categoryNames.count) categories, \(known)/\(log.itemIds.count) items with a category, \(skipped) rows for unknown items")
+            progress.line(
+                "items",
+                "\(a.categoryNames.count) categories, \(known)/\(log.itemIds.count) items with a category, \(skipped) rows for unknown items"
+            )
         }
 
         var session = Session(config: config, categories: categories, progress: progress)
@@ -97,7 +111,12 @@ public enum Trainer {
 
         // 3. The final model on every event.
         let reference = config.now ?? range.upperBound
-        let matrix = Interactions.matrix(log, decay: config.decay, reference: reference, normalizePerUser: config.normalizePerUser)
+        let matrix = Interactions.matrix(
+            log,
+            decay: config.decay,
+            reference: reference,
+            normalizePerUser: config.normalizePerUser
+        )
         let (factors, fitSeconds) = Progress.timed { () -> ALSFactors in
             session.fit(matrix, label: "fit")
         }
@@ -106,12 +125,21 @@ public enum Trainer {
         report.data.pairs = matrix.nonZeros
         report.timings["fit"] = fitSeconds
         report.losses = factors.losses
-        progress.line("fit", "\(config.als.iterations) iterations in \(Format.seconds(fitSeconds)), \(matrix.nonZeros) user-item pairs, \(config.als.threads) threads, solver \(config.als.kernel.effectiveDescription)")
+        progress.line(
+            "fit",
+            "\(config.als.iterations) iterations in \(Format.seconds(fitSeconds)), \(matrix.nonZeros) user-item pairs, \(config.als.threads) threads, solver \(config.als.kernel.effectiveDescription)"
+        )
 
         let ((contents, signalsSeconds)) = Progress.timed { () -> ModelContents in
             makeContents(
-                log: log, factors: factors, config: config, tuned: tuned, reference: reference, attributes: attributes,
-                report: report)
+                log: log,
+                factors: factors,
+                config: config,
+                tuned: tuned,
+                reference: reference,
+                attributes: attributes,
+                report: report
+            )
         }
         report.timings["signals"] = signalsSeconds
         progress.line("signals", "popularity, trending, history, activity in \(Format.seconds(signalsSeconds))")
@@ -144,18 +172,27 @@ public enum Trainer {
         var popularity = Signals.popularity(log, decay: trendingDecay, reference: reference)
         popularity.referenceTime = reference
         let history = Signals.history(
-            log, decay: tuned.historyDecay(fallback: config.decay), reference: reference, cap: config.historyCap)
+            log,
+            decay: tuned.historyDecay(fallback: config.decay),
+            reference: reference,
+            cap: config.historyCap
+        )
         let activity = Signals.activity(log, decay: config.decay, reference: reference)
         let parameters = report.parameters
         let metadata = ModelMetadata(
             generator: generator,
-            description: "weighted ALS (conjugate gradient) on time-decayed confidences, trained on \(log.count) events",
+            description:
+                "weighted ALS (conjugate gradient) on time-decayed confidences, trained on \(log.count) events",
             algorithm: "wals-cg",
             parameters: parameters,
             decay: config.decay,
             dataSpan: DataSpan(
-                firstEventTime: log.timeRange!.lowerBound, lastEventTime: log.timeRange!.upperBound, events: log.count,
-                users: log.userIds.count, items: log.itemIds.count),
+                firstEventTime: log.timeRange!.lowerBound,
+                lastEventTime: log.timeRange!.upperBound,
+                events: log.count,
+                users: log.userIds.count,
+                items: log.itemIds.count
+            ),
             evaluation: report.test,
             scoring: report.scoring
         )

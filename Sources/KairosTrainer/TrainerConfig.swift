@@ -51,7 +51,9 @@ public struct TrainerConfig: Sendable {
     /// - Throws: ``TrainerError`` with code `invalidConfiguration`.
     public func validate() throws(TrainerError) {
         func fail(_ m: String) -> TrainerError { TrainerError(.invalidConfiguration, m) }
-        guard als.factors > 0, als.factors % 4 == 0, als.factors <= 1024 else { throw fail("factors must be a multiple of 4 in 4...1024") }
+        guard als.factors > 0, als.factors % 4 == 0, als.factors <= 1024 else {
+            throw fail("factors must be a multiple of 4 in 4...1024")
+        }
         guard als.iterations >= 0 else { throw fail("iterations must not be negative") }
         guard als.regularization >= 0, als.regularization.isFinite else { throw fail("regularization must be >= 0") }
         guard als.alpha >= 0, als.alpha.isFinite else { throw fail("alpha must be >= 0") }

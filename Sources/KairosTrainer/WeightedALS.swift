@@ -128,7 +128,9 @@ public enum WeightedALS {
             gram.compute(users, regularization: config.regularization, threads: config.threads)
             solve(items, against: users, rows: scaledT, gram: gram, config: config)
             var loss: Double?
-            if config.lossEvery > 0 && (it + 1) % config.lossEvery == 0 || it + 1 == config.iterations && config.lossEvery > 0 {
+            if config.lossEvery > 0 && (it + 1) % config.lossEvery == 0
+                || it + 1 == config.iterations && config.lossEvery > 0
+            {
                 loss = Self.loss(users, items, scaled, regularization: config.regularization, threads: config.threads)
                 losses.append(loss!)
             }
@@ -154,7 +156,13 @@ public enum WeightedALS {
     }
 
     /// Solves every row of `x` against the fixed `y` with `cgSteps` conjugate-gradient steps, warm-started.
-    static func solve(_ x: FactorBlock, against y: FactorBlock, rows m: ConfidenceRows, gram: GramMatrix, config: ALSConfig) {
+    static func solve(
+        _ x: FactorBlock,
+        against y: FactorBlock,
+        rows m: ConfidenceRows,
+        gram: GramMatrix,
+        config: ALSConfig
+    ) {
         let parts = partition(m, parts: max(1, config.threads), rowCost: 16 * x.chunks * x.chunks)
         let cgSteps = config.cgSteps
         let isa = config.kernel.effectiveISA
@@ -164,10 +172,18 @@ public enum WeightedALS {
                     m.indices.withUnsafeBufferPointer { indices in
                         m.values.withUnsafeBufferPointer { values in
                             ckt_cg_solve(
-                                isa, x.floats, y.floats, Int32(x.chunks * 16), gram.floats,
+                                isa,
+                                x.floats,
+                                y.floats,
+                                Int32(x.chunks * 16),
+                                gram.floats,
                                 UnsafeRawPointer(indptr.baseAddress!).assumingMemoryBound(to: Int64.self),
-                                indices.baseAddress, values.baseAddress, Int64(parts[p].lowerBound),
-                                Int64(parts[p].upperBound), Int32(cgSteps))
+                                indices.baseAddress,
+                                values.baseAddress,
+                                Int64(parts[p].lowerBound),
+                                Int64(parts[p].upperBound),
+                                Int32(cgSteps)
+                            )
                         }
                     }
                 }
@@ -186,7 +202,9 @@ public enum WeightedALS {
 
     /// `sum_u x_u' (Y'Y) x_u + sum_(u,i) [c (1 - s)^2 - s^2] + lambda (|X|^2 + |Y|^2)`, divided by the total
     /// confidence weight, where `s = x_u . y_i`: the weighted squared error over all cells without visiting them.
-    static func loss(_ x: FactorBlock, _ y: FactorBlock, _ m: ConfidenceRows, regularization: Float, threads: Int) -> Double {
+    static func loss(_ x: FactorBlock, _ y: FactorBlock, _ m: ConfidenceRows, regularization: Float, threads: Int)
+        -> Double
+    {
         let gram = GramMatrix(chunks: x.chunks)
         gram.compute(y, regularization: 0, threads: threads)
         var total = 0.0

@@ -1,4 +1,5 @@
 import Glibc
+
 @testable import KairosTrainer
 
 /// A fresh temporary folder, removed with its files at deinit.

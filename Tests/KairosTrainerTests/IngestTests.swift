@@ -14,7 +14,9 @@ import Testing
             u2,i1,2026-01-01T01:00:00+01:00,cart
             u2,i3,2026-01-01 00:00:30,click
 
-            """, to: "e.csv")
+            """,
+            to: "e.csv"
+        )
         let (log, report) = try EventLogReader.read(path: path)
         #expect(report.rows == 4 && report.badRows == 0)
         #expect(log.userIds == ["u1", "u2"])
@@ -36,7 +38,9 @@ import Testing
             u2,i1,100
             u2,i2,200,3.5
 
-            """, to: "e.csv")
+            """,
+            to: "e.csv"
+        )
         let (log, report) = try EventLogReader.read(path: path)
         #expect(report.rows == 6)
         #expect(report.badRows == 4)
@@ -80,7 +84,9 @@ import Testing
             {"user":"u2","item":"7","timestamp":1767225601,"event":"view"}
             {"user":"u3","item":{"id":1},"timestamp":1}
 
-            """, to: "e.jsonl")
+            """,
+            to: "e.jsonl"
+        )
         var options = IngestOptions()
         options.eventColumn = "event"
         let (log, report) = try EventLogReader.read(path: path, options: options)

@@ -76,7 +76,10 @@ import Testing
     /// Item attributes attach categories to the right rows; unknown items in the file are skipped.
     @Test func itemAttributes() throws {
         let dir = TempFolder()
-        let path = dir.write("item,title,genres,price\nx1,\"A, b\",Drama|Comedy,3.5\nzz,no,Noir,1\ny2,c,,\n", to: "items.csv")
+        let path = dir.write(
+            "item,title,genres,price\nx1,\"A, b\",Drama|Comedy,3.5\nzz,no,Noir,1\ny2,c,,\n",
+            to: "items.csv"
+        )
         let (a, skipped) = try ItemAttributesReader.read(path: path, itemIds: ["y2", "x1", "x9"])
         #expect(skipped == 1)
         #expect(a.categoryNames == ["Drama"])
