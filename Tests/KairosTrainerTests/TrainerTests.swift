@@ -86,4 +86,24 @@ import Testing
         #expect(a.category == [ItemAttributes.none, 0, ItemAttributes.none])
         #expect(a.price[1] == 3.5 && a.price[0].isNaN)
     }
+
+    /// `now` sets the decay reference of the final model (trending, history) and the default creation time.
+    @Test func nowSetsTheReferenceTime() throws {
+        let dir = TempFolder()
+        let path = dir.write(Logs.twoGroups(), to: "g.csv")
+        var c = smallConfig(path, out: nil)
+        c.holdout = 0
+        c.tune = false
+        c.trendingHalfLifeDays = 30
+        let base = try Trainer.run(c).contents
+        c.now = Logs.monday + 60 * Logs.day
+        let later = try Trainer.run(c).contents
+        #expect(later.popularity?.referenceTime == c.now)
+        #expect(later.createdAt == c.now)
+        #expect(later.history?.referenceTime == c.now)
+        // Two months later (30-day half-life) every decayed weight is about a quarter of what it was.
+        let ratio = later.popularity!.decayed[0] / base.popularity!.decayed[0]
+        #expect(ratio > 0.2 && ratio < 0.3)
+        #expect(later.popularity!.allTime == base.popularity!.allTime)
+    }
 }
