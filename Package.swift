@@ -54,10 +54,15 @@ let package = Package(
         ),
         .target(name: "KairosClient", dependencies: ["KairosProtocol", nioCore, nioPosix]),
 
+        // MARK: Trainer
+        // The ALS conjugate-gradient solver, compiled per ISA level and chosen at run time (like CKairosKernels).
+        .target(name: "CKairosTrainerKernels"),
+        .target(name: "KairosTrainer", dependencies: ["CKairosTrainerKernels", "KairosKernels", "KairosModelFormat"]),
+
         // MARK: Executables
         .target(
             name: "KairosCLI",
-            dependencies: ["KairosModelFormat", "KairosKernels", "KairosScoring", "KairosServer", "KairosClient", "KairosProtocol", argumentParser, logging, serviceLifecycle, unixSignals, prometheus, metrics, histogram, nioCore, nioPosix]
+            dependencies: ["KairosModelFormat", "KairosKernels", "KairosTrainer", "KairosScoring", "KairosServer", "KairosClient", "KairosProtocol", argumentParser, logging, serviceLifecycle, unixSignals, prometheus, metrics, histogram, nioCore, nioPosix]
         ),
         .executableTarget(name: "kairos", dependencies: ["KairosCLI", argumentParser]),
         .executableTarget(
@@ -77,9 +82,10 @@ let package = Package(
         ),
         .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),
+        .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosModelFormat"]),
         .testTarget(
             name: "KairosCLITests",
-            dependencies: ["KairosCLI", "KairosModelFormat", argumentParser]
+            dependencies: ["KairosCLI", "KairosModelFormat", "KairosTrainer", argumentParser]
         ),
     ]
 )
