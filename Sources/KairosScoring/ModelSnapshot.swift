@@ -28,11 +28,13 @@ public final class ModelSnapshot: Sendable {
     public let categoryIDs: [String: UInt32]
     /// Every item row, 0..<n, for full scans through the gather kernel.
     public let allRows: [Int32]
-    /// Per-item additive terms of the default blend: bias + default trending weight x trend.
-    public let defaultOffsets: [Float]
-    /// Default blend weights stored by the trainer (metadata parameters `blend.trending`, `blend.buyAgain`).
-    public let defaultTrendingWeight: Float
-    public let defaultBuyAgainWeight: Float
+    /// The trainer's blend for ranking with the user's history excluded (metadata `scoring["exclude-seen"]`).
+    public let excludeSeenBlend: BlendWeights
+    /// The trainer's blend for ranking with repeats allowed (metadata `scoring["allow-repeats"]`).
+    public let allowRepeatsBlend: BlendWeights
+    /// Per-item additive terms of each default blend: dot weight x bias + trending weight x trend.
+    let excludeSeenOffsets: [Float]
+    let allowRepeatsOffsets: [Float]
     /// The kernels used for this snapshot.
     public let kernels: ScoringKernels
 
@@ -76,15 +78,57 @@ public final class ModelSnapshot: Sendable {
         if let names = model.categoryNames { for c in 0..<names.count { ids[names[c]] = UInt32(c) } }
         categoryIDs = ids
         allRows = Array(0..<Int32(n))
-        let wTrend = Float(model.metadata.parameters["blend.trending"] ?? 0)
-        defaultTrendingWeight = wTrend
-        defaultBuyAgainWeight = Float(model.metadata.parameters["blend.buyAgain"] ?? 0)
-        defaultOffsets = (0..<n).map { biases[$0] + wTrend * trend[$0] }
+        excludeSeenBlend = BlendWeights(model.metadata.scoring?["exclude-seen"])
+        allowRepeatsBlend = BlendWeights(model.metadata.scoring?["allow-repeats"])
+        excludeSeenOffsets = excludeSeenBlend.offsets(biases: biases, trend: trend)
+        allowRepeatsOffsets = allowRepeatsBlend.offsets(biases: biases, trend: trend)
     }
+
+    /// The trainer's blend for one protocol.
+    public func blend(allowRepeats: Bool) -> BlendWeights { allowRepeats ? allowRepeatsBlend : excludeSeenBlend }
+
+    /// Precomputed offsets of the stored blend for one protocol.
+    func defaultOffsets(allowRepeats: Bool) -> [Float] { allowRepeats ? allowRepeatsOffsets : excludeSeenOffsets }
 
     static func norm(_ v: [Float]) -> Float {
         var s: Float = 0
         for x in v { s += x * x }
         return s.squareRoot()
+    }
+}
+
+/// How TOPK combines its signals: `dot x (u . v + bias) + trending x T + buy-again x H + category x A`, where T is
+/// decayed popularity over its maximum, H the user's history weight of the item over their largest, and A the user's
+/// share of history weight in the item's category (the trainer's definition, `proto-spec/METRICS.md`).
+public struct BlendWeights: Sendable, Equatable {
+    public var dot: Float
+    public var trending: Float
+    public var buyAgain: Float
+    public var category: Float
+
+    public init(dot: Float = 1, trending: Float = 0, buyAgain: Float = 0, category: Float = 0) {
+        self.dot = dot
+        self.trending = trending
+        self.buyAgain = buyAgain
+        self.category = category
+    }
+
+    /// Weights from a metadata `scoring` entry; a model without one ranks by the dot product (plus bias) alone.
+    init(_ stored: [String: Double]?) {
+        guard let stored else {
+            self.init()
+            return
+        }
+        self.init(
+            dot: Float(stored["dot"] ?? 0),
+            trending: Float(stored["trending"] ?? 0),
+            buyAgain: Float(stored["buy-again"] ?? 0),
+            category: Float(stored["category"] ?? 0)
+        )
+    }
+
+    /// `dot x bias + trending x trend` per item.
+    func offsets(biases: [Float], trend: [Float]) -> [Float] {
+        (0..<biases.count).map { dot * biases[$0] + trending * trend[$0] }
     }
 }

@@ -98,9 +98,12 @@ public enum Scorer {
             return ItemListResponse(model: stamp(s), flags: [], items: [])  // no item has an unknown category
         }
         let custom = r.options.contains(.customWeights)
-        let wTrend = custom ? r.trendingWeight : s.defaultTrendingWeight
-        let wAgain = custom ? r.buyAgainWeight : s.defaultBuyAgainWeight
         let allowRepeats = r.options.contains(.allowRepeats)
+        var blend = s.blend(allowRepeats: allowRepeats)
+        if custom {
+            blend.trending = r.trendingWeight
+            blend.buyAgain = r.buyAgainWeight
+        }
         var excluded = Set<Int32>()
         for id in r.exclude { if let row = m.items.row(of: id) { excluded.insert(Int32(row)) } }
         func inCategory(_ row: Int) -> Bool { category == nil || m.attributes?.category(row) == category }
@@ -121,15 +124,34 @@ public enum Scorer {
         if let history { for item in history.items { skip.insert(Int32(item)) } }
         if !allowRepeats { for row in u.eventRows { skip.insert(Int32(row)) } }
 
+        // Category affinity: the user's share of history weight per category.
+        var affinity: [UInt32: Float] = [:]
+        if blend.category != 0, let history, let attributes = m.attributes {
+            let total = history.weights.reduce(0, +)
+            if total > 0 {
+                for (j, item) in history.items.enumerated() {
+                    if let c = attributes.category(Int(item)) { affinity[c, default: 0] += history.weights[j] / total }
+                }
+            }
+        }
         let offsets: [Float]
-        if !custom && category == nil {
-            offsets = s.defaultOffsets
+        if !custom && category == nil && affinity.isEmpty {
+            offsets = s.defaultOffsets(allowRepeats: allowRepeats)
         } else {
             var o = [Float](repeating: 0, count: n)
-            for i in 0..<n { o[i] = inCategory(i) ? s.biases[i] + wTrend * s.trend[i] : -.infinity }
+            for i in 0..<n {
+                guard inCategory(i) else {
+                    o[i] = -.infinity
+                    continue
+                }
+                o[i] = blend.dot * s.biases[i] + blend.trending * s.trend[i]
+                if !affinity.isEmpty, let c = m.attributes?.category(i) { o[i] += blend.category * (affinity[c] ?? 0) }
+            }
             offsets = o
         }
-        var best = u.values.withUnsafeBufferPointer { q in
+        // The dot weight scales the query, so the kernel's dot product comes out weighted.
+        let query = blend.dot == 1 ? u.values : u.values.map { $0 * blend.dot }
+        var best = query.withUnsafeBufferPointer { q in
             offsets.withUnsafeBufferPointer { off in
                 s.kernels.topK(q, of: m.itemFactors, k: k, excluding: skip.isEmpty ? nil : ExclusionSet(skip), adding: off)
             }
@@ -138,8 +160,8 @@ public enum Scorer {
             let top = history.weights.first ?? 0
             for (j, item) in history.items.enumerated() where !excluded.contains(Int32(item)) && inCategory(Int(item)) {
                 let row = Int(item)
-                let dot = u.values.withUnsafeBufferPointer { s.kernels.dot($0, row: row, of: m.itemFactors) }
-                let boost = top > 0 ? wAgain * history.weights[j] / top : 0
+                let dot = query.withUnsafeBufferPointer { s.kernels.dot($0, row: row, of: m.itemFactors) }
+                let boost = top > 0 ? blend.buyAgain * history.weights[j] / top : 0
                 best.append(ScoredRow(row: Int32(row), score: dot + offsets[row] + boost))
             }
             best.sort { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }

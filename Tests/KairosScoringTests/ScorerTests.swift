@@ -142,3 +142,36 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         #expect(Scorer.similar(SimilarRequest(model: ref, item: "nope", k: 5), on: testSnapshot) == nil)
     }
 }
+
+@Suite struct StoredBlendTests {
+    /// A snapshot whose metadata carries the trainer's blend weights.
+    static func snapshot(scoring: [String: [String: Double]]) -> ModelSnapshot {
+        var c = SyntheticModel.make(name: "b", version: 1, items: 300, users: 30, dimensions: 8, seed: 21)
+        c.metadata.scoring = scoring
+        let path = "/tmp/kairos-blend-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).kmodel"
+        try! ModelWriter.write(c, to: path)
+        defer { unlink(path) }
+        return ModelSnapshot(model: try! MappedModel(path: path), loadedAt: 0)
+    }
+
+    /// The stored blend is what TOPK ranks by: all weight on trending gives the trending order minus history.
+    @Test func storedTrendingOnlyBlendRanksByTrend() throws {
+        let s = Self.snapshot(scoring: ["exclude-seen": ["dot": 0, "trending": 1, "buy-again": 0, "category": 0]])
+        let row = 4
+        let history = Set(s.model.history!.entries(ofUser: row).items.map { Int32($0) })
+        let r = Scorer.topK(TopKRequest(model: ModelRef(name: "b"), user: "user-\(row)", k: 8), on: s, now: now)
+        let expected = s.trendingOrder.filter { !history.contains($0) }.prefix(8).map { "item-\($0)" }
+        #expect(r.items.map(\.item) == Array(expected))
+    }
+
+    /// Category affinity lifts items of the categories the user's history is in.
+    @Test func categoryAffinityLiftsTheUsersCategories() throws {
+        let s = Self.snapshot(scoring: ["exclude-seen": ["dot": 0, "trending": 0, "buy-again": 0, "category": 1]])
+        let m = s.model
+        let row = try #require((0..<30).first { !m.history!.entries(ofUser: $0).items.isEmpty })
+        let cats = Set(m.history!.entries(ofUser: row).items.compactMap { m.attributes!.category(Int($0)) })
+        let r = Scorer.topK(TopKRequest(model: ModelRef(name: "b"), user: "user-\(row)", k: 5), on: s, now: now)
+        #expect(r.items.count == 5)
+        #expect(r.items.allSatisfy { cats.contains(m.attributes!.category(m.items.row(of: $0.item)!)!) }, "\(cats) \(r.items.map { ($0.item, $0.score, m.attributes!.category(m.items.row(of: $0.item)!)) })")
+    }
+}
