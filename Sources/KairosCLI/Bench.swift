@@ -5,6 +5,7 @@ import KairosProtocol
 import NIOCore
 import NIOPosix
 import Synchronization
+import UnixSignals
 
 /// `kairos bench`: a closed-loop load generator (N connections x P requests in flight) for a running server.
 public struct Bench: AsyncParsableCommand {
@@ -71,6 +72,11 @@ public struct Bench: AsyncParsableCommand {
                 .get()
             channels.append(channel)
         }
+        // SIGINT/SIGTERM end the run early but still report (scripts stop an open-ended load this way).
+        let signals = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { results.stopped.store(true, ordering: .relaxed) }
+        }
+        defer { signals.cancel() }
         let started = NIODeadline.now()
         for ch in channels { ch.pipeline.fireUserInboundEventTriggered(LoadHandler.Start()) }
         for ch in channels { try? await ch.closeFuture.get() }
@@ -102,6 +108,8 @@ public struct Bench: AsyncParsableCommand {
 /// Shared totals the connections add to when they finish.
 final class BenchTotals: Sendable {
     let value = Mutex(BenchResults())
+    /// Set by SIGINT/SIGTERM: stop sending, report what was measured.
+    let stopped = Atomic<Bool>(false)
 }
 
 struct BenchResults: Sendable {
@@ -174,7 +182,7 @@ final class LoadHandler: ChannelInboundHandler {
             local.requests += 1
             if header.opcode == FrameHeader.errorResponseCode { local.errors += 1 }
             _ = local.histogram.record(max(100, now.uptimeNanoseconds - t))
-            if now < stopAt {
+            if now < stopAt && !results.stopped.load(ordering: .relaxed) {
                 send(context: context)
                 wrote = true
             }
@@ -185,7 +193,7 @@ final class LoadHandler: ChannelInboundHandler {
         }
         if cumulation!.readableBytes == 0 { cumulation = nil }
         if wrote { context.flush() }
-        if now >= stopAt && sentHead == sent.count { finish(context: context) }
+        if (now >= stopAt || results.stopped.load(ordering: .relaxed)) && sentHead == sent.count { finish(context: context) }
     }
 
     func finish(context: ChannelHandlerContext) {

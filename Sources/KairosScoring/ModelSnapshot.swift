@@ -1,5 +1,6 @@
 public import KairosKernels
 public import KairosModelFormat
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -16,12 +17,40 @@ public final class ModelSnapshot: Sendable {
     public let loadedAt: Int64
     /// Decayed popularity divided by the largest one (0...1), per item; zeros without popularity.
     public let trend: [Float]
-    /// Item rows ordered by decayed popularity, best first (the fallback ranking).
-    public let trendingOrder: [Int32]
+    /// Item rows ordered by decayed popularity, best first (the fallback ranking); sorted on first use, not at
+    /// load, so a swap does not pay for it.
+    public var trendingOrder: [Int32] {
+        lazyTables.withLock { t in
+            if let order = t.trendingOrder { return order }
+            let trend = self.trend
+            let order = (0..<Int32(trend.count)).sorted { (a: Int32, b: Int32) -> Bool in
+                let ta = trend[Int(a)]
+                let tb = trend[Int(b)]
+                return ta != tb ? ta > tb : a < b
+            }
+            t.trendingOrder = order
+            return order
+        }
+    }
     /// Item bias per item (zeros when the model has none).
     public let biases: [Float]
-    /// Euclidean norm of each item's (dequantized) factors, for cosine similarity.
-    public let itemNorms: [Float]
+    /// Euclidean norm of each item's (dequantized) factors, for cosine similarity; computed on first use.
+    public var itemNorms: [Float] {
+        lazyTables.withLock { t in
+            if let norms = t.itemNorms { return norms }
+            let m = model.itemFactors
+            var norms = [Float](repeating: 0, count: m.rows)
+            for i in 0..<m.rows {
+                let row = RowEncoder.decodeRow(i, of: m)
+                norms[i] = row.withUnsafeBufferPointer { kernels.dot($0, row: i, of: m) }.squareRoot()
+            }
+            t.itemNorms = norms
+            return norms
+        }
+    }
+
+    /// Tables only some requests need, built by the first one.
+    private let lazyTables = Mutex<(trendingOrder: [Int32]?, itemNorms: [Float]?)>((nil, nil))
     /// Typical (average) user vector norm: the scale a cold-start user's event-built vector is normalised to.
     public let typicalUserNorm: Float
     /// Category name -> id.
@@ -56,15 +85,8 @@ public final class ModelSnapshot: Sendable {
             if top > 0 { for i in 0..<n { trend[i] = max(0, p.decayed(i) / top) } }
         }
         self.trend = trend
-        trendingOrder = (0..<Int32(n)).sorted { trend[Int($0)] != trend[Int($1)] ? trend[Int($0)] > trend[Int($1)] : $0 < $1 }
         let biases = model.itemBiases.map(Array.init) ?? [Float](repeating: 0, count: n)
         self.biases = biases
-        var norms = [Float](repeating: 0, count: n)
-        for i in 0..<n {
-            let row = RowEncoder.decodeRow(i, of: model.itemFactors)
-            norms[i] = row.withUnsafeBufferPointer { kernels.dot($0, row: i, of: model.itemFactors) }.squareRoot()
-        }
-        itemNorms = norms
         if let users = model.userFactors, users.rows > 0 {
             // Average norm over an even sample of at most 10k users.
             let sample = min(users.rows, 10_000)

@@ -111,7 +111,8 @@ public enum Scorer {
         guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
             // Unknown user, no events: the trending list, walked in order until k items pass the filters.
             var items: [ScoredItem] = []
-            for row in s.trendingOrder where items.count < k {
+            let order = s.trendingOrder
+            for row in order where items.count < k {
                 if excluded.contains(row) || !inCategory(Int(row)) { continue }
                 items.append(ScoredItem(item: m.items.table[Int(row)], score: s.trend[Int(row)]))
             }
@@ -183,9 +184,10 @@ public enum Scorer {
                 scores.withUnsafeMutableBufferPointer { out in s.kernels.gather(qp, rows: rows, of: m.itemFactors, into: out) }
             }
         }
-        let qNorm = s.itemNorms[row]
+        let norms = s.itemNorms
+        let qNorm = norms[row]
         for i in 0..<n {
-            let d = qNorm * s.itemNorms[i]
+            let d = qNorm * norms[i]
             scores[i] = d > 0 ? scores[i] / d : -.infinity
         }
         scores[row] = -.infinity
