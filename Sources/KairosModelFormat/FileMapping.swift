@@ -36,6 +36,9 @@ final class FileMapping: Sendable {
         }
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let p, p != MAP_FAILED else { throw AtomicFile.ioError("cannot allocate \(size) bytes for \(path)") }
+        // Huge pages where the kernel allows them: 2 MiB faults instead of 4 KiB ones make the copy (the bulk of a
+        // model swap) several times cheaper, and the scans run with fewer TLB misses.
+        _ = madvise(p, size, MADV_HUGEPAGE)
         var done = 0
         while done < size {
             let n = read(fd, p + done, min(size - done, 1 << 30))
@@ -71,22 +74,28 @@ final class FileMapping: Sendable {
     }
 }
 
-/// A 64-byte aligned heap buffer holding a decompressed section for the model's lifetime.
+/// A page-aligned buffer holding a decompressed section for the model's lifetime.
+///
+/// Allocated with `mmap`, not malloc: a long-running server swaps models of the same sizes again and again, and
+/// malloc's adaptive mmap threshold would soon serve these from arenas that never shrink, so resident memory would
+/// creep up with every swap. `munmap` returns the pages to the OS the moment the last request drops the model.
 final class AlignedBuffer: Sendable {
     nonisolated(unsafe) let base: UnsafeMutableRawPointer
     let size: Int
+    private let mappedSize: Int
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
     /// Allocates `size` bytes; the size was already bounded by the section table checks.
     init(size: Int) {
-        var p: UnsafeMutableRawPointer?
-        precondition(posix_memalign(&p, 64, max(size, 64)) == 0, "out of memory allocating \(size) bytes")
+        mappedSize = max(size, 1)
+        let p = mmap(nil, mappedSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        precondition(p != nil && p != MAP_FAILED, "out of memory allocating \(size) bytes")
         base = p!
         self.size = size
     }
 
-    deinit { free(base) }
+    deinit { munmap(base, mappedSize) }
 }
 
 /// What identifies one version of a file on disk: device, inode, size and modification time. A rename publish
