@@ -225,9 +225,8 @@ class AsyncClient:
                 rop, rid, body = await conn.request(opcode, payload, deadline)
             except _Lost as e:
                 self._forget(conn)
-                if conn.fresh:
+                if conn.fresh:  # a brand-new connection broke: prefer another endpoint for the retry, if any
                     endpoint.mark_down(self._backoff, self._max_backoff)
-                    tried.add(conn.index)
                 if retried:
                     raise KairosConnectionError("connection to %s:%d lost (%s), on a fresh connection too"
                                                 % (endpoint.host, endpoint.port, e)) from None

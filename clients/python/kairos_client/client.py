@@ -70,7 +70,17 @@ class _Conn:
         data = P.HEADER.pack(P.MAGIC, P.VERSION, opcode, 0, rid, len(payload)) + payload
         try:
             sock.settimeout(remaining)
-            sock.sendall(data)
+            try:
+                sock.sendall(data)
+            except socket.timeout:
+                raise
+            except OSError as e:
+                # The server may have answered and closed before reading everything (FRAME_TOO_LARGE is decided
+                # from the header): its error says more than a broken pipe.
+                answer = self._error_left_behind()
+                if answer is not None:
+                    raise answer from None
+                raise _Lost(str(e) or type(e).__name__) from None
             while True:
                 op, got, body = self._read_frame(deadline)
                 if got == rid:
@@ -85,6 +95,13 @@ class _Conn:
             if isinstance(e, KairosError):
                 raise
             raise _Lost(str(e) or type(e).__name__) from None
+
+    def _error_left_behind(self) -> Optional[KairosError]:
+        try:
+            op, _rid, body = self._read_frame(time.monotonic() + 0.1)
+            return P.decode_error(body, _rid) if op == P.ERROR_OPCODE else None
+        except (OSError, KairosError, _Lost, _Timeout):
+            return None
 
     def _read_frame(self, deadline: float) -> Tuple[int, int, bytes]:
         buf = self.rbuf
@@ -252,19 +269,20 @@ class Client:
         tried: Set[int] = set()
         retried = False
         fresh = False
+        cause: Optional[KairosError] = None
         while True:
-            conn = self._acquire(deadline, tried, fresh)
+            conn = self._acquire(deadline, tried, fresh, cause)
             endpoint = self.endpoints[conn.index]
             try:
                 rop, rid, body = conn.roundtrip(opcode, payload, deadline)
             except _Lost as e:
                 conn.close()
-                if conn.fresh:
+                if conn.fresh:  # a brand-new connection broke: prefer another endpoint for the retry, if any
                     endpoint.mark_down(self._backoff, self._max_backoff)
-                    tried.add(conn.index)
+                cause = KairosConnectionError("connection to %s:%d lost (%s)%s" % (
+                    endpoint.host, endpoint.port, e, ", on a fresh connection too" if retried else ""))
                 if retried:
-                    raise KairosConnectionError("connection to %s:%d lost (%s), on a fresh connection too"
-                                                % (endpoint.host, endpoint.port, e)) from None
+                    raise cause from None
                 retried = True
                 fresh = True
                 continue
@@ -304,8 +322,8 @@ class Client:
             endpoint.mark_up()
             return result
 
-    def _acquire(self, deadline: float, tried: Set[int], fresh: bool) -> _Conn:
-        last_error: Optional[KairosError] = None
+    def _acquire(self, deadline: float, tried: Set[int], fresh: bool, cause: Optional[KairosError] = None) -> _Conn:
+        last_error = cause
         while True:
             i = choose(self.endpoints, tried)
             if i is None:

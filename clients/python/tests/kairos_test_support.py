@@ -155,3 +155,98 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(0.01)
+
+
+class DroppingProxy:
+    """A TCP proxy in front of a real server that can break connections on purpose.
+
+    While ``drop_requests`` is above 0, the next connection that sends bytes is closed at once (the request is never
+    forwarded) and the count goes down by one. ``connections`` counts accepted connections."""
+
+    def __init__(self, target_port: int, drop_requests: int = 0):
+        self.target_port = target_port
+        self.drop_requests = drop_requests
+        self.dropped = 0
+        self.connections = 0
+        self._lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self._open: List[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = None
+        try:
+            first = client.recv(1 << 20)
+            if not first:
+                return
+            with self._lock:
+                drop = self.drop_requests > 0
+                if drop:
+                    self.drop_requests -= 1
+                    self.dropped += 1
+            if drop:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._open.append(upstream)
+            upstream.sendall(first)
+            back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+            back.start()
+            self._pump(client, upstream)
+            back.join(10)
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                if s is not None:
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    s.close()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(1 << 20)
+                if not data:
+                    break
+                if self.drop_requests > 0 and src is not None and dst.getpeername()[1] == self.target_port:
+                    with self._lock:
+                        self.drop_requests -= 1
+                        self.dropped += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()
+        with self._lock:
+            for s in self._open:
+                try:
+                    s.close()
+                except OSError:
+                    pass
