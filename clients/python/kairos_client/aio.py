@@ -141,8 +141,8 @@ class AsyncClient:
             raise ValueError("score_format must be 'array', 'numpy' or 'list'")
         if score_format == "numpy":
             import numpy  # noqa: F401
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds, not %r" % (timeout,))
         self.endpoints: List[Endpoint] = [Endpoint(h, p) for h, p in parse_endpoints(host, port)]
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout) if connect_timeout is not None else self.timeout

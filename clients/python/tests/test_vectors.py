@@ -376,3 +376,27 @@ def test_async_client_sends_vector_bytes_and_decodes_vector_answers():
     srv.thread.join(10)
     assert srv.errors == []
     assert len(srv.seen) == len(pairs)
+
+
+def test_string_lists_encode_the_same_on_the_ascii_fast_path_and_the_general_path():
+    def reference(items):  # item by item, straight from the spec
+        out = struct.pack("<I", len(items))
+        for s in items:
+            b = s.encode("utf-8")
+            out += struct.pack("<H", len(b)) + b
+        return out
+
+    cases = [
+        [],
+        [""],
+        ["item-1", "item-22", "i" * 255, "j" * 256, "k" * 1024],
+        ["café", "item-1", "商品-7", "emoji-\U0001F600"],  # non-ASCII: the general path
+        ["x" * 1025, "item-1"],  # longer than the fast path's table
+        ("tuple", "of", "items"),
+    ]
+    for items in cases:
+        assert P._str_list(items, "items") == reference(list(items))
+    assert P._str_list(iter(["a", "bb"]), "items") == reference(["a", "bb"])
+    assert P._str_list({"only"}, "items") == reference(["only"])
+    with pytest.raises(TypeError):
+        P._str_list(["a", b"bytes"], "items")
