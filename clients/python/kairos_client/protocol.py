@@ -15,7 +15,7 @@ import math
 import struct
 import sys
 from array import array
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import ErrorCode, KairosError, ProtocolError, error_for_code
 from .types import (

@@ -1,4 +1,4 @@
-"""Fixtures: the protocol vectors, and real `kairos serve` processes on free ports.
+"""Fixtures: real `kairos serve` processes on free ports, and a server that never answers.
 
 The server binary is built once per session with `swift build --product kairos` from the repository root (found
 relative to this file); set KAIROS_BIN to use an existing binary instead (for example a release build).
@@ -6,7 +6,6 @@ relative to this file); set KAIROS_BIN to use an existing binary instead (for ex
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,16 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kairos_test_support import (  # noqa: E402
     BUILD_TIMEOUT_S,
     REPO,
-    VECTORS,
     ServerProcess,
     SilentServer,
 )
-
-
-@pytest.fixture(scope="session")
-def vectors() -> List[dict]:
-    with open(VECTORS) as f:
-        return json.load(f)["vectors"]
 
 
 @pytest.fixture(scope="session")

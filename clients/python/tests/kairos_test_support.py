@@ -1,8 +1,5 @@
-"""Test helpers: real `kairos serve` processes on free ports, a silent server, polling with a deadline.
-
-The server binary is built once per session with `swift build --product kairos` from the repository root (found
-relative to this file); set KAIROS_BIN to use an existing binary instead (for example a release build).
-"""
+"""Test helpers: `kairos serve` processes on free ports, a silent server, a connection-dropping proxy, the vectors,
+and polling with a deadline (never a sleep as synchronisation)."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, List, Optional
 
 REPO = Path(__file__).resolve().parents[3]
 VECTORS = REPO / "proto-spec" / "vectors" / "protocol-vectors.json"

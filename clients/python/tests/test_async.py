@@ -13,7 +13,6 @@ import time
 import pytest
 
 import kairos_client as kc
-from kairos_client import protocol as P
 from kairos_test_support import DroppingProxy, free_port
 
 NOW = 1767225600
@@ -257,3 +256,27 @@ def test_async_numpy_scores(server):
 
     r = run(main())
     assert isinstance(r.scores, np.ndarray) and r.scores.shape == (1000,) and np.isfinite(r.scores).all()
+
+
+def test_async_rolling_restart_loses_no_request(start_server):
+    first, second = start_server(), start_server()
+
+    async def main():
+        done = 0
+        async with kc.AsyncClient([first.address, second.address], timeout=5, backoff=30) as c:
+            async def worker(t):
+                nonlocal done
+                for i in range(150):
+                    r = await c.topk("default", "user-%d" % t, 3)
+                    assert len(r) == 3
+                    done += 1
+                    if done == 200:
+                        first.proc.send_signal(15)  # SIGTERM: drain, then exit
+
+            await asyncio.gather(*(worker(t) for t in range(8)))
+            return done, c.endpoints[0].is_up()
+
+    done, first_up = run(main())
+    assert done == 8 * 150
+    assert first.proc.wait(20) == 0
+    assert first_up is False

@@ -183,3 +183,39 @@ def test_forked_child_does_not_share_pooled_connections(server):
         _, status = os.waitpid(pid, 0)
         assert os.WEXITSTATUS(status) == 0
         assert c.ping() is None and c._idle[0][0] is parent_conn  # the parent's connection is untouched
+
+
+def test_rolling_restart_loses_no_request(start_server):
+    """Two endpoints; the first is stopped (SIGTERM, graceful drain) while 4 threads keep calling. Requests the
+    draining server had read are answered; the rest see the connection close, are retried, and fail over."""
+    first, second = start_server(), start_server()
+    errors, done = [], []
+    stop_at, total = 150, 600
+    stopped = threading.Event()
+
+    with kc.Client([first.address, second.address], timeout=5, backoff=30) as c:
+        def worker(t):
+            i = 0
+            while len(done) < total:
+                try:
+                    r = c.score("default", "user-%d" % t, ["item-%d" % (i % 2000)])
+                    assert r.items == ["item-%d" % (i % 2000)]
+                    done.append(1)
+                except Exception as e:  # reported below
+                    errors.append(repr(e))
+                    return
+                i += 1
+                if len(done) >= stop_at and not stopped.is_set():
+                    stopped.set()
+                    first.proc.send_signal(15)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert stopped.is_set() and len(done) >= total
+        assert first.proc.wait(20) == 0
+        assert not c.endpoints[0].is_up()
+        assert _total_connections(second.port) >= 1
