@@ -38,6 +38,7 @@ class _Connection(asyncio.Protocol):
         self.error: Optional[BaseException] = None  # why it closed
         self.received = 0  # frames received (a timeout with none since the request was sent means a dead peer)
         self.fresh = True
+        self._out: List[bytes] = []  # frames written in this event-loop turn, sent together by _flush
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,6 +90,13 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self._fail(_Lost("closed by the client"))
 
+    def _flush(self) -> None:
+        """Sends every frame queued during this turn of the event loop in one write: with many requests in flight
+        that is one system call for all of them instead of one each (the costliest part of a request)."""
+        out, self._out = self._out, []
+        if out and not self.closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+
     async def request(self, opcode: int, payload: bytes, deadline: float) -> Tuple[int, int, bytes]:
         if self.closed:
             raise self.error or _Lost("closed")
@@ -97,7 +105,10 @@ class _Connection(asyncio.Protocol):
         fut = self.loop.create_future()
         self.pending[rid] = fut
         received_before = self.received
-        self.transport.write(P.HEADER.pack(P.MAGIC, P.VERSION, opcode, 0, rid, len(payload)) + payload)  # type: ignore[union-attr]
+        out = self._out
+        if not out:
+            self.loop.call_soon(self._flush)
+        out.append(P.HEADER.pack(P.MAGIC, P.VERSION, opcode, 0, rid, len(payload)) + payload)
         timer = self.loop.call_at(deadline, _expire, fut)
         try:
             op, body = await fut
