@@ -24,8 +24,9 @@ class _Lost(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    """One pipelined connection. Requests are written as they come; ``data_received`` splits the answers out of the
-    stream and completes the waiting future of each request id."""
+    """One pipelined connection. Requests are queued and written together once per event-loop turn, without waiting
+    for earlier answers; ``data_received`` splits the answers out of the stream and completes the waiting future of
+    each request id (the server answers in order, but matching by id does not depend on it)."""
 
     def __init__(self, index: int, loop: asyncio.AbstractEventLoop):
         self.index = index

@@ -104,24 +104,39 @@ class _Conn:
             return None
 
     def _read_frame(self, deadline: float) -> Tuple[int, int, bytes]:
+        """The next whole frame: (opcode, request id, payload). Usually one recv() holds all of it."""
         buf = self.rbuf
+        if len(buf) >= P.HEADER_SIZE:
+            op, rid, length = P.parse_header(buf)
+            need = P.HEADER_SIZE + length
+            if len(buf) >= need:
+                self.rbuf = buf[need:]
+                return op, rid, buf[P.HEADER_SIZE:need]
+        else:
+            need = P.HEADER_SIZE
+        acc = bytearray(buf)
         sock = self.sock
-        need = P.HEADER_SIZE
         while True:
-            if len(buf) >= P.HEADER_SIZE:
-                op, rid, length = P.parse_header(buf)
-                need = P.HEADER_SIZE + length
-                if len(buf) >= need:
-                    self.rbuf = buf[need:]
-                    return op, rid, buf[P.HEADER_SIZE:need]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Timeout()
             sock.settimeout(remaining)
-            chunk = sock.recv(max(65536, need - len(buf)))
+            chunk = sock.recv(max(65536, need - len(acc)))
             if not chunk:
                 raise _Lost("connection closed by the server")
-            buf = buf + chunk if buf else chunk
+            if not acc and len(chunk) >= P.HEADER_SIZE:
+                op, rid, length = P.parse_header(chunk)
+                need = P.HEADER_SIZE + length
+                if len(chunk) >= need:  # the common case: the whole answer in one read, sliced once
+                    self.rbuf = chunk[need:]
+                    return op, rid, chunk[P.HEADER_SIZE:need]
+            acc += chunk
+            if len(acc) >= P.HEADER_SIZE:
+                op, rid, length = P.parse_header(acc)
+                need = P.HEADER_SIZE + length
+                if len(acc) >= need:
+                    self.rbuf = bytes(acc[need:])
+                    return op, rid, bytes(acc[P.HEADER_SIZE:need])
 
 
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()

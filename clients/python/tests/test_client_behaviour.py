@@ -185,3 +185,44 @@ def test_connection_closed_without_answer_every_time(peers):
 
     asyncio.run(main())
     assert peer.connections == 2  # the first try and exactly one retry
+
+
+class ChunkedSocket:
+    """Stands in for a socket whose recv() returns the given chunks one by one (then EOF)."""
+
+    def __init__(self, chunks):
+        self.chunks = list(chunks)
+        self._real = socket.socket()  # only for poll registration
+
+    def fileno(self):
+        return self._real.fileno()
+
+    def settimeout(self, t):
+        pass
+
+    def recv(self, n):
+        if not self.chunks:
+            return b""
+        chunk = self.chunks.pop(0)
+        assert len(chunk) <= n
+        return chunk
+
+    def close(self):
+        self._real.close()
+
+
+@pytest.mark.parametrize("split", [1, 5, 12, 13, 700, 4096, 100000])
+def test_frames_split_across_reads_are_reassembled(split):
+    from kairos_client.client import _Conn, _Lost
+
+    big = bytes(range(256)) * 200  # 51,200-byte payload
+    stream = frame(0x90, 1, big) + frame(0x81, 2) + frame(0xFF, 3, struct.pack("<HH", 7, 2) + b"no")
+    sock = ChunkedSocket([stream[i:i + split] for i in range(0, len(stream), split)])
+    conn = _Conn(sock, 0)
+    far = 1e18
+    assert conn._read_frame(far) == (0x90, 1, big)
+    assert conn._read_frame(far) == (0x81, 2, b"")
+    assert conn._read_frame(far) == (0xFF, 3, struct.pack("<HH", 7, 2) + b"no")
+    with pytest.raises(_Lost):
+        conn._read_frame(far)
+    sock.close()

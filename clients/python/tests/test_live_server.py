@@ -169,6 +169,16 @@ def test_score_numpy(server):
     assert r.scores.tobytes() == ref.scores.tobytes()
 
 
+def test_largest_answers(client):
+    items = ["item-%d" % (i % 2000) for i in range(10000)]  # maxCandidates
+    r = client.score("default", "user-4", items)
+    assert len(r) == 10000 and not r.unknown_items
+    assert r.scores.tobytes()[:8000] == r.scores.tobytes()[8000:16000]  # item-i repeats every 2000
+    top = client.topk("default", "user-4", 1000)  # maxK
+    assert len(top) == 1000 and len(set(top.item_ids)) == 1000
+    assert len(client.similar("default", "item-4", 1000)) == 1000
+
+
 def test_topk(client):
     r = client.topk("default", "user-1", 20)
     assert isinstance(r, kc.Ranking) and r.model_version == 1 and len(r) == 20
