@@ -14,9 +14,9 @@ DEFAULT_PORT = 7878
 def parse_endpoints(host: Union[EndpointSpec, Sequence[EndpointSpec]], port: int) -> List[Tuple[str, int]]:
     """``"h"`` (with ``port``), ``("h", p)``, ``"h:p"``, or a list of those, as a list of (host, port)."""
     if isinstance(host, str) or (isinstance(host, tuple) and len(host) == 2 and isinstance(host[1], int)):
-        specs: Sequence[EndpointSpec] = [host]  # type: ignore[list-item]
+        specs: Sequence[EndpointSpec] = [host]
     else:
-        specs = list(host)  # type: ignore[arg-type]
+        specs = list(host)
     out = []
     for spec in specs:
         if isinstance(spec, tuple):

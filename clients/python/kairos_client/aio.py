@@ -152,7 +152,7 @@ class AsyncClient:
         if score_format not in ("array", "numpy", "list"):
             raise ValueError("score_format must be 'array', 'numpy' or 'list'")
         if score_format == "numpy":
-            import numpy  # noqa: F401
+            import numpy  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds, not %r" % (timeout,))
         self.endpoints: List[Endpoint] = [Endpoint(h, p) for h, p in parse_endpoints(host, port)]

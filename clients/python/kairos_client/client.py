@@ -185,7 +185,7 @@ class Client:
         if score_format not in _SCORE_FORMATS:
             raise ValueError("score_format must be one of %s" % (_SCORE_FORMATS,))
         if score_format == "numpy":
-            import numpy  # noqa: F401  (fail now, not on the first call)
+            import numpy  # type: ignore[import-not-found, unused-ignore]  # noqa: F401  (fail now, not on the first call)
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds, not %r" % (timeout,))
         self.endpoints: List[Endpoint] = [Endpoint(h, p) for h, p in parse_endpoints(host, port)]

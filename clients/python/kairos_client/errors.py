@@ -172,7 +172,7 @@ class KairosTimeoutError(KairosError, TimeoutError):
 
 
 _BY_CODE: Dict[int, Type[KairosError]] = {
-    cls.code: cls  # type: ignore[misc]
+    cls.code: cls
     for cls in (
         MalformedFrame,
         FrameTooLarge,

@@ -146,7 +146,7 @@ _model_cache: Dict[Any, bytes] = {}
 
 def _model_ref(model: ModelLike) -> bytes:
     """``str name`` + ``u64 version``; accepts "name", ("name", version) or ModelRef. Cached (few distinct models)."""
-    cached = _model_cache.get(model)  # type: ignore[arg-type]
+    cached = _model_cache.get(model)
     if cached is not None:
         return cached
     if isinstance(model, str):
@@ -159,7 +159,7 @@ def _model_ref(model: ModelLike) -> bytes:
         raise TypeError("model must be a name, a (name, version) tuple or a ModelRef, not %r" % (model,))
     out = _str(name, "model name") + _u64(version, "model version")
     if len(_model_cache) < 256:
-        _model_cache[model] = out  # type: ignore[index]
+        _model_cache[model] = out
     return out
 
 
@@ -282,7 +282,7 @@ def encode_push_decide(model: ModelLike, user: str, now: Optional[TimeLike], rec
 # ---------------------------------------------------------------------------------------------------------- decoding
 
 
-def parse_header(header: bytes) -> Tuple[int, int, int]:
+def parse_header(header: Union[bytes, bytearray, memoryview]) -> Tuple[int, int, int]:
     """(opcode, request id, payload length) of a 12-byte header; ProtocolError if it is not a Kairos v1 frame."""
     magic, version, opcode, _flags, request_id, length = HEADER.unpack_from(header)
     if magic != MAGIC:
@@ -362,7 +362,7 @@ def _scored_list(r: _Reader) -> List[ScoredItem]:
     n = r.u16()
     buf, p, end = r.buf, r.pos, r.end
     unpack_u16, unpack_f32 = _U16.unpack_from, _F32.unpack_from
-    out = []
+    out: List[ScoredItem] = []
     append = out.append
     try:
         for _ in range(n):
@@ -402,7 +402,7 @@ def decode_scores(payload: Union[bytes, memoryview], items: Sequence[str] = (), 
     item_flags = bytes(r.take(n))
     r.finish()
     if score_format == "numpy":
-        import numpy
+        import numpy  # type: ignore[import-not-found, unused-ignore]
 
         scores: Any = numpy.frombuffer(raw, dtype="<f4", count=n).astype(numpy.float32)
     else:
