@@ -39,7 +39,7 @@ let package = Package(
 
         // MARK: Numeric kernels and model format
         .target(name: "KairosKernels", dependencies: ["CKairosKernels"]),
-        .target(name: "KairosModelFormat", dependencies: ["CLZ4", "KairosKernels"]),
+        .target(name: "KairosModelFormat", dependencies: ["CLZ4", "CKairosKernels", "KairosKernels"]),
 
         // MARK: Wire protocol (pure: bytes in, values out; no sockets)
         .target(name: "KairosProtocol", dependencies: [nioCore]),
@@ -50,14 +50,19 @@ let package = Package(
         // MARK: Server and client
         .target(
             name: "KairosServer",
-            dependencies: ["KairosScoring", "KairosProtocol", "KairosModelFormat", nioCore, nioPosix, nioHTTP1, logging, metrics, prometheus, serviceLifecycle, histogram, deque]
+            dependencies: ["KairosScoring", "KairosProtocol", "KairosModelFormat", nioCore, nioPosix, nioHTTP1, logging, metrics, prometheus, serviceLifecycle, unixSignals, histogram, deque]
         ),
         .target(name: "KairosClient", dependencies: ["KairosProtocol", nioCore, nioPosix]),
+
+        // MARK: Trainer
+        // The ALS conjugate-gradient solver, compiled per ISA level and chosen at run time (like CKairosKernels).
+        .target(name: "CKairosTrainerKernels"),
+        .target(name: "KairosTrainer", dependencies: ["CKairosTrainerKernels", "KairosKernels", "KairosModelFormat"]),
 
         // MARK: Executables
         .target(
             name: "KairosCLI",
-            dependencies: ["KairosModelFormat", "KairosKernels", "KairosScoring", "KairosServer", "KairosClient", "KairosProtocol", argumentParser, logging, serviceLifecycle, unixSignals, prometheus, metrics, histogram, nioCore, nioPosix]
+            dependencies: ["KairosModelFormat", "KairosKernels", "KairosTrainer", "KairosScoring", "KairosServer", "KairosClient", "KairosProtocol", argumentParser, logging, serviceLifecycle, unixSignals, prometheus, metrics, histogram, nioCore, nioPosix]
         ),
         .executableTarget(name: "kairos", dependencies: ["KairosCLI", argumentParser]),
         .executableTarget(
@@ -73,13 +78,14 @@ let package = Package(
         .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", "KairosTestSupport", nioCore]),
         .testTarget(
             name: "KairosServerTests",
-            dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosTestSupport", logging, nioCore, nioPosix]
+            dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosScoring", "KairosTestSupport", logging, nioCore, nioPosix, serviceLifecycle]
         ),
         .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),
+        .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosModelFormat"]),
         .testTarget(
             name: "KairosCLITests",
-            dependencies: ["KairosCLI", "KairosModelFormat", argumentParser]
+            dependencies: ["KairosCLI", "KairosModelFormat", "KairosTrainer", argumentParser]
         ),
     ]
 )

@@ -67,7 +67,7 @@ struct ContextOptions: ParsableArguments {
 public struct Query: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Send one request to a running kairos server and print the answer.",
-        subcommands: [Ping.self, Info.self, Stats.self, Score.self, TopK.self, Similar.self, Push.self]
+        subcommands: [Ping.self, Info.self, Stats.self, Score.self, TopK.self, Similar.self, Push.self, Reload.self, Pin.self, Rollback.self]
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -93,6 +93,28 @@ public struct Query: AsyncParsableCommand {
         @ParentCommand var query: Query
         var connection: ConnectionOptions { query.connection }
         func run() async throws { try await connection.run(.stats) }
+    }
+
+    struct Reload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Admin: rescan the models folder now.")
+        @ParentCommand var query: Query
+        var connection: ConnectionOptions { query.connection }
+        func run() async throws { try await connection.run(.reload) }
+    }
+
+    struct Pin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Admin: serve this version of the model (--model); 0 unpins.")
+        @ParentCommand var query: Query
+        var connection: ConnectionOptions { query.connection }
+        @Argument(help: "Version to serve (0 = unpin).") var version: UInt64
+        func run() async throws { try await connection.run(.pin(name: connection.model, version: version)) }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Admin: serve the previous valid version of the model (--model).")
+        @ParentCommand var query: Query
+        var connection: ConnectionOptions { query.connection }
+        func run() async throws { try await connection.run(.rollback(name: connection.model)) }
     }
 
     struct Score: AsyncParsableCommand {

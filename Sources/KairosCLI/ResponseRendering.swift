@@ -83,19 +83,9 @@ enum ResponseRendering {
                 ("versions", .array(versions.map { .integer(Int64($0)) })), ("limits", limits(l)), ("server", .string(server)),
             ])
         case .info(let l, let models):
-            return .object([
-                ("op", .string("INFO")), ("limits", limits(l)),
-                (
-                    "models",
-                    .array(models.map { m in
-                        .object([
-                            ("name", .string(m.name)), ("version", .integer(Int64(m.version))), ("dimensions", .integer(Int64(m.dimensions))),
-                            ("items", .integer(Int64(m.items))), ("users", .integer(Int64(m.users))), ("encoding", .string(m.encoding)),
-                            ("loaded_at", .integer(m.loadedAt)), ("checksum", .string(String(m.checksum, radix: 16))),
-                        ])
-                    })
-                ),
-            ])
+            return .object([("op", .string("INFO")), ("limits", limits(l)), ("models", modelList(models))])
+        case .serving(let op, let models, let rejected):
+            return .object([("op", .string(op.description)), ("models", modelList(models)), ("rejected", .array(rejected.map { .string($0) }))])
         case .stats(let uptime, let open, let total, let ops):
             return .object([
                 ("op", .string("STATS")), ("uptime_seconds", .integer(Int64(uptime))), ("open_connections", .integer(Int64(open))),
@@ -139,6 +129,16 @@ enum ResponseRendering {
         }
     }
 
+    static func modelList(_ models: [ModelInfo]) -> JSONValue {
+        .array(models.map { m in
+            .object([
+                ("name", .string(m.name)), ("version", .integer(Int64(m.version))), ("dimensions", .integer(Int64(m.dimensions))),
+                ("items", .integer(Int64(m.items))), ("users", .integer(Int64(m.users))), ("encoding", .string(m.encoding)),
+                ("loaded_at", .integer(m.loadedAt)), ("checksum", .string(String(m.checksum, radix: 16))),
+            ])
+        })
+    }
+
     static func reasonName(_ r: PushReason) -> String {
         switch r {
         case .ok: "OK"
@@ -167,6 +167,9 @@ enum ResponseRendering {
             return "limits: payload \(l.maxPayload) B, candidates \(l.maxCandidates), k \(l.maxK), events \(l.maxEvents)\n"
                 + models.map { "\($0.name) v\($0.version): \($0.items) items, \($0.users) users, \($0.dimensions) dims \($0.encoding)" }
                 .joined(separator: "\n")
+        case .serving(let op, let models, let rejected):
+            return "\(op): serving " + models.map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
+                + rejected.map { "\n  rejected \($0)" }.joined()
         case .stats(let uptime, let open, let total, let ops):
             return "uptime \(uptime) s, connections \(open) open / \(total) total\n"
                 + ops.map { o in

@@ -1,8 +1,10 @@
 public import ArgumentParser
+import KairosModelFormat
 import KairosServer
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -28,6 +30,16 @@ public struct Serve: AsyncParsableCommand {
     var maxConnections = 10_000
     @Option(help: "Close connections idle for this many seconds.")
     var idleTimeout = 300
+    @Option(help: "How models are held: copy (read into memory; safe if files are rewritten in place) or mmap (shared with the page cache; files must be published by rename).")
+    var load = "copy"
+    @Option(help: "Seconds between full rescans of the models folder (besides inotify and SIGHUP).")
+    var rescanInterval = 30
+    @Option(help: "Milliseconds of quiet after a folder event before reloading (debounces bursts).")
+    var debounceMs = 100
+    @Option(help: "Refuse to load a model that would take the loaded models over this many MiB.")
+    var memoryBudgetMb: Int?
+    @Option(help: "Event-loop threads (default: one per core).")
+    var threads: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -47,10 +59,18 @@ public struct Serve: AsyncParsableCommand {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
             services.append(MetricsHTTPServer(host: host, port: metricsPort, registry: registry, logger: logger))
         }
-        let store = ModelStore()
-        guard store.loadDirectory(models, logger: logger) > 0 else {
-            throw ValidationError("no valid *.kmodel file in \(models)")
+        guard let storage = LoadOptions.Storage(rawValue: load == "copy" ? "copied" : load == "mmap" ? "mapped" : "") else {
+            throw ValidationError("--load must be copy or mmap")
         }
+        let store = ModelStore()
+        let directory = ModelDirectory(
+            path: models, store: store, storage: storage, memoryBudget: memoryBudgetMb.map { $0 << 20 }, logger: logger
+        )
+        directory.reconcile()
+        guard !store.all().isEmpty else { throw ValidationError("no valid *.kmodel file in \(models)") }
+        let watcher = ModelWatcher(
+            directory: directory, debounce: .milliseconds(debounceMs), rescanInterval: .seconds(rescanInterval), logger: logger
+        )
         var config = ServerConfiguration()
         config.host = host
         config.port = port
@@ -67,9 +87,10 @@ public struct Serve: AsyncParsableCommand {
             print("       swift run kairos query --port \(port) topk --user user-1 --k 5")
             fflush(nil)  // flushes every stream: stdout is a pipe under scripts
         }
-        let server = KairosServer(configuration: config, store: store, logger: logger)
-        services.insert(server, at: 0)
-        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        let group = threads.map { MultiThreadedEventLoopGroup(numberOfThreads: max(1, $0)) } ?? .singleton
+        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, group: group)
+        services.insert(contentsOf: [server, watcher] as [any Service], at: 0)
+        let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await serviceGroup.run()
     }
 }

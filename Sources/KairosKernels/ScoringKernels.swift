@@ -159,11 +159,31 @@ public struct ScoringKernels: Sendable {
         k: Int,
         excluding: ExclusionSet? = nil
     ) -> [ScoredRow] {
+        topK(query, of: matrix, k: k, excluding: excluding, adding: nil)
+    }
+
+    /// Like ``topK(_:of:k:excluding:)``, ranking by `dot + offsets[row]` (per-row terms such as a bias or a
+    /// popularity blend; `-infinity` removes a row). Offsets are added block by block inside the scan, so the blend
+    /// costs no extra pass over memory.
+    public func topK(
+        _ query: UnsafeBufferPointer<Float>,
+        of matrix: MatrixView,
+        k: Int,
+        excluding: ExclusionSet?,
+        adding offsets: UnsafeBufferPointer<Float>?
+    ) -> [ScoredRow] {
         precondition(k >= 0 && k <= Self.maxK)
         precondition(query.count == matrix.cols)
+        precondition(offsets == nil || offsets!.count >= matrix.rows, "one offset per row")
         guard k > 0, matrix.rows > 0 else { return [] }
         let scan = scanKernel(matrix.encoding)
         let q = query.baseAddress!
+        if let add = offsets?.baseAddress {
+            return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
+                scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
+                for i in 0..<n { out[i] += add[start &+ i] }
+            }
+        }
         return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
             scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
         }

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// A read-only private mapping of a whole file, unmapped when the last reference goes away.
+/// The bytes of a whole model file in memory: either a read-only private mapping of the file, or a private
+/// anonymous copy of it. Either way they are unmapped (returned to the OS) when the last reference goes away.
 final class FileMapping: Sendable {
     /// First byte of the mapping.
     nonisolated(unsafe) let base: UnsafeRawPointer
@@ -18,6 +19,37 @@ final class FileMapping: Sendable {
     }
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+
+
+    /// Reads `path` into private anonymous memory (one `read` pass). What gets verified is then exactly what is served,
+    /// even if someone rewrites the file in place later: no SIGBUS, no bytes changing under a verified model.
+    static func copy(_ path: String) throws(ModelFormatError) -> FileMapping {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw AtomicFile.ioError("cannot open \(path)") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw AtomicFile.ioError("cannot stat \(path)") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelFormatError(.io, "\(path) is not a regular file") }
+        let size = Int(st.st_size)
+        guard size >= FileHeader.size else {
+            throw ModelFormatError(.truncated, "file is \(size) bytes, shorter than the 128-byte header")
+        }
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else { throw AtomicFile.ioError("cannot allocate \(size) bytes for \(path)") }
+        var done = 0
+        while done < size {
+            let n = read(fd, p + done, min(size - done, 1 << 30))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                munmap(p, size)
+                // A file shrinking while we read it is being rewritten in place: not complete yet.
+                throw n == 0 ? ModelFormatError(.truncated, "file shrank to \(done) bytes while being read") : AtomicFile.ioError("cannot read \(path)")
+            }
+            done += n
+        }
+        mprotect(p, size, PROT_READ)
+        return FileMapping(base: UnsafeRawPointer(p), size: size)
+    }
 
     /// Maps `path` read-only. The corresponding C calls are `open`, `fstat` and `mmap`.
     /// - Parameter populate: prefault every page now (`MAP_POPULATE`) so first requests do not pay for page faults.
@@ -55,4 +87,25 @@ final class AlignedBuffer: Sendable {
     }
 
     deinit { free(base) }
+}
+
+/// What identifies one version of a file on disk: device, inode, size and modification time. A rename publish
+/// changes the inode; an in-place rewrite changes size or mtime.
+public struct ModelFileIdentity: Hashable, Sendable, CustomStringConvertible {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int
+    public var modifiedNanos: Int64
+
+    /// The identity of the regular file at `path` (nil if there is none). The corresponding C call is `stat`.
+    public init?(path: String) {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = Int(st.st_size)
+        modifiedNanos = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+    }
+
+    public var description: String { "inode \(inode), \(size) bytes" }
 }

@@ -3,12 +3,24 @@ internal import FoundationEssentials
 
 /// How to open a model file.
 public struct LoadOptions: Sendable {
+    /// Where the model's bytes live while it serves.
+    public enum Storage: String, Sendable, CaseIterable {
+        /// A read-only mmap of the file: shared with the page cache, nothing copied. Requires files that are never
+        /// rewritten in place (publish by rename): truncating a mapped file kills its readers with SIGBUS.
+        case mapped
+        /// A private in-memory copy read at load: immune to in-place rewrites, costs one copy of the file.
+        case copied
+    }
+
+    /// Where the bytes live.
+    public var storage: Storage
     /// Prefault every page at open (`MAP_POPULATE`) so the first requests do not stall on page faults.
     public var prefault: Bool
     /// Re-score the golden triples with the serving kernels and reject the file on any mismatch.
     public var verifyGolden: Bool
 
-    public init(prefault: Bool = true, verifyGolden: Bool = true) {
+    public init(storage: Storage = .mapped, prefault: Bool = true, verifyGolden: Bool = true) {
+        self.storage = storage
         self.prefault = prefault
         self.verifyGolden = verifyGolden
     }
@@ -55,6 +67,9 @@ public final class MappedModel: Sendable {
     private let mapping: FileMapping
     private let buffers: [AlignedBuffer]
 
+    /// Bytes the model holds in memory (the file, plus decompressed sections).
+    public var residentBytes: Int { mapping.size + buffers.reduce(0) { $0 + $1.size } }
+
     /// Number of items.
     public var itemCount: Int { items.table.count }
     /// Number of users.
@@ -64,7 +79,10 @@ public final class MappedModel: Sendable {
 
     /// Maps and fully verifies the model file at `path`.
     public convenience init(path: String, options: LoadOptions = LoadOptions()) throws(ModelFormatError) {
-        let mapping = try FileMapping.map(path, populate: options.prefault)
+        let mapping = switch options.storage {
+        case .mapped: try FileMapping.map(path, populate: options.prefault)
+        case .copied: try FileMapping.copy(path)
+        }
         try self.init(mapping: mapping, path: path, options: options)
     }
 

@@ -32,6 +32,20 @@ public enum ModelFileLayout {
         return (header, entries)
     }
 
+    /// Reads and checks only the header of the file at `path` (128 bytes): enough to learn a model's name and version
+    /// before deciding whether to load it.
+    public static func readHeader(path: String) throws(ModelFormatError) -> FileHeader {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw AtomicFile.ioError("cannot open \(path)") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw AtomicFile.ioError("cannot stat \(path)") }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileHeader.size, alignment: 8)
+        defer { buffer.deallocate() }
+        let n = pread(fd, buffer.baseAddress, FileHeader.size, 0)
+        return try FileHeader.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<max(0, n)]), actualFileSize: Int(st.st_size))
+    }
+
     /// Whether the stored bytes of `entry` match its checksum.
     public static func checksumMatches(_ entry: SectionEntry, in file: UnsafeRawBufferPointer) -> Bool {
         Checksum.xxh64(UnsafeRawBufferPointer(rebasing: file[entry.offset..<(entry.offset + entry.storedSize)])) == entry.checksum

@@ -76,6 +76,9 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
     public var dataSpan: DataSpan?
     /// Offline metrics: protocol -> method -> metric (e.g. "ndcg@10") -> value.
     public var evaluation: [String: [String: [String: Double]]]
+    /// Serving blend weights: protocol -> component (`dot`, `trending`, `buy-again`, `category`) -> weight.
+    /// Optional (absent in files without a learned blend); see MODEL_FORMAT.md for how each component is scaled.
+    public var scoring: [String: [String: Double]]?
 
     public init(
         generator: String,
@@ -84,7 +87,8 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
         parameters: [String: Double] = [:],
         decay: DecaySpec = DecaySpec(form: .none),
         dataSpan: DataSpan? = nil,
-        evaluation: [String: [String: [String: Double]]] = [:]
+        evaluation: [String: [String: [String: Double]]] = [:],
+        scoring: [String: [String: Double]]? = nil
     ) {
         self.generator = generator
         self.description = description
@@ -93,5 +97,6 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
         self.decay = decay
         self.dataSpan = dataSpan
         self.evaluation = evaluation
+        self.scoring = scoring
     }
 }

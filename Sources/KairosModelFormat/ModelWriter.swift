@@ -39,6 +39,13 @@ public enum ModelWriter {
         try AtomicFile.write(bytes, to: path)
     }
 
+    /// Copies the file at `source` to `path` atomically (temp file in the destination folder, fsync, rename, fsync
+    /// the folder), so a watching server never sees a partial file.
+    public static func publish(copyOf source: String, to path: String) throws(ModelFormatError) {
+        let mapping = try FileMapping.copy(source)
+        try AtomicFile.write(Array(mapping.bytes), to: path)
+    }
+
     static func layOut(_ sections: [PendingSection], contents: ModelContents) -> [UInt8] {
         let tableOffset = FileHeader.size
         var offset = (tableOffset + sections.count * SectionEntry.size).alignedTo64

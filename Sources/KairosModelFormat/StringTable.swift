@@ -1,3 +1,4 @@
+import CKairosKernels
 public import KairosKernels
 
 #if canImport(Glibc)
@@ -107,19 +108,62 @@ public struct IdIndex: @unchecked Sendable {
             let row = slot - 1
             if row < table.count {
                 let candidate = table.bytes(at: row)
-                if candidate.count == id.count, id.count == 0 || memcmp(candidate.baseAddress!, id.baseAddress!, id.count) == 0 {
-                    return row
-                }
+                if candidate.count == id.count, Self.equal(candidate, id) { return row }
             }
             i = (i + 1) & mask
         }
         return nil
     }
 
+    /// Byte equality; short ids (the common case) compare inline instead of calling memcmp.
+    @inline(__always)
+    static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeRawBufferPointer) -> Bool {
+        let n = b.count
+        guard n > 16 else {
+            for i in 0..<n where a[i] != b[i] { return false }
+            return true
+        }
+        return memcmp(a.baseAddress!, b.baseAddress!, n) == 0
+    }
+
     /// The row of `id`, or nil when unknown.
     public func row(of id: String) -> Int? {
         var id = id
         return id.withUTF8 { row(ofUTF8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Looks up many ids at once, writing each row (or -1 for unknown) to `rows`.
+    ///
+    /// Random lookups in a large catalogue are bound by cache misses (slot, offset, id bytes: three dependent loads
+    /// each). Going phase by phase with prefetches lets the misses of all ids overlap.
+    public func rows(of ids: [String], into rows: UnsafeMutableBufferPointer<Int32>) {
+        precondition(rows.count >= ids.count)
+        let n = ids.count
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { home in
+            for (i, id) in ids.enumerated() {
+                var id = id
+                home[i] = id.withUTF8 { Int(truncatingIfNeeded: Checksum.xxh64(UnsafeRawBufferPointer($0))) } & mask
+                ckk_prefetch(slots + home[i])
+            }
+            for i in 0..<n {
+                let slot = Int(UInt32(littleEndian: slots[home[i]]))
+                rows[i] = Int32(slot) - 1
+                if slot > 0 && slot - 1 < table.count { ckk_prefetch(table.offsets + (slot - 1)) }
+            }
+            for i in 0..<n where rows[i] >= 0 && Int(rows[i]) < table.count {
+                ckk_prefetch(table.blob + Int(UInt32(littleEndian: table.offsets[Int(rows[i])])))
+            }
+            for (i, id) in ids.enumerated() {
+                var id = id
+                let r = Int(rows[i])
+                let hit = r >= 0 && r < table.count && id.withUTF8 { bytes in
+                    let candidate = table.bytes(at: r)
+                    return candidate.count == bytes.count && Self.equal(candidate, UnsafeRawBufferPointer(bytes))
+                }
+                // First slot was empty (unknown id) or held another id: finish with the full probe.
+                if !hit && r >= 0 { rows[i] = Int32(id.withUTF8 { row(ofUTF8: UnsafeRawBufferPointer($0)) } ?? -1) }
+            }
+        }
     }
 
     /// Builds the slot array for `strings` (which must be unique).

@@ -10,6 +10,9 @@ public enum Opcode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case topK = 0x11
     case similar = 0x12
     case pushDecide = 0x13
+    case reload = 0x20
+    case pin = 0x21
+    case rollback = 0x22
     case error = 0x7F
 
     /// The opcode of a successful response to this request opcode.
@@ -25,6 +28,9 @@ public enum Opcode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .topK: "TOPK"
         case .similar: "SIMILAR"
         case .pushDecide: "PUSH_DECIDE"
+        case .reload: "RELOAD"
+        case .pin: "PIN"
+        case .rollback: "ROLLBACK"
         case .error: "ERROR"
         }
     }

@@ -9,50 +9,59 @@ public struct PayloadReader {
 
     public init(_ buffer: ByteBuffer) { self.buffer = buffer }
 
-    mutating func int<T: FixedWidthInteger>(_: T.Type = T.self, _ field: String) throws(ProtocolError) -> T {
+    mutating func int<T: FixedWidthInteger>(_: T.Type = T.self, _ field: StaticString) throws(ProtocolError) -> T {
         guard let v = buffer.readInteger(endianness: .little, as: T.self) else {
             throw ProtocolError(.badRequest, "payload ends inside \(field)")
         }
         return v
     }
 
-    mutating func u8(_ f: String) throws(ProtocolError) -> UInt8 { try int(UInt8.self, f) }
-    mutating func u16(_ f: String) throws(ProtocolError) -> UInt16 { try int(UInt16.self, f) }
-    mutating func u32(_ f: String) throws(ProtocolError) -> UInt32 { try int(UInt32.self, f) }
-    mutating func u64(_ f: String) throws(ProtocolError) -> UInt64 { try int(UInt64.self, f) }
-    mutating func i16(_ f: String) throws(ProtocolError) -> Int16 { try int(Int16.self, f) }
-    mutating func i64(_ f: String) throws(ProtocolError) -> Int64 { try int(Int64.self, f) }
+    mutating func u8(_ f: StaticString) throws(ProtocolError) -> UInt8 { try int(UInt8.self, f) }
+    mutating func u16(_ f: StaticString) throws(ProtocolError) -> UInt16 { try int(UInt16.self, f) }
+    mutating func u32(_ f: StaticString) throws(ProtocolError) -> UInt32 { try int(UInt32.self, f) }
+    mutating func u64(_ f: StaticString) throws(ProtocolError) -> UInt64 { try int(UInt64.self, f) }
+    mutating func i16(_ f: StaticString) throws(ProtocolError) -> Int16 { try int(Int16.self, f) }
+    mutating func i64(_ f: StaticString) throws(ProtocolError) -> Int64 { try int(Int64.self, f) }
 
     /// A float32 that must be finite (NaN and infinities are rejected: they would poison every score).
-    mutating func finiteF32(_ f: String) throws(ProtocolError) -> Float {
+    mutating func finiteF32(_ f: StaticString) throws(ProtocolError) -> Float {
         let v = Float(bitPattern: try u32(f))
         guard v.isFinite else { throw ProtocolError(.badRequest, "\(f) is not a finite number") }
         return v
     }
 
     /// A float32 as sent (responses may carry NaN for "no score").
-    mutating func f32(_ f: String) throws(ProtocolError) -> Float { Float(bitPattern: try u32(f)) }
+    mutating func f32(_ f: StaticString) throws(ProtocolError) -> Float { Float(bitPattern: try u32(f)) }
 
-    mutating func finiteF64(_ f: String) throws(ProtocolError) -> Double {
+    mutating func finiteF64(_ f: StaticString) throws(ProtocolError) -> Double {
         let v = Double(bitPattern: try u64(f))
         guard v.isFinite else { throw ProtocolError(.badRequest, "\(f) is not a finite number") }
         return v
     }
 
-    /// A u16-length-prefixed UTF-8 string.
-    mutating func string(_ f: String) throws(ProtocolError) -> String {
-        let n = Int(try u16("\(f) length"))
+    /// A u16-length-prefixed UTF-8 string. ASCII (the common case for ids) takes a fast path with no validation
+    /// pass and, for ids up to 15 bytes, no allocation.
+    mutating func string(_ f: StaticString) throws(ProtocolError) -> String {
+        guard let n16 = buffer.readInteger(endianness: .little, as: UInt16.self) else {
+            throw ProtocolError(.badRequest, "payload ends inside the length of \(f)")
+        }
+        let n = Int(n16)
         guard n <= Self.maxStringBytes else { throw ProtocolError(.limitExceeded, "\(f) is \(n) bytes, limit \(Self.maxStringBytes)") }
-        guard let bytes = buffer.readSlice(length: n) else { throw ProtocolError(.badRequest, "payload ends inside \(f)") }
-        guard let s = bytes.getString(at: bytes.readerIndex, length: n), s.utf8.count == n,
-            String(validating: bytes.readableBytesView, as: UTF8.self) != nil
-        else { throw ProtocolError(.badRequest, "\(f) is not valid UTF-8") }
-        return s
+        guard buffer.readableBytes >= n else { throw ProtocolError(.badRequest, "payload ends inside \(f)") }
+        let decoded: String? = buffer.withUnsafeReadableBytes { raw in
+            let bytes = UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: n)
+            var high: UInt8 = 0
+            for b in bytes { high |= b }
+            return high < 0x80 ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+        }
+        buffer.moveReaderIndex(forwardBy: n)
+        guard let decoded else { throw ProtocolError(.badRequest, "\(f) is not valid UTF-8") }
+        return decoded
     }
 
     /// A count of elements that each take at least `minSize` bytes, bounded by `limit` and by the bytes left, so a
     /// hostile count cannot trigger a large allocation.
-    mutating func count(_ raw: Int, _ f: String, minSize: Int, limit: Int) throws(ProtocolError) -> Int {
+    mutating func count(_ raw: Int, _ f: StaticString, minSize: Int, limit: Int) throws(ProtocolError) -> Int {
         guard raw <= limit else { throw ProtocolError(.limitExceeded, "\(raw) \(f), limit \(limit)") }
         guard raw * minSize <= buffer.readableBytes else {
             throw ProtocolError(.badRequest, "\(raw) \(f) cannot fit in the \(buffer.readableBytes) bytes left")
@@ -61,8 +70,8 @@ public struct PayloadReader {
     }
 
     /// A u32-counted list of strings.
-    mutating func strings(_ f: String, limit: Int) throws(ProtocolError) -> [String] {
-        let n = try count(Int(try u32("\(f) count")), f, minSize: 2, limit: limit)
+    mutating func strings(_ f: StaticString, limit: Int) throws(ProtocolError) -> [String] {
+        let n = try count(Int(try u32(f)), f, minSize: 2, limit: limit)
         var out: [String] = []
         out.reserveCapacity(n)
         for _ in 0..<n { out.append(try string(f)) }

@@ -255,6 +255,12 @@ public enum Request: Sendable, Hashable {
     case topK(TopKRequest)
     case similar(SimilarRequest)
     case pushDecide(PushDecideRequest)
+    /// Rescan the models folder now.
+    case reload
+    /// Serve this version of a model (0 = unpin: the highest valid version serves again).
+    case pin(name: String, version: UInt64)
+    /// Serve the highest valid version below the one serving now.
+    case rollback(name: String)
 
     /// The request's opcode.
     public var opcode: Opcode {
@@ -267,14 +273,22 @@ public enum Request: Sendable, Hashable {
         case .topK: .topK
         case .similar: .similar
         case .pushDecide: .pushDecide
+        case .reload: .reload
+        case .pin: .pin
+        case .rollback: .rollback
         }
     }
 
     /// Writes the payload (no header).
     public func writePayload(to b: inout ByteBuffer) {
         switch self {
-        case .ping, .info, .stats:
+        case .ping, .info, .stats, .reload:
             break
+        case .pin(let name, let version):
+            b.putString(name)
+            b.put(version)
+        case .rollback(let name):
+            b.putString(name)
         case .hello(let versions):
             b.put(UInt8(versions.count))
             for v in versions { b.put(v) }
@@ -332,6 +346,9 @@ public enum Request: Sendable, Hashable {
         let request: Request
         switch opcode {
         case .ping: request = .ping
+        case .reload: request = .reload
+        case .pin: request = .pin(name: try r.string("model name"), version: try r.u64("model version"))
+        case .rollback: request = .rollback(name: try r.string("model name"))
         case .info: request = .info
         case .stats: request = .stats
         case .hello:

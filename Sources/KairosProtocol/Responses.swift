@@ -167,6 +167,8 @@ public enum Response: Sendable, Hashable {
     case topK(ItemListResponse)
     case similar(ItemListResponse)
     case pushDecide(PushDecideResponse)
+    /// The answer to RELOAD, PIN and ROLLBACK (by `opcode`): the models serving after it, and files rejected by it.
+    case serving(opcode: Opcode, models: [ModelInfo], rejected: [String])
     case error(ProtocolError)
 
     /// The opcode byte this response travels with.
@@ -180,6 +182,7 @@ public enum Response: Sendable, Hashable {
         case .topK: Opcode.topK.responseCode
         case .similar: Opcode.similar.responseCode
         case .pushDecide: Opcode.pushDecide.responseCode
+        case .serving(let op, _, _): op.responseCode
         case .error: FrameHeader.errorResponseCode
         }
     }
@@ -197,17 +200,11 @@ public enum Response: Sendable, Hashable {
             b.putString(server)
         case .info(let limits, let models):
             limits.write(to: &b)
-            b.put(UInt16(models.count))
-            for m in models {
-                b.putString(m.name)
-                b.put(m.version)
-                b.put(m.dimensions)
-                b.put(m.items)
-                b.put(m.users)
-                b.putString(m.encoding)
-                b.put(m.loadedAt)
-                b.put(m.checksum)
-            }
+            Self.writeModels(models, to: &b)
+        case .serving(_, let models, let rejected):
+            Self.writeModels(models, to: &b)
+            b.put(UInt16(rejected.count))
+            for r in rejected { b.putString(String(r.utf8.prefix(1000)) ?? "") }
         case .stats(let uptime, let open, let total, let ops):
             b.put(uptime)
             b.put(open)
@@ -225,7 +222,11 @@ public enum Response: Sendable, Hashable {
             s.model.write(to: &b)
             b.put(s.flags.rawValue)
             b.put(UInt32(s.scores.count))
+            #if _endian(little)
+            s.scores.withUnsafeBytes { _ = b.writeBytes($0) }  // the wire is little-endian too: one copy
+            #else
             for v in s.scores { b.put(v) }
+            #endif
             b.writeBytes(s.itemFlags)
         case .topK(let l), .similar(let l):
             Self.writeList(l.model, l.flags, l.items, to: &b)
@@ -244,6 +245,40 @@ public enum Response: Sendable, Hashable {
             b.put(e.code.rawValue)
             b.putString(String(e.message.utf8.prefix(1000)) ?? "")
         }
+    }
+
+    static func writeModels(_ models: [ModelInfo], to b: inout ByteBuffer) {
+        b.put(UInt16(models.count))
+        for m in models {
+            b.putString(m.name)
+            b.put(m.version)
+            b.put(m.dimensions)
+            b.put(m.items)
+            b.put(m.users)
+            b.putString(m.encoding)
+            b.put(m.loadedAt)
+            b.put(m.checksum)
+        }
+    }
+
+    static func readModels(_ r: inout PayloadReader) throws(ProtocolError) -> [ModelInfo] {
+        let n = try r.count(Int(try r.u16("model count")), "models", minSize: 40, limit: Int(UInt16.max))
+        var models: [ModelInfo] = []
+        for _ in 0..<n {
+            models.append(
+                ModelInfo(
+                    name: try r.string("name"),
+                    version: try r.u64("version"),
+                    dimensions: try r.u32("dimensions"),
+                    items: try r.u32("items"),
+                    users: try r.u32("users"),
+                    encoding: try r.string("encoding"),
+                    loadedAt: try r.i64("loaded at"),
+                    checksum: try r.u64("checksum")
+                )
+            )
+        }
+        return models
     }
 
     static func writeList(_ model: ModelStamp, _ flags: AnswerFlags, _ items: [ScoredItem], to b: inout ByteBuffer) {
@@ -287,23 +322,13 @@ public enum Response: Sendable, Hashable {
             response = .hello(chosen: chosen, versions: versions, limits: try ServerLimits.read(&r), server: try r.string("server"))
         case Opcode.info.responseCode:
             let limits = try ServerLimits.read(&r)
-            let n = try r.count(Int(try r.u16("model count")), "models", minSize: 40, limit: Int(UInt16.max))
-            var models: [ModelInfo] = []
-            for _ in 0..<n {
-                models.append(
-                    ModelInfo(
-                        name: try r.string("name"),
-                        version: try r.u64("version"),
-                        dimensions: try r.u32("dimensions"),
-                        items: try r.u32("items"),
-                        users: try r.u32("users"),
-                        encoding: try r.string("encoding"),
-                        loadedAt: try r.i64("loaded at"),
-                        checksum: try r.u64("checksum")
-                    )
-                )
-            }
-            response = .info(limits: limits, models: models)
+            response = .info(limits: limits, models: try readModels(&r))
+        case Opcode.reload.responseCode, Opcode.pin.responseCode, Opcode.rollback.responseCode:
+            let models = try readModels(&r)
+            let n = try r.count(Int(try r.u16("rejected count")), "rejected", minSize: 2, limit: Int(UInt16.max))
+            var rejected: [String] = []
+            for _ in 0..<n { rejected.append(try r.string("rejected")) }
+            response = .serving(opcode: Opcode(rawValue: code & 0x7F)!, models: models, rejected: rejected)
         case Opcode.stats.responseCode:
             let uptime = try r.u64("uptime")
             let open = try r.u64("open connections")

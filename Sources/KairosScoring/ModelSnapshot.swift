@@ -28,6 +28,8 @@ public final class ModelSnapshot: Sendable {
     public let categoryIDs: [String: UInt32]
     /// Every item row, 0..<n, for full scans through the gather kernel.
     public let allRows: [Int32]
+    /// Per-item additive terms of the default blend: bias + default trending weight x trend.
+    public let defaultOffsets: [Float]
     /// Default blend weights stored by the trainer (metadata parameters `blend.trending`, `blend.buyAgain`).
     public let defaultTrendingWeight: Float
     public let defaultBuyAgainWeight: Float
@@ -53,7 +55,8 @@ public final class ModelSnapshot: Sendable {
         }
         self.trend = trend
         trendingOrder = (0..<Int32(n)).sorted { trend[Int($0)] != trend[Int($1)] ? trend[Int($0)] > trend[Int($1)] : $0 < $1 }
-        biases = model.itemBiases.map(Array.init) ?? [Float](repeating: 0, count: n)
+        let biases = model.itemBiases.map(Array.init) ?? [Float](repeating: 0, count: n)
+        self.biases = biases
         var norms = [Float](repeating: 0, count: n)
         for i in 0..<n {
             let row = RowEncoder.decodeRow(i, of: model.itemFactors)
@@ -73,8 +76,10 @@ public final class ModelSnapshot: Sendable {
         if let names = model.categoryNames { for c in 0..<names.count { ids[names[c]] = UInt32(c) } }
         categoryIDs = ids
         allRows = Array(0..<Int32(n))
-        defaultTrendingWeight = Float(model.metadata.parameters["blend.trending"] ?? 0)
+        let wTrend = Float(model.metadata.parameters["blend.trending"] ?? 0)
+        defaultTrendingWeight = wTrend
         defaultBuyAgainWeight = Float(model.metadata.parameters["blend.buyAgain"] ?? 0)
+        defaultOffsets = (0..<n).map { biases[$0] + wTrend * trend[$0] }
     }
 
     static func norm(_ v: [Float]) -> Float {

@@ -1,5 +1,5 @@
 public import KairosKernels
-public import KairosModelFormat
+import KairosModelFormat
 public import KairosProtocol
 
 /// Answers scoring requests against one snapshot. Pure: the same snapshot, request and `now` give the same answer.
@@ -55,8 +55,10 @@ public enum Scorer {
         let m = s.model
         var rows = [Int32](repeating: 0, count: r.candidates.count)
         var itemFlags = [UInt8](repeating: 0, count: r.candidates.count)
-        for (i, id) in r.candidates.enumerated() {
-            if let row = m.items.row(of: id) { rows[i] = Int32(row) } else { itemFlags[i] = ScoreResponse.unknownItem }
+        rows.withUnsafeMutableBufferPointer { m.items.rows(of: r.candidates, into: $0) }
+        for i in rows.indices where rows[i] < 0 {
+            itemFlags[i] = ScoreResponse.unknownItem
+            rows[i] = 0  // scored harmlessly, then replaced by NaN
         }
         var scores = [Float](repeating: .nan, count: r.candidates.count)
         guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
@@ -79,6 +81,10 @@ public enum Scorer {
     static func effectiveNow(_ c: RealtimeContext, _ serverNow: Int64) -> Int64 { c.now != 0 ? c.now : serverNow }
 
     /// TOPK: the blend of dot product, bias, trending and buy-again over the whole catalogue, best first.
+    ///
+    /// One fused scan: the kernel adds per-item offsets (bias + trending weight x trend, -infinity outside the
+    /// category) block by block and skips excluded rows. The user's own history is scored apart (with its buy-again
+    /// boost) and merged in when repeats are allowed.
     public static func topK(_ r: TopKRequest, on s: ModelSnapshot, now: Int64) -> ItemListResponse {
         let m = s.model
         let n = m.itemCount
@@ -95,41 +101,52 @@ public enum Scorer {
         let wTrend = custom ? r.trendingWeight : s.defaultTrendingWeight
         let wAgain = custom ? r.buyAgainWeight : s.defaultBuyAgainWeight
         let allowRepeats = r.options.contains(.allowRepeats)
-        let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s)
+        var excluded = Set<Int32>()
+        for id in r.exclude { if let row = m.items.row(of: id) { excluded.insert(Int32(row)) } }
+        func inCategory(_ row: Int) -> Bool { category == nil || m.attributes?.category(row) == category }
 
-        var scores: [Float]
-        let flags: AnswerFlags
-        if let u {
-            scores = [Float](repeating: 0, count: n)
-            u.values.withUnsafeBufferPointer { q in
-                s.allRows.withUnsafeBufferPointer { rows in
-                    scores.withUnsafeMutableBufferPointer { out in s.kernels.gather(q, rows: rows, of: m.itemFactors, into: out) }
-                }
+        guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
+            // Unknown user, no events: the trending list, walked in order until k items pass the filters.
+            var items: [ScoredItem] = []
+            for row in s.trendingOrder where items.count < k {
+                if excluded.contains(row) || !inCategory(Int(row)) { continue }
+                items.append(ScoredItem(item: m.items.table[Int(row)], score: s.trend[Int(row)]))
             }
-            for i in 0..<n { scores[i] += s.biases[i] + wTrend * s.trend[i] }
-            flags = u.flags
-            if let row = u.userRow, let history = m.history {
-                let (items, weights) = history.entries(ofUser: row)
-                let top = weights.first ?? 0
-                for (j, item) in items.enumerated() {
-                    if allowRepeats {
-                        if top > 0 { scores[Int(item)] += wAgain * weights[j] / top }
-                    } else {
-                        scores[Int(item)] = -.infinity
-                    }
-                }
-            }
-            if !allowRepeats { for row in u.eventRows { scores[row] = -.infinity } }
+            return ItemListResponse(model: stamp(s), flags: .fallback, items: items)
+        }
+
+        var history: (items: UnsafeBufferPointer<UInt32>, weights: UnsafeBufferPointer<Float>)? = nil
+        if let row = u.userRow, let h = m.history { history = h.entries(ofUser: row) }
+        var skip = excluded
+        if let history { for item in history.items { skip.insert(Int32(item)) } }
+        if !allowRepeats { for row in u.eventRows { skip.insert(Int32(row)) } }
+
+        let offsets: [Float]
+        if !custom && category == nil {
+            offsets = s.defaultOffsets
         } else {
-            scores = s.trend
-            flags = .fallback
+            var o = [Float](repeating: 0, count: n)
+            for i in 0..<n { o[i] = inCategory(i) ? s.biases[i] + wTrend * s.trend[i] : -.infinity }
+            offsets = o
         }
-        for id in r.exclude { if let row = m.items.row(of: id) { scores[row] = -.infinity } }
-        if let category, let attributes = m.attributes {
-            for i in 0..<n where attributes.category(i) != category { scores[i] = -.infinity }
+        var best = u.values.withUnsafeBufferPointer { q in
+            offsets.withUnsafeBufferPointer { off in
+                s.kernels.topK(q, of: m.itemFactors, k: k, excluding: skip.isEmpty ? nil : ExclusionSet(skip), adding: off)
+            }
         }
-        let best = TopKSelector.select(scores, k: k)
-        return ItemListResponse(model: stamp(s), flags: flags, items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
+        if allowRepeats, let history {
+            let top = history.weights.first ?? 0
+            for (j, item) in history.items.enumerated() where !excluded.contains(Int32(item)) && inCategory(Int(item)) {
+                let row = Int(item)
+                let dot = u.values.withUnsafeBufferPointer { s.kernels.dot($0, row: row, of: m.itemFactors) }
+                let boost = top > 0 ? wAgain * history.weights[j] / top : 0
+                best.append(ScoredRow(row: Int32(row), score: dot + offsets[row] + boost))
+            }
+            best.sort { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
+            if best.count > k { best.removeLast(best.count - k) }
+        }
+        let items = best.filter { $0.score.isFinite }.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) }
+        return ItemListResponse(model: stamp(s), flags: u.flags, items: items)
     }
 
     /// SIMILAR: items with the largest cosine similarity to `r.item`; nil when the item is unknown.

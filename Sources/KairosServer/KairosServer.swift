@@ -42,9 +42,16 @@ public final class KairosServer: Service, Sendable {
     private let openCount = Atomic<Int>(0)
 
     /// Creates a server for `configuration` over `store` (already loaded).
-    public init(configuration: ServerConfiguration, store: ModelStore, logger: Logger, group: MultiThreadedEventLoopGroup = .singleton, pool: NIOThreadPool = .singleton) {
+    public init(
+        configuration: ServerConfiguration,
+        store: ModelStore,
+        directory: ModelDirectory? = nil,
+        logger: Logger,
+        group: MultiThreadedEventLoopGroup = .singleton,
+        pool: NIOThreadPool = .singleton
+    ) {
         self.configuration = configuration
-        self.router = RequestRouter(store: store, limits: configuration.limits, offloadAboveItems: configuration.offloadAboveItems)
+        self.router = RequestRouter(store: store, limits: configuration.limits, offloadAboveItems: configuration.offloadAboveItems, directory: directory)
         self.logger = logger
         self.group = group
         self.pool = pool

@@ -1,4 +1,4 @@
-public import KairosModelFormat
+import KairosModelFormat
 public import KairosScoring
 public import Logging
 import Synchronization

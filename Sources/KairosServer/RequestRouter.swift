@@ -1,7 +1,7 @@
 import KairosKernels
 import KairosModelFormat
 public import KairosProtocol
-public import KairosScoring
+import KairosScoring
 public import NIOCore
 
 #if canImport(Glibc)
@@ -30,14 +30,18 @@ public final class RequestRouter: Sendable {
     public let offloadAboveItems: Int
     /// The clock for requests without `now` (unix seconds).
     let clock: @Sendable () -> Int64
+    /// The models folder, for the admin operations (RELOAD, PIN, ROLLBACK); nil disables them.
+    public let directory: ModelDirectory?
 
     public init(
         store: ModelStore,
         limits: ServerLimits = .standard,
         stats: ServerStats = ServerStats(),
         offloadAboveItems: Int = 20_000,
+        directory: ModelDirectory? = nil,
         clock: @escaping @Sendable () -> Int64 = RequestRouter.systemClock
     ) {
+        self.directory = directory
         self.store = store
         self.limits = limits
         self.stats = stats
@@ -64,19 +68,26 @@ public final class RequestRouter: Sendable {
             let chosen = Self.versions.filter { offered.contains($0) }.max() ?? 0
             return .done(.hello(chosen: chosen, versions: Self.versions, limits: limits, server: Self.serverName))
         case .info:
-            let models = store.all().map { s in
-                ModelInfo(
-                    name: s.name,
-                    version: s.version,
-                    dimensions: UInt32(s.model.dimensions),
-                    items: UInt32(s.model.itemCount),
-                    users: UInt32(s.model.userCount),
-                    encoding: s.model.itemFactors.encoding.description,
-                    loadedAt: s.loadedAt,
-                    checksum: s.model.header.checksum
-                )
+            return .done(.info(limits: limits, models: modelInfos()))
+        case .reload, .pin, .rollback:
+            guard let directory else {
+                return .done(.error(ProtocolError(.badRequest, "admin operations are disabled on this server")))
             }
-            return .done(.info(limits: limits, models: models))
+            // Loading and verifying a model takes milliseconds to seconds: never on an event loop.
+            return .offload {
+                do throws(ServingError) {
+                    let report: ModelDirectory.Report
+                    switch request {
+                    case .pin(let name, let version): report = try directory.pin(name, version: version)
+                    case .rollback(let name): report = try directory.rollback(name)
+                    default: report = directory.reconcile()
+                    }
+                    let rejected = report.rejected.map { "\($0.file): \($0.reason)" }
+                    return .serving(opcode: request.opcode, models: self.modelInfos(), rejected: rejected)
+                } catch {
+                    return .error(ProtocolError(.unknownModel, error.description))
+                }
+            }
         case .stats:
             let uptime = (ServerStats.nanoseconds() - stats.startedAt) / 1_000_000_000
             return .done(stats.snapshot(uptimeSeconds: uptime))
@@ -93,6 +104,22 @@ public final class RequestRouter: Sendable {
             }
         case .pushDecide(let r):
             return withModel(r.model, scan: true) { s in .pushDecide(PushPolicy.decide(r, on: s, now: now)) }
+        }
+    }
+
+    /// INFO's description of every model serving.
+    func modelInfos() -> [ModelInfo] {
+        store.all().map { s in
+            ModelInfo(
+                name: s.name,
+                version: s.version,
+                dimensions: UInt32(s.model.dimensions),
+                items: UInt32(s.model.itemCount),
+                users: UInt32(s.model.userCount),
+                encoding: s.model.itemFactors.encoding.description,
+                loadedAt: s.loadedAt,
+                checksum: s.model.header.checksum
+            )
         }
     }
 

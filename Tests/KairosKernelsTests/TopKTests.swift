@@ -54,6 +54,34 @@ import Testing
         }
     }
 
+    /// With per-row offsets the ranking is by dot + offset (offsets of -infinity remove rows), across blocks.
+    @Test(arguments: cases)
+    func topKWithOffsetsRanksByDotPlusOffset(_ kc: KernelCase, rows: Int) {
+        let cols = 12
+        let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: UInt64(rows) + 3), rows: rows,
+                              cols: cols, encoding: kc.encoding)
+        let query = randomValues(rows: 1, cols: cols, seed: 8)
+        let noise = randomValues(rows: 1, cols: rows, seed: 99)
+        var offsets = [Float](repeating: 0, count: rows)
+        for i in 0..<rows { offsets[i] = i % 5 == 0 ? -Float.infinity : noise[i] }
+        let scores: [Float] = query.withUnsafeBufferPointer { q in Self.gatherAll(kc.kernels, q, m.view) }
+        var combined = [Float](repeating: 0, count: rows)
+        for i in 0..<rows { combined[i] = scores[i] + offsets[i] }
+        let excluded: Set<Int32> = [2]
+        for k in [1, 10, 1000] {
+            var got: [ScoredRow] = []
+            query.withUnsafeBufferPointer { q in
+                offsets.withUnsafeBufferPointer { off in
+                    got = kc.kernels.topK(q, of: m.view, k: k, excluding: ExclusionSet(excluded), adding: off)
+                }
+            }
+            got = got.filter { $0.score.isFinite }
+            let want = Self.expected(combined, k: k, excluded: excluded).filter { $0.score.isFinite }
+            #expect(got == want, "k=\(k)")
+            #expect(got.allSatisfy { $0.row % 5 != 0 && $0.row != 2 })
+        }
+    }
+
     /// Equal scores (duplicated rows) come back lower row first, across block boundaries.
     @Test(arguments: KernelCase.all)
     func tiesBreakByLowerRow(_ kc: KernelCase) {

@@ -157,6 +157,11 @@ import Testing
                 let index = try IdIndex(bytes: s, capacity: capacity, table: st, section: "index")
                 for (i, id) in ids.enumerated() { #expect(index.row(of: id) == i) }
                 for n in 0..<1000 { #expect(index.row(of: "absent-\(n)") == nil) }
+                // The batched lookup agrees with the single one, present and absent ids mixed.
+                let mixed = (0..<3000).map { $0 % 3 == 0 ? "absent-\($0)" : ids[($0 &* 13) % ids.count] }
+                var rows = [Int32](repeating: 7, count: mixed.count)
+                rows.withUnsafeMutableBufferPointer { index.rows(of: mixed, into: $0) }
+                #expect(rows == mixed.map { Int32(index.row(of: $0) ?? -1) })
             }
         }
     }

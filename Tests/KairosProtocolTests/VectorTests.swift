@@ -43,11 +43,28 @@ enum VectorValues {
     static func items(_ v: Any?) -> [ScoredItem] {
         (v as! [[String: Any]]).map { ScoredItem(item: $0["item"] as! String, score: float($0["score"])) }
     }
+    static func modelInfos(_ v: Any?) -> [ModelInfo] {
+        (v as! [[String: Any]]).map {
+            ModelInfo(
+                name: $0["name"] as! String,
+                version: int($0["version"]),
+                dimensions: int($0["dimensions"]),
+                items: int($0["items"]),
+                users: int($0["users"]),
+                encoding: $0["encoding"] as! String,
+                loadedAt: int($0["loadedAt"]),
+                checksum: UInt64($0["checksum"] as! String, radix: 16)!
+            )
+        }
+    }
     static let opcodes: [String: Opcode] = Dictionary(uniqueKeysWithValues: Opcode.allCases.map { ($0.description, $0) })
 
     static func request(_ m: [String: Any]) -> Request {
         switch m["op"] as! String {
         case "PING": return .ping
+        case "RELOAD": return .reload
+        case "PIN": return .pin(name: m["name"] as! String, version: int(m["version"]))
+        case "ROLLBACK": return .rollback(name: m["name"] as! String)
         case "INFO": return .info
         case "STATS": return .stats
         case "HELLO": return .hello(versions: (m["versions"] as! [NSNumber]).map { $0.uint8Value })
@@ -95,6 +112,8 @@ enum VectorValues {
         case "PING": return .pong
         case "HELLO":
             return .hello(chosen: int(m["chosen"]), versions: (m["versions"] as! [NSNumber]).map { $0.uint8Value }, limits: limits(m["limits"]), server: m["server"] as! String)
+        case "RELOAD", "PIN", "ROLLBACK":
+            return .serving(opcode: opcodes[m["op"] as! String]!, models: modelInfos(m["models"]), rejected: m["rejected"] as! [String])
         case "INFO":
             let models = (m["models"] as! [[String: Any]]).map {
                 ModelInfo(

@@ -20,26 +20,30 @@ final class ServerHarness: Sendable {
         let store = ModelStore()
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        store.loadDirectory(dir, logger: logger)
+        let directory = ModelDirectory(path: dir, store: store, logger: logger)
+        directory.reconcile()
         var config = ServerConfiguration()
         config.port = 0
         config.modelsDirectory = dir
         config.drainTimeout = .seconds(5)
         configure(&config)
-        let server = KairosServer(configuration: config, store: store, logger: logger)
+        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger)
         let port = try await server.start()
-        return ServerHarness(server: server, port: port, directory: dir)
+        return ServerHarness(server: server, port: port, directory: dir, models: directory)
     }
 
-    private init(server: KairosServer, port: Int, directory: String) {
+    let models: ModelDirectory
+
+    private init(server: KairosServer, port: Int, directory: String, models: ModelDirectory) {
         self.server = server
         self.port = port
         self.directory = directory
+        self.models = models
     }
 
     func stop() async {
         await server.shutdown()
-        unlink("\(directory)/default.kmodel")
+        for name in ModelStoreFiles.list(directory) { unlink("\(directory)/\(name)") }
         rmdir(directory)
     }
 
@@ -98,4 +102,18 @@ func frameBytes(_ request: Request, id: UInt32) -> [UInt8] {
     var b = ByteBuffer()
     request.writeFrame(requestID: id, to: &b)
     return Array(b.readableBytesView)
+}
+
+/// Every file in a folder (test cleanup).
+enum ModelStoreFiles {
+    static func list(_ directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
 }

@@ -11,7 +11,7 @@ import struct
 
 MAGIC, VERSION, ERROR = 0xCA, 1, 0xFF
 OPS = {"PING": 0x01, "HELLO": 0x02, "INFO": 0x03, "STATS": 0x04, "SCORE": 0x10, "TOPK": 0x11, "SIMILAR": 0x12,
-       "PUSH_DECIDE": 0x13}
+       "PUSH_DECIDE": 0x13, "RELOAD": 0x20, "PIN": 0x21, "ROLLBACK": 0x22}
 ERRORS = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNSUPPORTED_VERSION": 3, "UNKNOWN_OPCODE": 4,
           "BAD_REQUEST": 5, "LIMIT_EXCEEDED": 6, "UNKNOWN_MODEL": 7, "UNKNOWN_USER": 8, "UNKNOWN_ITEM": 9,
           "OVERLOADED": 10, "SHUTTING_DOWN": 11, "INTERNAL_ERROR": 12}
@@ -61,8 +61,12 @@ def scored(items):
 
 def request_payload(m):
     op = m["op"]
-    if op in ("PING", "INFO", "STATS"):
+    if op in ("PING", "INFO", "STATS", "RELOAD"):
         return b""
+    if op == "PIN":
+        return s(m["name"]) + struct.pack("<Q", m["version"])
+    if op == "ROLLBACK":
+        return s(m["name"])
     if op == "HELLO":
         return struct.pack("<B", len(m["versions"])) + bytes(m["versions"])
     if op == "SCORE":
@@ -81,19 +85,25 @@ def request_payload(m):
     raise ValueError(op)
 
 
+def models(ms):
+    out = struct.pack("<H", len(ms))
+    for x in ms:
+        out += (s(x["name"]) + struct.pack("<QIII", x["version"], x["dimensions"], x["items"], x["users"])
+                + s(x["encoding"]) + struct.pack("<qQ", x["loadedAt"], int(x["checksum"], 16)))
+    return out
+
+
 def response_payload(m):
     op = m["op"]
+    if op in ("RELOAD", "PIN", "ROLLBACK"):
+        return models(m["models"]) + struct.pack("<H", len(m["rejected"])) + b"".join(s(r) for r in m["rejected"])
     if op == "PING":
         return b""
     if op == "HELLO":
         return (struct.pack("<BB", m["chosen"], len(m["versions"])) + bytes(m["versions"]) + limits(m["limits"])
                 + s(m["server"]))
     if op == "INFO":
-        out = limits(m["limits"]) + struct.pack("<H", len(m["models"]))
-        for x in m["models"]:
-            out += (s(x["name"]) + struct.pack("<QIII", x["version"], x["dimensions"], x["items"], x["users"])
-                    + s(x["encoding"]) + struct.pack("<qQ", x["loadedAt"], int(x["checksum"], 16)))
-        return out
+        return limits(m["limits"]) + models(m["models"])
     if op == "STATS":
         out = struct.pack("<QQQH", m["uptimeSeconds"], m["openConnections"], m["totalConnections"], len(m["ops"]))
         for o in m["ops"]:
@@ -140,6 +150,10 @@ requests = [
                          "maxPerDay": 2, "maxPerWeek": 7, "minGapSeconds": 14400, "quietStartHour": 22,
                          "quietEndHour": 8, "utcOffsetMinutes": -300, "threshold": 0.5, "k": 3,
                          "context": {"events": [], "decay": {"form": "linear", "a": 86400.0}, "now": 1767225600}}),
+    ("reload", 30, {"op": "RELOAD"}),
+    ("pin", 31, {"op": "PIN", "name": "default", "version": 2}),
+    ("unpin", 32, {"op": "PIN", "name": "default", "version": 0}),
+    ("rollback", 33, {"op": "ROLLBACK", "name": "default"}),
 ]
 responses = [
     ("pong", 1, {"op": "PING"}),
@@ -158,6 +172,13 @@ responses = [
     ("similar-reply", 9, {"op": "SIMILAR", "model": STAMP, "flags": 0, "items": [{"item": "item-2", "score": 0.5}]}),
     ("push-decide-reply", 10, {"op": "PUSH_DECIDE", "model": STAMP, "flags": 0, "decision": 1, "reason": 6,
                                "sendAt": 1767247200, "items": [{"item": "item-3", "score": 1.5}]}),
+    ("reload-reply", 30, {"op": "RELOAD", "models": [
+        {"name": "default", "version": 3, "dimensions": 32, "items": 2000, "users": 500, "encoding": "int8",
+         "loadedAt": 1767225700, "checksum": "fedcba9876543210"}],
+        "rejected": ["broken.kmodel: ModelFormatError.truncated: header says the file is 411136 bytes, it is 1000"]}),
+    ("rollback-reply", 33, {"op": "ROLLBACK", "models": [
+        {"name": "default", "version": 2, "dimensions": 32, "items": 2000, "users": 500, "encoding": "float32",
+         "loadedAt": 1767225800, "checksum": "00000000000000ff"}], "rejected": []}),
     ("error-reply", 11, {"op": "ERROR", "code": "UNKNOWN_MODEL", "message": "no model named \"nope\" is loaded"}),
 ]
 
@@ -191,6 +212,7 @@ invalid = [
      "LIMIT_EXCEEDED", False),
     ("unknown-model", raw_frame(0x12, 22, model_ref({"name": "nope", "version": 0}) + s("item-1")
                                 + struct.pack("<H", 5) + s("")), "UNKNOWN_MODEL", False),
+    ("pin-missing-version", raw_frame(0x21, 24, s("default") + struct.pack("<Q", 999)), "UNKNOWN_MODEL", False),
     ("unknown-similar-item", raw_frame(0x12, 23, model_ref(M) + s("no-such-item") + struct.pack("<H", 5) + s("")),
      "UNKNOWN_ITEM", False),
 ]

@@ -62,6 +62,10 @@ int ckk_supported_isa_mask(void);
 /* The table for `isa`, or NULL when isa is out of range or unsupported by this CPU. */
 const ckk_kernel_table *ckk_table(int isa);
 
+/* Hint the CPU to fetch the cache line at p (never faults, any address). Batched lookups issue these for every
+ * element before touching any, so their cache misses overlap instead of queueing. */
+static inline void ckk_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /* float32 -> binary16 with round-to-nearest-even (IEEE, like Swift's Float16(_:)) using F16C.
  * Only call when the avx2 level is supported (it implies F16C). */
 void ckk_f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n);

@@ -1,0 +1,20 @@
+#ifndef CKAIROS_TRAINER_KERNELS_H
+#define CKAIROS_TRAINER_KERNELS_H
+#include <stdint.h>
+
+/* Instruction-set levels of the trainer's conjugate-gradient solver. */
+enum { CKT_ISA_PORTABLE = 0, CKT_ISA_AVX2 = 1, CKT_ISA_AVX512 = 2 };
+
+/* The best level this CPU (and OS) supports; detected once. */
+int ckt_best_isa(void);
+
+/* Conjugate-gradient solve of rows [begin, end) of X for weighted ALS (Hu-Koren-Volinsky):
+ *   (G + sum_i w_i y_i y_i^T) x_u = sum_i (1 + w_i) y_i,  G = Y^T Y + lambda I (stride x stride, row-major)
+ * warm-started from x_u, `steps` CG steps. X, Y rows hold `stride` floats (a multiple of 16, padding lanes 0).
+ * Row u's entries are indices/values[indptr[u] ..< indptr[u+1]], values w = alpha * r (confidence - 1).
+ * `isa` must be <= ckt_best_isa(); each row only reads Y, G and its own entries, so disjoint ranges may run
+ * concurrently. */
+void ckt_cg_solve(int isa, float *X, const float *Y, int stride, const float *G, const int64_t *indptr,
+                  const int32_t *indices, const float *values, int64_t begin, int64_t end, int steps);
+
+#endif

@@ -1,0 +1,244 @@
+public import ArgumentParser
+import KairosModelFormat
+package import KairosTrainer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `kairos train`: learns a model file from an interaction log, evaluates it on a temporal split, reports metrics.
+public struct Train: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a time-aware implicit-feedback model from an event log and write a model file.",
+        discussion: """
+            Events: CSV/TSV with a header (user,item,timestamp[,event][,value]) or JSON Lines; timestamps in unix \
+            seconds or ISO-8601. Progress goes to stderr, one line per phase and iteration.
+            """
+    )
+
+    @Argument(help: "Event log (CSV, TSV or JSON Lines).")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Model file to write (omit to only train and evaluate).")
+    var out: String?
+    @Option(help: "Model name in the file header.")
+    var name = "default"
+    @Option(help: "Model version in the file header.")
+    var modelVersion: UInt64 = 1
+    @Option(help: "Creation time (unix seconds) written into the file; default: the decay reference time.")
+    var createdAt: Int64?
+
+    // MARK: Input
+
+    @Option(help: "Input format: auto, csv, tsv, jsonl.")
+    var format = "auto"
+    @Option(help: "User id column (default: user, user_id, ...).")
+    var userColumn: String?
+    @Option(help: "Item id column (default: item, item_id, product_id, ...).")
+    var itemColumn: String?
+    @Option(help: "Timestamp column (default: timestamp, time, ts, ...).")
+    var timeColumn: String?
+    @Option(help: "Event type column (default: event, event_type, type, action).")
+    var eventColumn: String?
+    @Option(help: "Numeric value column (default: value, rating, weight, quantity).")
+    var valueColumn: String?
+    @Option(help: "Strength source: auto (event column, else value column, else 1), event, value, constant.")
+    var strength = "auto"
+    @Option(help: "Event type weights, e.g. view=1,click=2,cart=4,purchase=8.")
+    var eventWeights: String?
+    @Flag(help: "Fail on the first bad row instead of counting it.")
+    var strict = false
+    @Option(help: "Item attributes CSV (item,category[,brand][,price]).")
+    var items: String?
+    @Option(help: "Category column of the attributes file.")
+    var categoryColumn: String?
+
+    // MARK: Model
+
+    @Option(help: "Latent factors (multiple of 4).")
+    var factors = 64
+    @Option(help: "ALS iterations.")
+    var iterations = 15
+    @Option(help: "L2 regularization.")
+    var regularization: Float = 20
+    @Option(help: "Confidence slope: c = 1 + alpha * r.")
+    var alpha: Float = 10
+    @Option(help: "Conjugate-gradient steps per row solve.")
+    var cgSteps = 3
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 42
+    @Option(help: "Worker threads.")
+    var threads = 2
+    @Option(help: "Compute the training loss every N iterations (0: never).")
+    var lossEvery = 1
+    @Flag(inversion: .prefixedNo, help: "Scale each user's decayed confidences to mean 1.")
+    var normalize = true
+
+    // MARK: Time decay
+
+    @Option(help: "Decay form: exponential, linear, sigmoid, none.")
+    var decay = "exponential"
+    @Option(help: "Exponential half-life in days.")
+    var halfLife = 30.0
+    @Option(help: "Linear window in days (weight 0 after it).")
+    var window = 90.0
+    @Option(help: "Sigmoid midpoint age in days.")
+    var midpoint = 30.0
+    @Option(help: "Sigmoid steepness per day.")
+    var steepness = 0.2
+    @Option(help: "Trending half-life in days (0: all-time); default: chosen on the validation split.")
+    var trendingHalfLife: Double?
+    @Option(help: "Decay reference time for the final model (unix seconds or ISO-8601); default: newest event.")
+    var now: String?
+    @Option(help: "History items kept per user.")
+    var historyCap = 200
+
+    // MARK: Evaluation
+
+    @Option(help: "Test split starts at this quantile of event times (0 disables test evaluation).")
+    var holdout = 0.8
+    @Option(help: "Validation split starts at this quantile of training times.")
+    var validation = 0.8
+    @Flag(inversion: .prefixedNo, help: "Learn blend weights and trending half-life on the validation split.")
+    var tune = true
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Also choose regularization, alpha and half-life on the validation split (flags are starting points)."
+    )
+    var tuneFactorization = true
+    @Option(help: "Ranking cut-off K.")
+    var k = 10
+    @Option(help: "Most users per evaluation set.")
+    var evalUsers = 5000
+    @Option(help: "Write every metric as JSON to this file.")
+    var metricsJson: String?
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    public init() {}
+
+    public func validate() throws {
+        guard IngestOptions.Format(rawValue: format) != nil else {
+            throw ValidationError("--format must be auto, csv, tsv or jsonl")
+        }
+        guard IngestOptions.StrengthSource(rawValue: strength) != nil else {
+            throw ValidationError("--strength must be auto, event, value or constant")
+        }
+        guard DecayForm(rawValue: decay) != nil else {
+            throw ValidationError("--decay must be exponential, linear, sigmoid or none")
+        }
+        if let w = eventWeights, IngestOptions.parseEventWeights(w) == nil {
+            throw ValidationError("--event-weights must look like view=1,click=2 with non-negative numbers")
+        }
+        if let now, parseTime(now) == nil { throw ValidationError("--now must be unix seconds or ISO-8601") }
+        guard halfLife > 0, window > 0, steepness > 0 else {
+            throw ValidationError("--half-life, --window and --steepness must be positive")
+        }
+    }
+
+    func parseTime(_ s: String) -> Int64? {
+        var s = s
+        return s.withUTF8 { Timestamp.parse(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The trainer configuration these options describe.
+    package func makeConfig() -> TrainerConfig {
+        var c = TrainerConfig(input: input)
+        c.ingest.format = IngestOptions.Format(rawValue: format)!
+        c.ingest.userColumn = userColumn
+        c.ingest.itemColumn = itemColumn
+        c.ingest.timeColumn = timeColumn
+        c.ingest.eventColumn = eventColumn
+        c.ingest.valueColumn = valueColumn
+        c.ingest.strength = IngestOptions.StrengthSource(rawValue: strength)!
+        if let w = eventWeights { c.ingest.eventWeights = IngestOptions.parseEventWeights(w)! }
+        c.ingest.strict = strict
+        c.itemsPath = items
+        c.categoryColumn = categoryColumn
+        c.output = out
+        c.name = name
+        c.version = modelVersion
+        c.createdAt = createdAt
+        c.als.factors = factors
+        c.als.iterations = iterations
+        c.als.regularization = regularization
+        c.als.alpha = alpha
+        c.als.cgSteps = cgSteps
+        c.als.seed = seed
+        c.als.threads = threads
+        c.als.lossEvery = lossEvery
+        c.normalizePerUser = normalize
+        switch DecayForm(rawValue: decay)! {
+        case .none: c.decay = DecaySpec(form: .none)
+        case .exponential: c.decay = .exponential(halfLifeDays: halfLife)
+        case .linear: c.decay = .linear(windowDays: window)
+        case .sigmoid: c.decay = .sigmoid(midpointDays: midpoint, steepnessPerDay: steepness)
+        }
+        c.trendingHalfLifeDays = trendingHalfLife
+        c.now = now.flatMap(parseTime)
+        c.historyCap = historyCap
+        c.holdout = holdout
+        c.validation = validation
+        c.tune = tune
+        c.tuneFactorization = tuneFactorization
+        c.k = k
+        c.maxEvalUsers = evalUsers
+        return c
+    }
+
+    public func run() throws {
+        let progress = quiet ? Progress.silent : Progress { line in writeStandardError(line + "\n") }
+        let result: Trainer.Result
+        do {
+            result = try Trainer.run(makeConfig(), progress: progress)
+        } catch {
+            writeStandardError("kairos train: \(error)\n")
+            throw ExitCode.failure
+        }
+        let r = result.report
+        if let path = metricsJson {
+            let text = r.json() + "\n"
+            guard let f = fopen(path, "w") else {
+                writeStandardError("kairos train: cannot write \(path)\n")
+                throw ExitCode.failure
+            }
+            fputs(text, f)
+            fclose(f)
+        }
+        print(summary(r))
+    }
+
+    func summary(_ r: TrainReport) -> String {
+        var lines: [String] = []
+        lines.append(
+            "data: \(r.data.events) events (\(r.data.badRows) bad rows, \(r.data.duplicates) duplicates), \(r.data.users) users, \(r.data.items) items"
+        )
+        let order = ["ingest", "validation", "test", "fit", "signals", "write", "total"]
+        lines.append(
+            "time: " + order.compactMap { key in r.timings[key].map { "\(key) \(fmt($0)) s" } }.joined(separator: ", ")
+        )
+        for p in ["exclude-seen", "allow-repeats"] {
+            guard let methods = r.test[p] else { continue }
+            let parts = methods.keys.sorted().map { "\($0) \(fmt(methods[$0]!["ndcg@\(k)"] ?? 0, 4))" }
+            lines.append("test ndcg@\(k) \(p): " + parts.joined(separator: ", "))
+        }
+        for (p, w) in r.scoring.sorted(by: { $0.key < $1.key }) {
+            lines.append("blend \(p): " + w.keys.sorted().map { "\($0) \(w[$0]!)" }.joined(separator: ", "))
+        }
+        if let out = r.output { lines.append("model: \(out) (\(r.outputBytes ?? 0) bytes)") }
+        return lines.joined(separator: "\n")
+    }
+
+    func fmt(_ x: Double, _ decimals: Int = 2) -> String {
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        return "\((x * scale).rounded() / scale)"
+    }
+}
+
+/// Writes `text` to file descriptor 2 (unbuffered, so progress lines appear as they happen).
+func writeStandardError(_ text: String) {
+    var t = text
+    t.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
+}

@@ -1,0 +1,212 @@
+public import KairosModelFormat
+import KairosScoring
+public import Logging
+import Metrics
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The models folder and the policy that decides what serves from it.
+///
+/// Files: any `*.kmodel` not starting with a dot (publishers write `.name.tmp` files and rename them). Each file's
+/// header names its model and version. Per model name the highest version whose file fully verifies serves, unless a
+/// version is pinned (PIN / ROLLBACK). Versions never move backwards on their own: a file with a lower version than
+/// the one serving is ignored until pinned. A file that fails verification is rejected once per identity (inode,
+/// size, mtime) and retried only when it changes; what served keeps serving. Deleting a file does not unload its
+/// model (an accidental `rm` must not take traffic down); publish a newer version or pin another one instead.
+public final class ModelDirectory: Sendable {
+    /// What a reconcile pass did.
+    public struct Report: @unchecked Sendable, CustomStringConvertible {
+        /// Models whose serving version changed: (name, old version or nil, new version).
+        public var installed: [(name: String, from: UInt64?, to: UInt64)] = []
+        /// Files rejected in this pass, with why.
+        public var rejected: [(file: String, reason: String)] = []
+
+        public var description: String {
+            (installed.map { "\($0.name) \($0.from.map { "v\($0)" } ?? "-") -> v\($0.to)" }
+                + rejected.map { "rejected \($0.file): \($0.reason)" }).joined(separator: "; ")
+        }
+    }
+
+    struct FileRecord {
+        var identity: ModelFileIdentity
+        var name: String?
+        var version: UInt64?
+        /// Why the file cannot serve (nil if it can, as far as is known).
+        var error: String?
+    }
+
+    struct State {
+        var files: [String: FileRecord] = [:]
+        var pins: [String: UInt64] = [:]
+        /// The file each model serves from, with its identity when loaded.
+        var serving: [String: (file: String, identity: ModelFileIdentity)] = [:]
+    }
+
+    /// The folder.
+    public let path: String
+    /// The snapshots served.
+    public let store: ModelStore
+    /// How files are loaded (copied into memory by default: safe against in-place rewrites).
+    public let storage: LoadOptions.Storage
+    /// Upper bound on the bytes all loaded models may hold, the one being loaded included.
+    public let memoryBudget: Int?
+    let logger: Logger
+    private let state = Mutex(State())
+    private let generationCounter = Atomic<UInt64>(0)
+    private let reloads = Counter(label: "kairos_model_reloads_total", dimensions: [("result", "ok")])
+    private let rejections = Counter(label: "kairos_model_reloads_total", dimensions: [("result", "rejected")])
+    private let generationGauge = Gauge(label: "kairos_model_generation")
+    private let loadTimer = Metrics.Timer(label: "kairos_model_load_seconds")
+    /// Every reconcile pass's report, for whoever wants to follow the folder (tests, tooling).
+    public let reports: AsyncStream<Report>
+    private let reportSink: AsyncStream<Report>.Continuation
+
+    public init(path: String, store: ModelStore, storage: LoadOptions.Storage = .copied, memoryBudget: Int? = nil, logger: Logger) {
+        self.path = path
+        self.store = store
+        self.storage = storage
+        self.memoryBudget = memoryBudget
+        self.logger = logger
+        (reports, reportSink) = AsyncStream.makeStream(of: Report.self, bufferingPolicy: .bufferingNewest(1024))
+    }
+
+    /// How many model installs have happened (the model generation).
+    public var generation: UInt64 { generationCounter.load(ordering: .relaxed) }
+
+    /// Pins `name` to `version` (0 = unpin) and reconciles. Throws when no valid file of that version exists.
+    public func pin(_ name: String, version: UInt64) throws(ServingError) -> Report {
+        let known = state.withLock { s in s.files.values.contains { $0.name == name && $0.version == version && $0.error == nil } }
+        if version != 0 && !known {
+            _ = reconcile()  // maybe the file just arrived
+            let found = state.withLock { s in s.files.values.contains { $0.name == name && $0.version == version && $0.error == nil } }
+            guard found else { throw ServingError("no valid file of \(name) version \(version) in \(path)") }
+        }
+        state.withLock { s in
+            if version == 0 { s.pins[name] = nil } else { s.pins[name] = version }
+        }
+        let report = reconcile()
+        if version != 0, store.snapshot(name)?.version != version {
+            state.withLock { $0.pins[name] = nil }
+            throw ServingError("version \(version) of \(name) could not be loaded: \(report)")
+        }
+        return report
+    }
+
+    /// Pins `name` to the highest valid version below the one serving.
+    public func rollback(_ name: String) throws(ServingError) -> Report {
+        guard let current = store.snapshot(name)?.version else { throw ServingError("no model named \(name) serves") }
+        let previous = state.withLock { s in
+            s.files.values.filter { $0.name == name && $0.error == nil && ($0.version ?? 0) < current }.compactMap(\.version).max()
+        }
+        guard let previous else { throw ServingError("no valid version of \(name) below \(current) in \(path)") }
+        return try pin(name, version: previous)
+    }
+
+    /// Pinned versions by model name.
+    public var pins: [String: UInt64] { state.withLock { $0.pins } }
+
+    /// Brings what serves in line with the folder (one pass at a time; loads happen on the calling thread).
+    @discardableResult
+    public func reconcile() -> Report {
+        let report = state.withLock { s in reconcile(&s) }
+        reportSink.yield(report)
+        return report
+    }
+
+    private func reconcile(_ s: inout State) -> Report {
+        var report = Report()
+        let names = ModelStore.modelFiles(in: path)
+        // Forget files that are gone (their models keep serving, by policy).
+        for gone in Set(s.files.keys).subtracting(names) { s.files[gone] = nil }
+        for file in names {
+            guard let identity = ModelFileIdentity(path: "\(path)/\(file)") else { continue }
+            if let known = s.files[file], known.identity == identity { continue }
+            do {
+                let header = try ModelFileLayout.readHeader(path: "\(path)/\(file)")
+                s.files[file] = FileRecord(identity: identity, name: header.modelName, version: header.modelVersion, error: nil)
+            } catch {
+                s.files[file] = FileRecord(identity: identity, name: nil, version: nil, error: "\(error)")
+                report.rejected.append((file, "\(error)"))
+                rejected(file, "\(error)")
+            }
+        }
+        let modelNames = Set(s.files.values.compactMap(\.name))
+        for name in modelNames.sorted() {
+            let current = store.snapshot(name)
+            // Candidates best first: the pinned version only, or every version not below the one serving.
+            let candidates = s.files.filter { $0.value.name == name && $0.value.error == nil }
+                .filter { entry in
+                    let v = entry.value.version!
+                    if let pin = s.pins[name] { return v == pin }
+                    return current == nil || v >= current!.version
+                }
+                .sorted { ($0.value.version!, $0.key) > ($1.value.version!, $1.key) }
+            for (file, record) in candidates {
+                if let serving = s.serving[name], serving.file == file, serving.identity == record.identity,
+                    current?.version == record.version
+                {
+                    break  // already serving this very file
+                }
+                if let budget = memoryBudget {
+                    let loaded = store.all().reduce(0) { $0 + $1.model.residentBytes }
+                    if loaded + record.identity.size > budget {
+                        let reason = "over the memory budget: \(loaded) bytes loaded + \(record.identity.size) > \(budget)"
+                        report.rejected.append((file, reason))
+                        rejected(file, reason)
+                        continue  // retried next pass: the budget may allow it then
+                    }
+                }
+                let started = ContinuousClock.now
+                do {
+                    let model = try MappedModel(path: "\(path)/\(file)", options: LoadOptions(storage: storage, prefault: true, verifyGolden: true))
+                    // The bytes read must be the bytes we identified (an in-place writer may be mid-way).
+                    guard model.header.modelName == name, model.header.modelVersion == record.version,
+                        ModelFileIdentity(path: "\(path)/\(file)") == record.identity
+                    else { throw ServingError("the file changed while it was loading") }
+                    let snapshot = ModelSnapshot(model: model, loadedAt: Int64(time(nil)))
+                    store.install(snapshot)
+                    s.serving[name] = (file, record.identity)
+                    let generation = generationCounter.add(1, ordering: .relaxed).newValue
+                    generationGauge.record(Int(generation))
+                    reloads.increment()
+                    loadTimer.recordInterval(since: started)
+                    report.installed.append((name, current?.version, record.version!))
+                    logger.info(
+                        "model serving",
+                        metadata: [
+                            "model.name": "\(name)", "model.version": "\(record.version!)", "model.path": "\(path)/\(file)",
+                            "model.generation": "\(generation)", "model.previous": "\(current.map { "\($0.version)" } ?? "none")",
+                        ]
+                    )
+                    break
+                } catch {
+                    s.files[file]?.error = "\(error)"
+                    report.rejected.append((file, "\(error)"))
+                    rejected(file, "\(error)")
+                }
+            }
+        }
+        return report
+    }
+
+    private func rejected(_ file: String, _ reason: String) {
+        rejections.increment()
+        logger.error("model file rejected", metadata: ["model.path": "\(path)/\(file)", "error": "\(reason)"])
+    }
+}
+
+/// A serving-policy failure (pin to a missing version, rollback with nothing to roll back to).
+public struct ServingError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Metrics.Timer {
+    func recordInterval(since start: ContinuousClock.Instant) {
+        let d = ContinuousClock.now - start
+        recordNanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,155 @@
+public import Logging
+import NIOCore
+import NIOPosix
+public import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Watches the models folder and reconciles what serves when files change.
+///
+/// Triggers: inotify on the folder (`IN_CLOSE_WRITE`, `IN_MOVED_TO`, `IN_MOVED_FROM`, `IN_DELETE`; `IN_Q_OVERFLOW`
+/// means "rescan"), debounced so a burst of events causes one pass; a periodic rescan (file systems without
+/// inotify, missed events); SIGHUP; and RELOAD requests. Loads run on the watcher's own thread, never on an event
+/// loop, so serving never waits for them.
+public final class ModelWatcher: Service, Sendable {
+    /// The folder and its policy.
+    public let directory: ModelDirectory
+    let debounce: Duration
+    let rescanInterval: Duration
+    let logger: Logger
+    /// Self-pipe that wakes the watcher thread (rescan request or stop): read end, write end.
+    private let wakeFD: Int32
+    private let wakeWriteFD: Int32
+    /// inotify descriptor watching the folder (-1 if unavailable), set up at init so no event is missed.
+    private let inotifyFD: Int32
+    private let stopping = Atomic<Bool>(false)
+    private let forced = Atomic<Bool>(false)
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+
+    public init(directory: ModelDirectory, debounce: Duration = .milliseconds(100), rescanInterval: Duration = .seconds(30), logger: Logger) {
+        self.directory = directory
+        self.debounce = debounce
+        self.rescanInterval = rescanInterval
+        self.logger = logger
+        var fds: [Int32] = [-1, -1]
+        _ = pipe(&fds)
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakeFD = fds[0]
+        wakeWriteFD = fds[1]
+        let ifd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
+        if ifd >= 0 && inotify_add_watch(ifd, directory.path, mask) >= 0 {
+            inotifyFD = ifd
+        } else {
+            if ifd >= 0 { close(ifd) }
+            inotifyFD = -1
+            logger.warning("inotify unavailable; relying on periodic rescans", metadata: ["models.path": "\(directory.path)"])
+        }
+        // Whatever changed between the caller's first reconcile and this watch is caught by one pass at start.
+        forced.store(true, ordering: .relaxed)
+    }
+
+    deinit {
+        close(wakeFD)
+        close(wakeWriteFD)
+        if inotifyFD >= 0 { close(inotifyFD) }
+    }
+
+    /// Asks for a reconcile pass as soon as possible (SIGHUP and RELOAD use this).
+    public func requestRescan() {
+        forced.store(true, ordering: .releasing)
+        var one: UInt8 = 1
+        _ = write(wakeWriteFD, &one, 1)
+    }
+
+    /// Runs until a graceful shutdown: the watch loop on its own thread, SIGHUP forwarded to it.
+    public func run() async throws {
+        thread.start()
+        let loop = thread.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) { self.watchLoop() }
+        let signals = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                self.logger.info("SIGHUP: rescanning the models folder")
+                self.requestRescan()
+            }
+        }
+        await withGracefulShutdownHandler {
+            _ = try? await loop.get()
+        } onGracefulShutdown: {
+            self.stop()
+        }
+        signals.cancel()
+        stop()
+        _ = try? await loop.get()
+        try? await thread.shutdownGracefully()
+    }
+
+    /// Stops the watch loop.
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        var one: UInt8 = 1
+        _ = write(wakeWriteFD, &one, 1)
+    }
+
+    /// Whether an inotify event names a file that can matter (a model file, not a publisher's hidden temp file).
+    static func relevant(_ name: String) -> Bool { name.hasSuffix(".kmodel") && !name.hasPrefix(".") }
+
+    private func watchLoop() {
+        let clock = ContinuousClock()
+        var nextRescan = clock.now + rescanInterval
+        var lastEvent: ContinuousClock.Instant? = nil
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while !stopping.load(ordering: .acquiring) {
+            let now = clock.now
+            var wait = nextRescan - now
+            if let lastEvent { wait = min(wait, lastEvent + debounce - now) }
+            let timeoutMs = max(0, Int32(clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000))
+            var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
+            _ = poll(&fds, inotifyFD >= 0 ? 2 : 1, timeoutMs)
+            if fds[0].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while read(wakeFD, &drain, 64) > 0 {}
+            }
+            if inotifyFD >= 0 && fds[1].revents != 0 && drainEvents(inotifyFD, &buffer) { lastEvent = clock.now }
+            if stopping.load(ordering: .acquiring) { break }
+            let force = forced.exchange(false, ordering: .acquiringAndReleasing)
+            let settled = lastEvent.map { clock.now - $0 >= debounce } ?? false
+            if force || settled || clock.now >= nextRescan {
+                let report = directory.reconcile()
+                if !report.installed.isEmpty || !report.rejected.isEmpty {
+                    logger.debug("models folder reconciled", metadata: ["report": "\(report)"])
+                }
+                lastEvent = nil
+                nextRescan = clock.now + rescanInterval
+            }
+        }
+    }
+
+    /// Reads every pending inotify event; returns whether any concerns a model file (or the queue overflowed).
+    private func drainEvents(_ fd: Int32, _ buffer: inout [UInt8]) -> Bool {
+        var relevantEvent = false
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return relevantEvent }
+            var offset = 0
+            buffer.withUnsafeBytes { raw in
+                // struct inotify_event { int wd; uint32 mask, cookie, len; char name[len]; } — the name is not
+                // imported into Swift, so read it from the buffer after the 16-byte fixed part.
+                while offset + 16 <= n {
+                    let mask = raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
+                    let len = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                    let nameBytes = raw[(offset + 16)..<min(n, offset + 16 + len)].prefix { $0 != 0 }
+                    let name = String(decoding: nameBytes, as: UTF8.self)
+                    if mask & UInt32(IN_Q_OVERFLOW) != 0 || Self.relevant(name) { relevantEvent = true }
+                    offset += 16 + len
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+package import KairosModelFormat
+
+/// How test truth and rankings treat items the user already had in training.
+public enum EvaluationProtocol: String, Sendable, CaseIterable, Codable {
+    /// Items seen in training are removed from rankings and from the truth (discovery).
+    case excludeSeen = "exclude-seen"
+    /// Nothing is removed: re-buying counts (grocery-style e-commerce).
+    case allowRepeats = "allow-repeats"
+}
+
+/// Blend weights of the serving score `dot * u.v + trending * T[i] + buyAgain * H[u,i] + category * A[u,cat(i)]`.
+public struct BlendWeights: Sendable, Equatable, Codable {
+    /// Weight of the factor dot product.
+    public var dot: Double
+    /// Weight of trending (decayed popularity divided by its maximum).
+    public var trending: Double
+    /// Weight of buy-again (the user's decayed history weight divided by the user's maximum).
+    public var buyAgain: Double
+    /// Weight of category affinity (the user's decayed history share in the item's category).
+    public var category: Double
+
+    /// Weights; the default is the dot product alone.
+    public init(dot: Double = 1, trending: Double = 0, buyAgain: Double = 0, category: Double = 0) {
+        self.dot = dot
+        self.trending = trending
+        self.buyAgain = buyAgain
+        self.category = category
+    }
+
+    /// As stored in model metadata `scoring[protocol]`.
+    public var dictionary: [String: Double] {
+        ["dot": dot, "trending": trending, "buy-again": buyAgain, "category": category]
+    }
+}
+
+/// The users, truths and exclusions of one protocol on one split.
+package struct EvaluationSet: Sendable {
+    /// User rows evaluated.
+    package var users: [Int] = []
+    /// Per user: relevant (future) items.
+    package var truth: [Set<Int32>] = []
+    /// Per user: items removed from the ranking (training items under exclude-seen, else none).
+    package var seen: [Set<Int32>] = []
+}
+
+/// Per-item and per-user signals a ranking is made from, computed from one training log.
+package struct ScoringComponents: Sendable {
+    /// Catalogue size.
+    package let items: Int
+    /// Decayed popularity / max (or all-time popularity / max when decay is off).
+    package let trending: [Float]
+    /// All-time popularity / max.
+    package let popularity: [Float]
+    /// Per user: (item, decayed history weight / user's max), heaviest first, capped.
+    package let history: UserHistory
+    /// Category per item, or nil without attributes.
+    package let categories: [UInt32]?
+    /// Number of categories (0 without attributes).
+    package let categoryCount: Int
+    /// Factors for the dot product, if any.
+    package let factors: ALSFactors?
+
+    /// Computes trending, popularity and history from `log` as of `reference`.
+    package init(
+        log: EventLog,
+        decay: DecaySpec,
+        trendingDecay: DecaySpec,
+        reference: Int64,
+        historyCap: Int,
+        categories: [UInt32]?,
+        factors: ALSFactors?
+    ) {
+        items = log.itemIds.count
+        let pop = Signals.popularity(log, decay: trendingDecay, reference: reference)
+        trending = Self.unitMax(pop.decayed)
+        popularity = Self.unitMax(pop.allTime)
+        history = Signals.history(log, decay: decay, reference: reference, cap: historyCap)
+        self.categories = categories
+        categoryCount = Int(categories?.filter { $0 != ItemAttributes.none }.max().map { $0 + 1 } ?? 0)
+        self.factors = factors
+    }
+
+    static func unitMax(_ v: [Float]) -> [Float] {
+        let m = v.max() ?? 0
+        return m > 0 ? v.map { $0 / m } : v
+    }
+
+    /// The user's history items with weights scaled to a maximum of 1.
+    package func buyAgain(_ u: Int) -> [(Int32, Float)] {
+        let lo = Int(history.indptr[u])
+        let hi = Int(history.indptr[u + 1])
+        guard hi > lo else { return [] }
+        let m = history.weights[lo]
+        return (lo..<hi).map { (Int32(history.items[$0]), m > 0 ? history.weights[$0] / m : 0) }
+    }
+
+    /// Share of the user's decayed history weight per category.
+    package func categoryAffinity(_ u: Int) -> [Float] {
+        guard let categories, categoryCount > 0 else { return [] }
+        var a = [Float](repeating: 0, count: categoryCount)
+        var total: Float = 0
+        for e in Int(history.indptr[u])..<Int(history.indptr[u + 1]) {
+            let c = categories[Int(history.items[e])]
+            total += history.weights[e]
+            if c != ItemAttributes.none { a[Int(c)] += history.weights[e] }
+        }
+        return total > 0 ? a.map { $0 / total } : a
+    }
+}
+
+/// Temporal splits, evaluation sets, baselines, blend tuning.
+package enum Evaluation {
+    /// The time at the `q`-quantile of event times: events before it train, the rest test.
+    package static func cutTime(_ log: EventLog, quantile q: Double) -> Int64 {
+        let sorted = log.times.sorted()
+        let i = min(sorted.count - 1, max(0, Int(Double(sorted.count) * q)))
+        return sorted[i]
+    }
+
+    /// Evaluation sets for both protocols: test events of users and items present in `train`.
+    package static func sets(train: EventLog, test: EventLog, maxUsers: Int) -> [EvaluationProtocol: EvaluationSet] {
+        var seen = [Set<Int32>](repeating: [], count: train.userIds.count)
+        var knownItem = [Bool](repeating: false, count: train.itemIds.count)
+        for e in 0..<train.count {
+            seen[Int(train.users[e])].insert(Int32(train.items[e]))
+            knownItem[Int(train.items[e])] = true
+        }
+        var future = [Set<Int32>](repeating: [], count: train.userIds.count)
+        for e in 0..<test.count {
+            let u = Int(test.users[e])
+            let i = Int(test.items[e])
+            guard !seen[u].isEmpty, knownItem[i] else { continue }
+            future[u].insert(Int32(i))
+        }
+        var out: [EvaluationProtocol: EvaluationSet] = [:]
+        for p in EvaluationProtocol.allCases {
+            var set = EvaluationSet()
+            for u in 0..<future.count where !future[u].isEmpty {
+                let truth = p == .excludeSeen ? future[u].subtracting(seen[u]) : future[u]
+                guard !truth.isEmpty else { continue }
+                set.users.append(u)
+                set.truth.append(truth)
+                set.seen.append(p == .excludeSeen ? seen[u] : [])
+            }
+            // Deterministic thinning keeps evaluation cost bounded on big logs.
+            if set.users.count > maxUsers {
+                let step = Double(set.users.count) / Double(maxUsers)
+                let picks = (0..<maxUsers).map { Int(Double($0) * step) }
+                set = EvaluationSet(
+                    users: picks.map { set.users[$0] },
+                    truth: picks.map { set.truth[$0] },
+                    seen: picks.map { set.seen[$0] }
+                )
+            }
+            out[p] = set
+        }
+        return out
+    }
+
+    /// A fixed-method ranking of the set against its truth.
+    package static func evaluate(
+        _ set: EvaluationSet,
+        k: Int,
+        catalogue: Int,
+        score: (Int, UnsafeMutableBufferPointer<Float>) -> Void
+    ) -> RankingMetrics {
+        var acc = MetricsAccumulator(k: k, catalogue: catalogue)
+        var buffer = [Float](repeating: 0, count: catalogue)
+        for (n, u) in set.users.enumerated() {
+            buffer.withUnsafeMutableBufferPointer { b in
+                score(u, b)
+                acc.add(ranked: topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n]), truth: set.truth[n])
+            }
+        }
+        return acc.result
+    }
+
+    /// Baselines that need no factors: popularity, trending and (with repeats allowed) buy-again.
+    package static func baselines(
+        _ set: EvaluationSet,
+        _ p: EvaluationProtocol,
+        _ c: ScoringComponents,
+        k: Int
+    ) -> [String: RankingMetrics] {
+        var out: [String: RankingMetrics] = [:]
+        out["popularity"] = evaluate(set, k: k, catalogue: c.items) { _, b in
+            for i in 0..<b.count { b[i] = c.popularity[i] }
+        }
+        out["trending"] = evaluate(set, k: k, catalogue: c.items) { _, b in
+            for i in 0..<b.count { b[i] = c.trending[i] }
+        }
+        if p == .allowRepeats {
+            out["buy-again"] = evaluate(set, k: k, catalogue: c.items) { u, b in
+                for i in 0..<b.count { b[i] = -.infinity }
+                for (i, w) in c.buyAgain(u) { b[Int(i)] = w }
+            }
+        }
+        return out
+    }
+}

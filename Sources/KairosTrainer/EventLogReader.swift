@@ -1,0 +1,402 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Streams a CSV/TSV/JSON Lines event log into an ``EventLog``, interning ids as it reads.
+///
+/// The file is read in 8 MiB chunks and parsed in place: no `String` is created per row, so memory grows with the
+/// number of events (about 20 bytes each) and distinct ids, not with the file size. Quoted CSV fields are supported
+/// (with `""` escapes) but not line breaks inside them.
+public struct EventLogReader {
+    typealias Role = IngestOptions.Role
+
+    let options: IngestOptions
+    var users = ByteInterner()
+    var items = ByteInterner()
+    var events = ByteInterner()
+    var eventWeightById: [Float?] = []
+    var log = EventLog(userIds: [], itemIds: [], users: [], items: [], times: [], strengths: [])
+    var report = IngestReport()
+    var format: IngestOptions.Format
+    var delimiter: UInt8 = UInt8(ascii: ",")
+    /// Column index -> role raw value, or -1.
+    var roleOfColumn: [Int] = []
+    /// JSON key -> role, by name.
+    var roleOfKey: [String: Role] = [:]
+    var headerSeen = false
+    var lineNumber = 0
+    var strength: IngestOptions.StrengthSource = .auto
+    /// Unescaped copies of quoted fields, one per role.
+    var scratch: [[UInt8]] = Array(repeating: [], count: 5)
+
+    /// Reads the whole file at `path`.
+    /// - Throws: ``TrainerError`` for I/O failures, a missing column, a bad row under `--strict`, or no events.
+    public static func read(path: String, options: IngestOptions = IngestOptions()) throws(TrainerError) -> (
+        EventLog, IngestReport
+    ) {
+        var format = options.format
+        if format == .auto {
+            let lower = path.lowercased()
+            if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") || lower.hasSuffix(".json") {
+                format = .jsonl
+            } else if lower.hasSuffix(".tsv") {
+                format = .tsv
+            }
+        }
+        var reader = EventLogReader(options: options, format: format)
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw TrainerError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let chunk = 8 << 20
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        var carried = 0
+        while true {
+            if carried == buffer.count { buffer.append(contentsOf: [UInt8](repeating: 0, count: buffer.count)) }
+            let got = buffer.withUnsafeMutableBytes { b in Glibc.read(fd, b.baseAddress! + carried, b.count - carried) }
+            guard got >= 0 else { throw TrainerError(.io, "read \(path): \(String(cString: strerror(errno)))") }
+            reader.report.bytes += got
+            let end = carried + got
+            let atEOF = got == 0
+            var consumed = 0
+            var failure: TrainerError?
+            buffer.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
+                let base = b.baseAddress!
+                var start = 0
+                while start < end {
+                    let nl = memchr(base + start, 0x0A, end - start)
+                    let lineEnd: Int
+                    if let nl {
+                        lineEnd = UnsafeRawPointer(nl) - base
+                    } else if atEOF {
+                        lineEnd = end
+                    } else {
+                        break
+                    }
+                    var stop = lineEnd
+                    if stop > start, b[stop - 1] == 0x0D { stop -= 1 }
+                    do throws(TrainerError) {
+                        try reader.line(UnsafeRawBufferPointer(rebasing: b[start..<stop]))
+                    } catch {
+                        failure = error
+                        return
+                    }
+                    start = lineEnd + 1
+                }
+                consumed = min(start, end)
+            }
+            if let failure { throw failure }
+            if atEOF { break }
+            if consumed > 0 {
+                buffer.withUnsafeMutableBytes { b in
+                    _ = memmove(b.baseAddress!, b.baseAddress! + consumed, end - consumed)
+                }
+            }
+            carried = end - consumed
+        }
+        return try reader.finish(path: path)
+    }
+
+    init(options: IngestOptions, format: IngestOptions.Format) {
+        self.options = options
+        self.format = format
+        if format == .tsv { delimiter = 0x09 }
+    }
+
+    mutating func finish(path: String) throws(TrainerError) -> (EventLog, IngestReport) {
+        if !headerSeen && format != .jsonl { throw TrainerError(.badHeader, "\(path): no header row") }
+        log.userIds = users.strings()
+        log.itemIds = items.strings()
+        report.duplicates = log.sortAndDeduplicate()
+        report.events = log.count
+        report.strengthSource = strength
+        guard log.count > 0 else {
+            throw TrainerError(.empty, "\(path): no usable events (\(report.rows) rows, \(report.badRows) bad)")
+        }
+        return (log, report)
+    }
+
+    // MARK: Lines
+
+    mutating func line(_ b: UnsafeRawBufferPointer) throws(TrainerError) {
+        lineNumber += 1
+        if b.isEmpty { return }
+        if format == .jsonl {
+            if !headerSeen { try configureJSON() }
+            report.rows += 1
+            return try jsonRow(b)
+        }
+        if !headerSeen { return try header(b) }
+        report.rows += 1
+        try csvRow(b)
+    }
+
+    mutating func bad(_ reason: String) throws(TrainerError) {
+        report.badRows += 1
+        if options.strict { throw TrainerError(.badRow, "line \(lineNumber): \(reason)") }
+        if report.firstBadRows.count < options.reportedBadRows {
+            report.firstBadRows.append(.init(line: lineNumber, reason: reason))
+        }
+    }
+
+    /// Picks each role's column from the header names.
+    mutating func header(_ raw: UnsafeRawBufferPointer) throws(TrainerError) {
+        var text = String(decoding: raw, as: UTF8.self)
+        if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
+        if format == .auto { format = text.contains("\t") && !text.contains(",") ? .tsv : .csv }
+        delimiter = format == .tsv ? 0x09 : UInt8(ascii: ",")
+        let names = text.split(separator: Character(UnicodeScalar(delimiter)), omittingEmptySubsequences: false).map {
+            String($0.trimmingSpaces).trimmingCharacters(in: "\"").lowercased()
+        }
+        let chosen = try chooseColumns(names)
+        roleOfColumn = Array(repeating: -1, count: names.count)
+        for (role, index) in chosen { roleOfColumn[index] = role.rawValue }
+        headerSeen = true
+    }
+
+    func explicitName(_ role: Role) -> String? {
+        switch role {
+        case .user: options.userColumn
+        case .item: options.itemColumn
+        case .time: options.timeColumn
+        case .event: options.eventColumn
+        case .value: options.valueColumn
+        }
+    }
+
+    /// Role -> column index; resolves the strength source.
+    mutating func chooseColumns(_ names: [String]) throws(TrainerError) -> [(Role, Int)] {
+        var out: [(Role, Int)] = []
+        for role in Role.allCases {
+            let candidates = explicitName(role).map { [$0.lowercased()] } ?? IngestOptions.defaultNames[role]!
+            if let i = candidates.lazy.compactMap({ names.firstIndex(of: $0) }).first {
+                out.append((role, i))
+            } else if role == .user || role == .item || role == .time || explicitName(role) != nil {
+                throw TrainerError(
+                    .badHeader,
+                    "no column for \(role) (tried \(candidates.joined(separator: ", ")); header: \(names.joined(separator: ",")))"
+                )
+            }
+        }
+        let has = Set(out.map { $0.0 })
+        strength = options.strength
+        if strength == .auto { strength = has.contains(.event) ? .event : has.contains(.value) ? .value : .constant }
+        if strength == .event && !has.contains(.event) {
+            throw TrainerError(.badHeader, "--strength event needs an event column")
+        }
+        if strength == .value && !has.contains(.value) {
+            throw TrainerError(.badHeader, "--strength value needs a value column")
+        }
+        return out
+    }
+
+    mutating func configureJSON() throws(TrainerError) {
+        for role in Role.allCases {
+            for name in explicitName(role).map({ [$0.lowercased()] }) ?? IngestOptions.defaultNames[role]! {
+                roleOfKey[name] = role
+            }
+        }
+        strength = options.strength
+        if strength == .auto {
+            strength = options.eventColumn != nil ? .event : options.valueColumn != nil ? .value : .auto
+        }
+        headerSeen = true
+    }
+
+    // MARK: CSV
+
+    mutating func csvRow(_ b: UnsafeRawBufferPointer) throws(TrainerError) {
+        var starts = (0, 0, 0, 0, 0)
+        var ends = (-1, -1, -1, -1, -1)
+        var quoted: UInt8 = 0
+        let n = b.count
+        var i = 0
+        var column = 0
+        let columns = roleOfColumn.count
+        while column < columns {
+            var fieldStart = i
+            var fieldEnd: Int
+            if i < n, b[i] == 0x22 {
+                // Quoted field: find the closing quote; `""` is an escaped quote.
+                var j = i + 1
+                var escaped = false
+                while true {
+                    guard j < n else { return try bad("unterminated quote") }
+                    if b[j] == 0x22 {
+                        if j + 1 < n, b[j + 1] == 0x22 {
+                            escaped = true
+                            j += 2
+                            continue
+                        }
+                        break
+                    }
+                    j += 1
+                }
+                fieldStart = i + 1
+                fieldEnd = j
+                i = j + 1
+                let role = roleOfColumn[column]
+                if escaped && role >= 0 {
+                    var s: [UInt8] = []
+                    var k = fieldStart
+                    while k < fieldEnd {
+                        s.append(b[k])
+                        k += b[k] == 0x22 ? 2 : 1
+                    }
+                    scratch[role] = s
+                    quoted |= 1 << UInt8(role)
+                }
+                while i < n, b[i] != delimiter { i += 1 }
+            } else {
+                if let p = memchr(b.baseAddress! + i, Int32(delimiter), n - i) {
+                    fieldEnd = UnsafeRawPointer(p) - b.baseAddress!
+                } else {
+                    fieldEnd = n
+                }
+                i = fieldEnd
+            }
+            switch roleOfColumn[column] {
+            case 0: starts.0 = fieldStart; ends.0 = fieldEnd
+            case 1: starts.1 = fieldStart; ends.1 = fieldEnd
+            case 2: starts.2 = fieldStart; ends.2 = fieldEnd
+            case 3: starts.3 = fieldStart; ends.3 = fieldEnd
+            case 4: starts.4 = fieldStart; ends.4 = fieldEnd
+            default: break
+            }
+            column += 1
+            if i >= n { break }
+            i += 1  // skip the delimiter
+        }
+        if column < columns && roleOfColumn[column...].contains(where: { $0 >= 0 }) {
+            return try bad("\(column) fields, expected \(columns)")
+        }
+        func field(_ role: Int, _ s: Int, _ e: Int) -> UnsafeRawBufferPointer? {
+            if e < 0 { return nil }
+            return UnsafeRawBufferPointer(rebasing: b[s..<e])
+        }
+        if quoted == 0 {
+            try event(
+                user: field(0, starts.0, ends.0),
+                item: field(1, starts.1, ends.1),
+                time: field(2, starts.2, ends.2),
+                event: field(3, starts.3, ends.3),
+                value: field(4, starts.4, ends.4)
+            )
+        } else {
+            // Rare path: substitute unescaped copies for the quoted fields that had `""`.
+            let ranges = [
+                (starts.0, ends.0), (starts.1, ends.1), (starts.2, ends.2), (starts.3, ends.3), (starts.4, ends.4),
+            ]
+            let copies: [[UInt8]?] = (0..<5).map { r in
+                if quoted & (1 << UInt8(r)) != 0 { return scratch[r] }
+                guard ranges[r].1 >= 0 else { return nil }
+                return Array(UnsafeRawBufferPointer(rebasing: b[ranges[r].0..<ranges[r].1]))
+            }
+            try withFields(copies)
+        }
+    }
+
+    /// Calls ``event(user:item:time:event:value:)`` with owned copies of the fields (quoted CSV and JSON rows).
+    mutating func withFields(_ fields: [[UInt8]?]) throws(TrainerError) {
+        // One buffer holds every field so a single pointer scope covers them all.
+        var joined: [UInt8] = []
+        var spans: [(Int, Int)?] = []
+        for f in fields {
+            if let f {
+                spans.append((joined.count, joined.count + f.count))
+                joined.append(contentsOf: f)
+            } else {
+                spans.append(nil)
+            }
+        }
+        joined.append(0)
+        var failure: TrainerError?
+        joined.withUnsafeBytes { j in
+            let f = spans.map { s in s.map { UnsafeRawBufferPointer(rebasing: j[$0.0..<$0.1]) } }
+            do throws(TrainerError) {
+                try event(user: f[0], item: f[1], time: f[2], event: f[3], value: f[4])
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    // MARK: Events
+
+    @inline(__always)
+    mutating func event(
+        user: UnsafeRawBufferPointer?,
+        item: UnsafeRawBufferPointer?,
+        time: UnsafeRawBufferPointer?,
+        event: UnsafeRawBufferPointer?,
+        value: UnsafeRawBufferPointer?
+    ) throws(TrainerError) {
+        guard let user, !user.isEmpty else { return try bad("missing user") }
+        guard let item, !item.isEmpty else { return try bad("missing item") }
+        guard let time, !time.isEmpty else { return try bad("missing timestamp") }
+        guard let t = Timestamp.parse(time) else {
+            return try bad("unparsable timestamp \"\(String(decoding: time.prefix(40), as: UTF8.self))\"")
+        }
+        var s: Float = 1
+        var source = strength
+        if source == .auto { source = event != nil ? .event : value != nil ? .value : .constant }
+        switch source {
+        case .event:
+            guard let event, !event.isEmpty else { return try bad("missing event type") }
+            let id = Int(events.intern(event))
+            if id == eventWeightById.count {
+                let name = String(decoding: event, as: UTF8.self).lowercased()
+                eventWeightById.append(options.eventWeights[name])
+            }
+            guard let w = eventWeightById[id] else {
+                return try bad("unknown event type \"\(String(decoding: event.prefix(40), as: UTF8.self))\"")
+            }
+            s = w
+        case .value:
+            guard let value, !value.isEmpty else { return try bad("missing value") }
+            guard let v = Self.parseFloat(value), v.isFinite else {
+                return try bad("unparsable value \"\(String(decoding: value.prefix(40), as: UTF8.self))\"")
+            }
+            guard v >= 0 else { return try bad("negative value \(v)") }
+            s = v
+        case .constant, .auto:
+            s = 1
+        }
+        log.users.append(users.intern(user))
+        log.items.append(items.intern(item))
+        log.times.append(t)
+        log.strengths.append(s)
+    }
+
+    /// Parses a decimal number; integers take a fast path.
+    @inline(__always)
+    static func parseFloat(_ b: UnsafeRawBufferPointer) -> Float? {
+        var v: Int = 0
+        var i = 0
+        var negative = false
+        if b[0] == UInt8(ascii: "-") {
+            negative = true
+            i = 1
+        }
+        let n = b.count
+        guard i < n else { return nil }
+        while i < n {
+            let d = b[i] &- 48
+            if d > 9 { break }
+            v = v &* 10 &+ Int(d)
+            i &+= 1
+            if i > 15 { break }
+        }
+        if i == n { return negative ? -Float(v) : Float(v) }
+        return Float(String(decoding: b, as: UTF8.self))
+    }
+}
+
+extension String {
+    func trimmingCharacters(in c: Character) -> String {
+        var s = Substring(self)
+        while s.first == c { s = s.dropFirst() }
+        while s.last == c { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,84 @@
+public import KairosModelFormat
+
+/// The non-factor signals written next to the factors: popularity, trending, history and activity profiles.
+public enum Signals {
+    /// All-time strength sums and decayed ("trending") sums per item, as of `reference`.
+    public static func popularity(_ log: EventLog, decay: DecaySpec, reference: Int64) -> ItemPopularity {
+        var all = [Float](repeating: 0, count: log.itemIds.count)
+        var decayed = [Double](repeating: 0, count: log.itemIds.count)
+        let cache = DecayCache(decay: decay, reference: reference)
+        for e in 0..<log.count {
+            let i = Int(log.items[e])
+            all[i] += log.strengths[e]
+            decayed[i] += Double(log.strengths[e]) * cache.weight(log.times[e])
+        }
+        return ItemPopularity(allTime: all, decayed: decayed.map { Float($0) }, referenceTime: reference)
+    }
+
+    /// Each user's items by decayed, strength-weighted sum, heaviest first, at most `cap` per user.
+    public static func history(_ log: EventLog, decay: DecaySpec, reference: Int64, cap: Int) -> UserHistory {
+        let nUsers = log.userIds.count
+        var acc = [Double](repeating: 0, count: log.itemIds.count)
+        var touched: [Int] = []
+        var indptr: [UInt64] = [0]
+        var items: [UInt32] = []
+        var weights: [Float] = []
+        let cache = DecayCache(decay: decay, reference: reference)
+        for (u, events) in eventsByUser(log).enumerated() where u < nUsers {
+            touched.removeAll(keepingCapacity: true)
+            for e in events {
+                let i = Int(log.items[e])
+                if acc[i] == 0 { touched.append(i) }
+                // A tiny floor keeps an item seen only long ago in the history (weight ~0), so exclusion still works.
+                acc[i] += max(Double(log.strengths[e]) * cache.weight(log.times[e]), 1e-30)
+            }
+            // Heaviest first; ties by item row so the order is deterministic.
+            touched.sort { acc[$0] != acc[$1] ? acc[$0] > acc[$1] : $0 < $1 }
+            for i in touched.prefix(cap) {
+                items.append(UInt32(i))
+                weights.append(Float(acc[i]))
+            }
+            for i in touched { acc[i] = 0 }
+            indptr.append(UInt64(items.count))
+        }
+        return UserHistory(indptr: indptr, items: items, weights: weights, referenceTime: reference)
+    }
+
+    /// Hour-of-week profiles (Monday 00:00 UTC = bucket 0) from decayed event counts, each row scaled to max 255,
+    /// plus a last row for the whole population (the sum of all users' weights).
+    public static func activity(_ log: EventLog, decay: DecaySpec, reference: Int64) -> ActivityProfiles {
+        let n = ActivityProfiles.buckets
+        let nUsers = log.userIds.count
+        // Float keeps this at 0.7 KB per user (200k users: 134 MB); the result is quantized to 8 bits anyway.
+        var raw = [Float](repeating: 0, count: (nUsers + 1) * n)
+        let cache = DecayCache(decay: decay, reference: reference)
+        for e in 0..<log.count {
+            let b = hourOfWeek(log.times[e])
+            let w = Float(cache.weight(log.times[e]))
+            raw[Int(log.users[e]) * n + b] += w
+            raw[nUsers * n + b] += w
+        }
+        var out = [UInt8](repeating: 0, count: raw.count)
+        for row in 0...nUsers {
+            let slice = raw[(row * n)..<((row + 1) * n)]
+            guard let m = slice.max(), m > 0 else { continue }
+            for b in 0..<n { out[row * n + b] = UInt8(min(255, (raw[row * n + b] / m * 255).rounded())) }
+        }
+        return ActivityProfiles(values: out)
+    }
+
+    /// Hour-of-week bucket of a unix time: 1970-01-01 was a Thursday (bucket 72).
+    public static func hourOfWeek(_ t: Int64) -> Int {
+        let day = t >= 0 ? t / 86400 : (t - 86399) / 86400
+        let weekday = Int(((day + 3) % 7 + 7) % 7)
+        let hour = Int((t - day * 86400) / 3600)
+        return weekday * 24 + hour
+    }
+
+    /// Event indices per user (log order within a user).
+    package static func eventsByUser(_ log: EventLog) -> [[Int]] {
+        var out = [[Int]](repeating: [], count: log.userIds.count)
+        for e in 0..<log.count { out[Int(log.users[e])].append(e) }
+        return out
+    }
+}

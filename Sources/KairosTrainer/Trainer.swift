@@ -1,0 +1,236 @@
+public import KairosModelFormat
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Runs a whole training: ingest, temporal evaluation with validation tuning, final fit, signals, model file.
+public enum Trainer {
+    /// Generator string stored in model metadata.
+    public static let generator = "kairos train 0.1"
+
+    /// The result: the model contents (written when `config.output` is set) and the report.
+    public struct Result: Sendable {
+        /// What was (or would be) written.
+        public var contents: ModelContents
+        /// Everything measured.
+        public var report: TrainReport
+    }
+
+    /// Trains according to `config`, reporting each phase through `progress`.
+    /// - Throws: ``TrainerError`` for unreadable input, a bad row under `--strict`, an invalid configuration, or a
+    ///   model that cannot be written.
+    public static func run(_ requested: TrainerConfig, progress: Progress = .silent) throws(TrainerError) -> Result {
+        try requested.validate()
+        var config = requested
+        let t0 = ContinuousClock.now
+        var report = TrainReport()
+        let ((log, ingest), ingestSeconds) = try Progress.timedThrowing { () throws(TrainerError) in
+            try EventLogReader.read(path: config.input, options: config.ingest)
+        }
+        let range = log.timeRange!
+        report.data = .init(
+            rows: ingest.rows,
+            events: log.count,
+            users: log.userIds.count,
+            items: log.itemIds.count,
+            badRows: ingest.badRows,
+            duplicates: ingest.duplicates,
+            firstEventTime: range.lowerBound,
+            lastEventTime: range.upperBound
+        )
+        report.timings["ingest"] = ingestSeconds
+        report.ingestEventsPerSecond = Double(ingest.rows) / max(ingestSeconds, 1e-9)
+        progress.line(
+            "ingest",
+            "\(ingest.rows) rows -> \(log.count) events, \(log.userIds.count) users, \(log.itemIds.count) items, "
+                + "\(ingest.badRows) bad rows, \(ingest.duplicates) duplicates, strength from \(ingest.strengthSource.rawValue), "
+                + "\(Format.bytes(ingest.bytes)) in \(Format.seconds(ingestSeconds)) "
+                + "(\(Format.fixed(report.ingestEventsPerSecond / 1e6, 2))M rows/s)"
+        )
+        for b in ingest.firstBadRows { progress.line("ingest", "bad row: \(b)") }
+        if ingest.badRows > ingest.firstBadRows.count {
+            progress.line("ingest", "... and \(ingest.badRows - ingest.firstBadRows.count) more bad rows")
+        }
+
+        var categories: [UInt32]?
+        var attributes: ItemAttributes?
+        if let path = config.itemsPath {
+            let (a, skipped) = try ItemAttributesReader.read(
+                path: path,
+                itemIds: log.itemIds,
+                categoryColumn: config.categoryColumn
+            )
+            attributes = a
+            categories = a.categoryNames.isEmpty ? nil : a.category
+            let known = a.category.filter { $0 != ItemAttributes.none }.count
+            progress.line(
+                "items",
+                "\(a.categoryNames.count) categories, \(known)/\(log.itemIds.count) items with a category, \(skipped) rows for unknown items"
+            )
+        }
+
+        var session = Session(config: config, categories: categories, progress: progress)
+        // 1. Tuning on a validation split cut inside the training period (never on test).
+        var tuned = Tuned(config: config)
+        let trainPart: EventLog
+        var testPart: EventLog?
+        if config.holdout > 0 {
+            let cut = Evaluation.cutTime(log, quantile: config.holdout)
+            trainPart = log.filtered { log.times[$0] < cut }
+            testPart = log.filtered { log.times[$0] >= cut }
+            report.split.holdout = config.holdout
+            report.split.testStartTime = cut
+            report.split.trainEvents = trainPart.count
+            report.split.testEvents = testPart!.count
+        } else {
+            trainPart = log
+        }
+        if config.tune && trainPart.count > 0 {
+            let (result, seconds) = Progress.timed { () -> Tuned in
+                session.tune(on: trainPart, report: &report)
+            }
+            tuned = result
+            report.timings["validation"] = seconds
+        }
+        report.scoring = Dictionary(uniqueKeysWithValues: tuned.weights.map { ($0.key.rawValue, $0.value.dictionary) })
+        report.parameters["trending_half_life_days"] = tuned.trendingHalfLifeDays
+        if let h = tuned.historyHalfLifeDays { report.parameters["history_half_life_days"] = h }
+
+        // Validation may have changed regularization, alpha and the decay half-life.
+        config = session.config
+        report.decay = config.decay.summary
+
+        // 2. Test evaluation: fit on the past, score the future.
+        if let testPart, trainPart.count > 0 {
+            let (_, seconds) = Progress.timed { () -> Void in
+                session.test(train: trainPart, test: testPart, tuned: tuned, report: &report)
+            }
+            report.timings["test"] = seconds
+        }
+
+        // 3. The final model on every event.
+        let reference = config.now ?? range.upperBound
+        let matrix = Interactions.matrix(
+            log,
+            decay: config.decay,
+            reference: reference,
+            normalizePerUser: config.normalizePerUser
+        )
+        let (factors, fitSeconds) = Progress.timed { () -> ALSFactors in
+            session.fit(matrix, label: "fit")
+        }
+        report.parameters.merge(parameterTable(config), uniquingKeysWith: { _, new in new })
+        report.fitSeconds = fitSeconds
+        report.data.pairs = matrix.nonZeros
+        report.timings["fit"] = fitSeconds
+        report.losses = factors.losses
+        progress.line(
+            "fit",
+            "\(config.als.iterations) iterations in \(Format.seconds(fitSeconds)), \(matrix.nonZeros) user-item pairs, \(config.als.threads) threads, solver \(config.als.kernel.effectiveDescription)"
+        )
+
+        let ((contents, signalsSeconds)) = Progress.timed { () -> ModelContents in
+            makeContents(
+                log: log,
+                factors: factors,
+                config: config,
+                tuned: tuned,
+                reference: reference,
+                attributes: attributes,
+                report: report
+            )
+        }
+        report.timings["signals"] = signalsSeconds
+        progress.line("signals", "popularity, trending, history, activity in \(Format.seconds(signalsSeconds))")
+        var result = Result(contents: contents, report: report)
+        if let out = config.output {
+            let t = ContinuousClock.now
+            do {
+                try ModelWriter.write(contents, to: out)
+            } catch {
+                throw TrainerError(.io, "writing \(out): \(error)")
+            }
+            result.report.timings["write"] = Progress.seconds(ContinuousClock.now - t)
+            result.report.output = out
+            result.report.outputBytes = fileSize(out)
+        }
+        result.report.timings["total"] = Progress.seconds(ContinuousClock.now - t0)
+        return result
+    }
+
+    static func makeContents(
+        log: EventLog,
+        factors: ALSFactors,
+        config: TrainerConfig,
+        tuned: Tuned,
+        reference: Int64,
+        attributes: ItemAttributes?,
+        report: TrainReport
+    ) -> ModelContents {
+        let trendingDecay = tuned.trendingDecay(fallback: config.decay)
+        var popularity = Signals.popularity(log, decay: trendingDecay, reference: reference)
+        popularity.referenceTime = reference
+        let history = Signals.history(
+            log,
+            decay: tuned.historyDecay(fallback: config.decay),
+            reference: reference,
+            cap: config.historyCap
+        )
+        let activity = Signals.activity(log, decay: config.decay, reference: reference)
+        let parameters = report.parameters
+        let metadata = ModelMetadata(
+            generator: generator,
+            description:
+                "weighted ALS (conjugate gradient) on time-decayed confidences, trained on \(log.count) events",
+            algorithm: "wals-cg",
+            parameters: parameters,
+            decay: config.decay,
+            dataSpan: DataSpan(
+                firstEventTime: log.timeRange!.lowerBound,
+                lastEventTime: log.timeRange!.upperBound,
+                events: log.count,
+                users: log.userIds.count,
+                items: log.itemIds.count
+            ),
+            evaluation: report.test,
+            scoring: report.scoring
+        )
+        let k = config.als.factors
+        return ModelContents(
+            name: config.name,
+            version: config.version,
+            createdAt: config.createdAt ?? reference,
+            metadata: metadata,
+            itemIds: log.itemIds,
+            itemFactors: FactorMatrix(rows: log.itemIds.count, cols: k, values: factors.item),
+            userIds: log.userIds,
+            userFactors: FactorMatrix(rows: log.userIds.count, cols: k, values: factors.user),
+            popularity: popularity,
+            attributes: attributes,
+            history: history,
+            activity: activity
+        )
+    }
+
+    /// The hyper-parameters stored in metadata `parameters` and the metrics JSON.
+    static func parameterTable(_ config: TrainerConfig) -> [String: Double] {
+        [
+            "factors": Double(config.als.factors),
+            "iterations": Double(config.als.iterations),
+            "regularization": Double(config.als.regularization),
+            "alpha": Double(config.als.alpha),
+            "cg_steps": Double(config.als.cgSteps),
+            "seed": Double(config.als.seed),
+            "normalize_per_user": config.normalizePerUser ? 1 : 0,
+            "history_cap": Double(config.historyCap),
+            "holdout": config.holdout,
+            "k": Double(config.k),
+        ]
+    }
+
+    static func fileSize(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+    }
+}

@@ -1,0 +1,76 @@
+public import KairosModelFormat
+
+/// Everything `kairos train` can be told; the defaults are the configuration the quality bar applies to.
+public struct TrainerConfig: Sendable {
+    /// Event log path (CSV, TSV or JSON Lines).
+    public var input: String
+    /// How to read it.
+    public var ingest = IngestOptions()
+    /// Optional item attributes CSV.
+    public var itemsPath: String?
+    /// Category column of the attributes file (default: first of category, genres, genre, department, aisle).
+    public var categoryColumn: String?
+    /// Model file to write (nil: train and evaluate only).
+    public var output: String?
+    /// Model name in the file header.
+    public var name = "default"
+    /// Model version in the file header.
+    public var version: UInt64 = 1
+    /// Creation time written into the file; nil means the decay reference time, so output is reproducible.
+    public var createdAt: Int64?
+    /// Factorization hyper-parameters.
+    public var als = ALSConfig()
+    /// Decay of confidences, buy-again history and activity profiles.
+    public var decay = DecaySpec.exponential(halfLifeDays: 30)
+    /// Half-life of trending in days; nil picks it on the validation split, 0 means no decay (all-time).
+    public var trendingHalfLifeDays: Double?
+    /// Scale each user's decayed confidences to mean 1 (see ``Interactions``).
+    public var normalizePerUser = true
+    /// Decay reference time for the final model; nil means the newest event.
+    public var now: Int64?
+    /// Most history items kept per user.
+    public var historyCap = 200
+    /// Quantile of event times where the test split starts; 0 turns test evaluation off.
+    public var holdout = 0.8
+    /// Quantile of training times where the validation split starts (for tuning).
+    public var validation = 0.8
+    /// Learn blend weights (and the trending half-life) on the validation split.
+    public var tune = true
+    /// Also choose regularization, alpha and the decay half-life on the validation split (about 7 extra fits
+    /// on the validation training part); explicit flags are then starting points.
+    public var tuneFactorization = true
+    /// Ranking cut-off K for metrics and tuning.
+    public var k = 10
+    /// Most users per evaluation set (a deterministic spread is kept beyond this).
+    public var maxEvalUsers = 5000
+
+    /// The default configuration for the log at `input`.
+    public init(input: String) { self.input = input }
+
+    /// Checks ranges.
+    /// - Throws: ``TrainerError`` with code `invalidConfiguration`.
+    public func validate() throws(TrainerError) {
+        func fail(_ m: String) -> TrainerError { TrainerError(.invalidConfiguration, m) }
+        guard als.factors > 0, als.factors % 4 == 0, als.factors <= 1024 else {
+            throw fail("factors must be a multiple of 4 in 4...1024")
+        }
+        guard als.iterations >= 0 else { throw fail("iterations must not be negative") }
+        guard als.regularization >= 0, als.regularization.isFinite else { throw fail("regularization must be >= 0") }
+        guard als.alpha >= 0, als.alpha.isFinite else { throw fail("alpha must be >= 0") }
+        guard als.cgSteps >= 1 else { throw fail("cg-steps must be >= 1") }
+        guard als.threads >= 1 && als.threads <= 256 else { throw fail("threads must be in 1...256") }
+        guard (0..<1).contains(holdout) else { throw fail("holdout must be in [0, 1)") }
+        guard validation > 0 && validation < 1 else { throw fail("validation must be in (0, 1)") }
+        guard k >= 1 && k <= 1000 else { throw fail("k must be in 1...1000") }
+        guard historyCap >= 1 else { throw fail("history cap must be >= 1") }
+        switch decay.form {
+        case .none: break
+        case .exponential: guard (decay.halfLifeSeconds ?? 0) > 0 else { throw fail("half-life must be > 0") }
+        case .linear: guard (decay.windowSeconds ?? 0) > 0 else { throw fail("window must be > 0") }
+        case .sigmoid:
+            guard decay.midpointSeconds != nil, (decay.steepnessPerSecond ?? 0) > 0 else {
+                throw fail("sigmoid needs a midpoint and a positive steepness")
+            }
+        }
+    }
+}

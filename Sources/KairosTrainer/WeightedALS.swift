@@ -1,0 +1,235 @@
+import CKairosTrainerKernels
+import Dispatch
+import KairosModelFormat
+
+/// Which implementation solves the rows.
+public enum ALSKernel: String, Sendable, CaseIterable {
+    /// The C solver at the best instruction-set level this CPU supports.
+    case auto
+    /// The C solver, plain C (any CPU).
+    case portable
+    /// The C solver with AVX2 + FMA.
+    case avx2
+    /// The C solver with AVX-512.
+    case avx512
+    /// The Swift `SIMD16<Float>` solver (reference implementation).
+    case swift
+
+    /// The level the C solver runs at for this choice on this CPU (nil for the Swift solver).
+    public var effectiveISA: Int32? {
+        let best = ckt_best_isa()
+        switch self {
+        case .auto: return best
+        case .portable: return Int32(CKT_ISA_PORTABLE)
+        case .avx2: return min(best, Int32(CKT_ISA_AVX2))
+        case .avx512: return min(best, Int32(CKT_ISA_AVX512))
+        case .swift: return nil
+        }
+    }
+
+    /// Human name of what actually runs, e.g. `avx512`.
+    public var effectiveDescription: String {
+        switch effectiveISA {
+        case nil: "swift-simd16"
+        case Int32(CKT_ISA_AVX512)?: "avx512"
+        case Int32(CKT_ISA_AVX2)?: "avx2"
+        default: "portable"
+        }
+    }
+}
+
+/// Hyper-parameters of weighted ALS.
+public struct ALSConfig: Sendable, Equatable {
+    /// Latent dimension (a multiple of 4 for the model file).
+    public var factors = 64
+    /// Alternating sweeps (users then items).
+    public var iterations = 15
+    /// L2 regularization `lambda`.
+    public var regularization: Float = 20
+    /// Confidence slope: `c = 1 + alpha * r`.
+    public var alpha: Float = 10
+    /// Conjugate-gradient steps per row solve (as the `implicit` library: 3).
+    public var cgSteps = 3
+    /// Seed of the factor initialisation.
+    public var seed: UInt64 = 42
+    /// Worker threads.
+    public var threads = 2
+    /// Compute the training loss every this many iterations (0: never; it costs about one extra pass).
+    public var lossEvery = 1
+    /// Row solver implementation (results are deterministic per seed and kernel level).
+    public var kernel = ALSKernel.auto
+
+    public init() {}
+}
+
+/// Learned factors, row-major float32, `factors` values per row.
+public struct ALSFactors: Sendable {
+    /// Latent dimension.
+    public var factors: Int
+    /// `users x factors` values.
+    public var user: [Float]
+    /// `items x factors` values.
+    public var item: [Float]
+    /// Training loss after each iteration where it was computed.
+    public var losses: [Double]
+
+    /// Dot product of user row `u` and item row `i`.
+    @inline(__always)
+    public func score(user u: Int, item i: Int) -> Float {
+        var s: Float = 0
+        let k = factors
+        for d in 0..<k { s += user[u * k + d] * item[i * k + d] }
+        return s
+    }
+}
+
+/// Weighted ALS for implicit feedback (Hu, Koren, Volinsky 2008) with the conjugate-gradient row solver of Takács et
+/// al. that the `implicit` library uses: preference 1 for every stored entry, confidence `1 + alpha * r`.
+///
+/// Each half-iteration solves every row of one side against the fixed other side. Rows are split into contiguous
+/// ranges of about equal work, one per thread; a row's solution depends only on its own data and the fixed side,
+/// and the Gram matrix is reduced in a fixed order, so the result is bit-identical whatever the thread scheduling.
+public enum WeightedALS {
+    /// Fits user and item factors to `r` (users x items).
+    /// - Parameter progress: called after each iteration with (iteration, loss if computed).
+    package static func fit(
+        _ r: SparseMatrix,
+        config: ALSConfig,
+        progress: (Int, Double?) -> Void = { _, _ in }
+    ) -> ALSFactors {
+        let rt = r.transposed()
+        return fit(r, transposed: rt, config: config, progress: progress)
+    }
+
+    static func fit(
+        _ r: SparseMatrix,
+        transposed rt: SparseMatrix,
+        config: ALSConfig,
+        progress: (Int, Double?) -> Void
+    ) -> ALSFactors {
+        let k = config.factors
+        let chunks = (k + 15) / 16
+        var rng = SplitMix64(seed: config.seed)
+        let users = FactorBlock(rows: r.rows, chunks: chunks)
+        let items = FactorBlock(rows: r.cols, chunks: chunks)
+        // Same initialisation as `implicit`: uniform [0, 0.01), users first, padding lanes stay 0.
+        for block in [users, items] {
+            for row in 0..<block.rows {
+                for d in 0..<k { block.set(row, d, Float(rng.uniform()) * 0.01) }
+            }
+        }
+        let scaled = ConfidenceRows(r, alpha: config.alpha)
+        let scaledT = ConfidenceRows(rt, alpha: config.alpha)
+        let gram = GramMatrix(chunks: chunks)
+        var losses: [Double] = []
+        for it in 0..<config.iterations {
+            gram.compute(items, regularization: config.regularization, threads: config.threads)
+            solve(users, against: items, rows: scaled, gram: gram, config: config)
+            gram.compute(users, regularization: config.regularization, threads: config.threads)
+            solve(items, against: users, rows: scaledT, gram: gram, config: config)
+            var loss: Double?
+            if config.lossEvery > 0 && (it + 1) % config.lossEvery == 0
+                || it + 1 == config.iterations && config.lossEvery > 0
+            {
+                loss = Self.loss(users, items, scaled, regularization: config.regularization, threads: config.threads)
+                losses.append(loss!)
+            }
+            progress(it + 1, loss)
+        }
+        return ALSFactors(factors: k, user: users.export(factors: k), item: items.export(factors: k), losses: losses)
+    }
+
+    /// Splits `rows` into `parts` contiguous ranges of about equal cost (entries plus a fixed per-row cost).
+    static func partition(_ m: ConfidenceRows, parts: Int, rowCost: Int) -> [Range<Int>] {
+        let total = m.indptr[m.rows] + m.rows * rowCost
+        var out: [Range<Int>] = []
+        var start = 0
+        for p in 1...parts {
+            var end = start
+            let target = total * p / parts
+            while end < m.rows && m.indptr[end] + end * rowCost < target { end += 1 }
+            if p == parts { end = m.rows }
+            out.append(start..<end)
+            start = end
+        }
+        return out
+    }
+
+    /// Solves every row of `x` against the fixed `y` with `cgSteps` conjugate-gradient steps, warm-started.
+    static func solve(
+        _ x: FactorBlock,
+        against y: FactorBlock,
+        rows m: ConfidenceRows,
+        gram: GramMatrix,
+        config: ALSConfig
+    ) {
+        let parts = partition(m, parts: max(1, config.threads), rowCost: 16 * x.chunks * x.chunks)
+        let cgSteps = config.cgSteps
+        let isa = config.kernel.effectiveISA
+        let run: @Sendable (Int) -> Void = { p in
+            if let isa {
+                m.indptr.withUnsafeBufferPointer { indptr in
+                    m.indices.withUnsafeBufferPointer { indices in
+                        m.values.withUnsafeBufferPointer { values in
+                            ckt_cg_solve(
+                                isa,
+                                x.floats,
+                                y.floats,
+                                Int32(x.chunks * 16),
+                                gram.floats,
+                                UnsafeRawPointer(indptr.baseAddress!).assumingMemoryBound(to: Int64.self),
+                                indices.baseAddress,
+                                values.baseAddress,
+                                Int64(parts[p].lowerBound),
+                                Int64(parts[p].upperBound),
+                                Int32(cgSteps)
+                            )
+                        }
+                    }
+                }
+                return
+            }
+            switch x.chunks {
+            case 1: RowSolver<W1>.solve(x, y, m, gram, cgSteps, parts[p])
+            case 2: RowSolver<W2>.solve(x, y, m, gram, cgSteps, parts[p])
+            case 4: RowSolver<W4>.solve(x, y, m, gram, cgSteps, parts[p])
+            case 8: RowSolver<W8>.solve(x, y, m, gram, cgSteps, parts[p])
+            default: RowSolver<WAny>.solve(x, y, m, gram, cgSteps, parts[p])
+            }
+        }
+        if parts.count == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts.count, execute: run) }
+    }
+
+    /// `sum_u x_u' (Y'Y) x_u + sum_(u,i) [c (1 - s)^2 - s^2] + lambda (|X|^2 + |Y|^2)`, divided by the total
+    /// confidence weight, where `s = x_u . y_i`: the weighted squared error over all cells without visiting them.
+    static func loss(_ x: FactorBlock, _ y: FactorBlock, _ m: ConfidenceRows, regularization: Float, threads: Int)
+        -> Double
+    {
+        let gram = GramMatrix(chunks: x.chunks)
+        gram.compute(y, regularization: 0, threads: threads)
+        var total = 0.0
+        var weight = Double(m.rows) * Double(y.rows)
+        for u in 0..<m.rows {
+            let xu = x.row(u)
+            var quad = 0.0
+            for a in 0..<(x.chunks * 16) {
+                let g = gram.row(a)
+                var s = SIMD16<Float>()
+                for c in 0..<x.chunks { s += g[c] * xu[c] }
+                quad += Double(s.sum()) * Double(xu[a / 16][a % 16])
+            }
+            total += quad
+            for e in m.indptr[u]..<m.indptr[u + 1] {
+                let yi = y.row(Int(m.indices[e]))
+                var s = SIMD16<Float>()
+                for c in 0..<x.chunks { s += xu[c] * yi[c] }
+                let score = Double(s.sum())
+                let c = 1 + Double(m.values[e])
+                total += c * (1 - score) * (1 - score) - score * score
+                weight += Double(m.values[e])
+            }
+        }
+        total += Double(regularization) * (x.squaredNorm() + y.squaredNorm())
+        return total / weight
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+@testable import KairosCLI
+import KairosProtocol
+import Testing
+
+@Suite struct ServeQueryParsingTests {
+    /// `kairos serve` defaults to loopback, port 7878 and the models folder; every option parses.
+    @Test func serveDefaultsAndOptions() throws {
+        let plain = try #require(try KairosCommand.parseAsRoot(["serve"]) as? Serve)
+        #expect(plain.host == "127.0.0.1" && plain.port == 7878 && plain.models == "models" && plain.metricsPort == nil)
+        let full = try #require(
+            try KairosCommand.parseAsRoot(["serve", "--models", "/m", "--host", "0.0.0.0", "--port", "9000", "--metrics-port", "9100"]) as? Serve
+        )
+        #expect(full.host == "0.0.0.0" && full.port == 9000 && full.models == "/m" && full.metricsPort == 9100)
+    }
+
+    /// Connection options go before the operation, as in `kairos query --port P topk ...`.
+    @Test func queryTakesConnectionOptionsBeforeTheOperation() throws {
+        let command = try KairosCommand.parseAsRoot(["query", "--port", "9000", "--json", "topk", "--user", "u1", "--k", "3", "--allow-repeats"])
+        let topk = try #require(command as? Query.TopK)
+        #expect(topk.user == "u1" && topk.k == 3 && topk.allowRepeats)
+    }
+
+    /// Real-time events and decay given on the command line become the request's context; bad ones are refused.
+    @Test func eventOptionsBuildTheContext() throws {
+        let command = try KairosCommand.parseAsRoot(
+            ["query", "score", "--user", "u", "--event", "item-7:2:1767225000", "--decay", "exponential:3600", "--now", "1767225600", "a", "b"]
+        )
+        let score = try #require(command as? Query.Score)
+        #expect(score.items == ["a", "b"])
+        let ctx = try score.context.context()
+        #expect(ctx == RealtimeContext(events: [RealtimeEvent(item: "item-7", strength: 2, timestamp: 1_767_225_000)], decay: .exponential(halfLifeSeconds: 3600), now: 1_767_225_600))
+        let bad = try #require(try KairosCommand.parseAsRoot(["query", "score", "--user", "u", "--event", "item-7:nan:x", "a"]) as? Query.Score)
+        #expect(throws: ValidationError.self) { _ = try bad.context.context() }
+    }
+
+    /// `kairos bench` validates its operation and counts.
+    @Test func benchValidatesItsOptions() throws {
+        let bench = try #require(try KairosCommand.parseAsRoot(["bench", "--op", "topk", "--connections", "8", "--pipeline", "4", "--duration", "2", "--json"]) as? Bench)
+        #expect(bench.op == "topk" && bench.connections == 8 && bench.pipeline == 4 && bench.json)
+        #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["bench", "--op", "nope"]) }
+        #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["bench", "--connections", "0"]) }
+    }
+}

@@ -1,0 +1,140 @@
+import Glibc
+import KairosModelFormat
+import KairosScoring
+import KairosServer
+import Logging
+import Testing
+
+/// A models folder in /tmp with a directory policy over it.
+final class ModelFolder {
+    let path: String
+    let store = ModelStore()
+    let directory: ModelDirectory
+
+    init(memoryBudget: Int? = nil) {
+        var template = Array("/tmp/kairos-folder-test-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        directory = ModelDirectory(path: path, store: store, memoryBudget: memoryBudget, logger: logger)
+    }
+
+    deinit {
+        for name in ModelStoreFiles.list(path) { unlink("\(path)/\(name)") }
+        rmdir(path)
+    }
+
+    static func bytes(version: UInt64, name: String = "default", items: Int = 200) -> [UInt8] {
+        try! ModelWriter.encode(SyntheticModel.make(name: name, version: version, items: items, users: 20, dimensions: 8, seed: version))
+    }
+
+    /// Publishes by rename (the right way).
+    func publish(version: UInt64, as file: String? = nil, name: String = "default") {
+        try! ModelWriter.write(SyntheticModel.make(name: name, version: version, items: 200, users: 20, dimensions: 8, seed: version), to: "\(path)/\(file ?? "\(name)-v\(version).kmodel")")
+    }
+
+    /// Writes raw bytes in place (the wrong way), truncating whatever was there.
+    func writeInPlace(_ bytes: [UInt8], as file: String) {
+        let fd = open("\(path)/\(file)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        bytes.withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
+    var serving: UInt64? { store.snapshot("default")?.version }
+}
+
+@Suite struct ModelDirectoryTests {
+    /// The highest valid version serves; a lower one published later does not take over.
+    @Test func highestValidVersionServesAndNeverMovesBack() {
+        let f = ModelFolder()
+        f.publish(version: 3)
+        f.publish(version: 5)
+        f.directory.reconcile()
+        #expect(f.serving == 5)
+        f.publish(version: 4)
+        let report = f.directory.reconcile()
+        #expect(f.serving == 5 && report.installed.isEmpty)
+    }
+
+    /// Corrupt, truncated and half-written files are rejected with a reason; what served keeps serving; a rejected
+    /// file is retried once it changes, and then serves.
+    @Test func badFilesAreRejectedAndRetriedWhenTheyChange() {
+        let f = ModelFolder()
+        f.publish(version: 1)
+        f.directory.reconcile()
+        var corrupt = ModelFolder.bytes(version: 2)
+        corrupt[corrupt.count - 100] ^= 0xFF
+        f.writeInPlace(corrupt, as: "corrupt.kmodel")
+        let full = ModelFolder.bytes(version: 3)
+        f.writeInPlace(Array(full.prefix(full.count / 2)), as: "half.kmodel")
+        let report = f.directory.reconcile()
+        #expect(f.serving == 1)
+        #expect(Set(report.rejected.map(\.file)) == ["corrupt.kmodel", "half.kmodel"])
+        #expect(report.rejected.first { $0.file == "half.kmodel" }!.reason.contains("truncated"))
+        // Unchanged rejected files are not reloaded on every pass.
+        #expect(f.directory.reconcile().rejected.isEmpty)
+        // The in-place writer finishes: the same name now verifies and serves.
+        f.writeInPlace(full, as: "half.kmodel")
+        f.directory.reconcile()
+        #expect(f.serving == 3)
+    }
+
+    /// PIN serves an exact version, ROLLBACK the previous valid one, unpinning returns to the highest; a missing
+    /// version is refused without changing anything.
+    @Test func pinRollbackAndUnpin() throws {
+        let f = ModelFolder()
+        for v: UInt64 in [1, 2, 3] { f.publish(version: v) }
+        f.directory.reconcile()
+        #expect(f.serving == 3)
+        _ = try f.directory.rollback("default")
+        #expect(f.serving == 2)
+        _ = try f.directory.rollback("default")
+        #expect(f.serving == 1)
+        #expect(throws: ServingError.self) { _ = try f.directory.rollback("default") }
+        #expect(throws: ServingError.self) { _ = try f.directory.pin("default", version: 9) }
+        #expect(f.serving == 1)
+        _ = try f.directory.pin("default", version: 0)
+        #expect(f.serving == 3)
+        _ = try f.directory.pin("default", version: 2)
+        f.publish(version: 4)
+        f.directory.reconcile()
+        #expect(f.serving == 2, "a pin holds even when newer versions arrive")
+    }
+
+    /// Deleting the serving file does not unload its model (documented policy).
+    @Test func deletingAFileKeepsItsModelServing() {
+        let f = ModelFolder()
+        f.publish(version: 1)
+        f.directory.reconcile()
+        unlink("\(f.path)/default-v1.kmodel")
+        f.directory.reconcile()
+        #expect(f.serving == 1)
+        #expect(f.store.snapshot("default")?.model.items.row(of: "item-3") == 3)
+    }
+
+    /// A model that would exceed the memory budget is refused and the current one keeps serving.
+    @Test func memoryBudgetRefusesOversizeModels() {
+        let small = ModelFolder.bytes(version: 1).count
+        let f = ModelFolder(memoryBudget: small * 3)
+        f.publish(version: 1)
+        f.directory.reconcile()
+        #expect(f.serving == 1)
+        f.writeInPlace(ModelFolder.bytes(version: 2, items: 5000), as: "big.kmodel")
+        let report = f.directory.reconcile()
+        #expect(f.serving == 1 && report.rejected.first?.reason.contains("memory budget") == true)
+    }
+
+    /// A model held as a private copy survives its file being truncated and rewritten in place (no SIGBUS, same
+    /// verified bytes).
+    @Test func copiedModelSurvivesInPlaceRewriteOfItsFile() throws {
+        let f = ModelFolder()
+        f.publish(version: 1, as: "m.kmodel")
+        f.directory.reconcile()
+        let served = try #require(f.store.snapshot("default"))
+        f.writeInPlace([1, 2, 3], as: "m.kmodel")
+        #expect(served.model.items.row(of: "item-199") == 199)
+        try served.model.verifyGolden()
+        f.directory.reconcile()
+        #expect(f.serving == 1)
+    }
+}

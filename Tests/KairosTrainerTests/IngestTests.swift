@@ -1,0 +1,142 @@
+import Testing
+
+@testable import KairosTrainer
+
+@Suite struct IngestTests {
+    /// CSV rows with unix and ISO-8601 timestamps parse to the same instants, and event types map to strengths.
+    @Test func csvWithUnixAndISOTimestamps() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            """
+            user,item,timestamp,event
+            u1,i1,1767225600,view
+            u1,i2,2026-01-01T00:00:00Z,purchase
+            u2,i1,2026-01-01T01:00:00+01:00,cart
+            u2,i3,2026-01-01 00:00:30,click
+
+            """,
+            to: "e.csv"
+        )
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(report.rows == 4 && report.badRows == 0)
+        #expect(log.userIds == ["u1", "u2"])
+        #expect(log.itemIds == ["i1", "i2", "i3"])
+        #expect(log.times.sorted() == [1_767_225_600, 1_767_225_600, 1_767_225_600, 1_767_225_630])
+        #expect(log.strengths.sorted() == [1, 2, 4, 8])
+    }
+
+    /// Bad rows are counted, the first few reported with 1-based line numbers (header = line 1), the rest kept.
+    @Test func badRowsAreCountedWithLineNumbers() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            """
+            user,item,timestamp,value
+            u1,i1,100,1
+            ,i1,100,1
+            u1,i2,yesterday,1
+            u1,i3,100,-2
+            u2,i1,100
+            u2,i2,200,3.5
+
+            """,
+            to: "e.csv"
+        )
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(report.rows == 6)
+        #expect(report.badRows == 4)
+        #expect(log.count == 2)
+        #expect(report.firstBadRows.map(\.line) == [3, 4, 5, 6])
+        #expect(report.firstBadRows[0].reason.contains("user"))
+        #expect(report.firstBadRows[1].reason.contains("timestamp"))
+        #expect(report.firstBadRows[2].reason.contains("negative"))
+        #expect(log.strengths.sorted() == [1, 3.5])
+    }
+
+    /// `--strict` turns the first bad row into an error naming its line.
+    @Test func strictFailsOnFirstBadRow() throws {
+        let dir = TempFolder()
+        let path = dir.write("user,item,timestamp\nu1,i1,100\nu1,i2,notatime\n", to: "e.csv")
+        var options = IngestOptions()
+        options.strict = true
+        #expect {
+            _ = try EventLogReader.read(path: path, options: options)
+        } throws: { error in
+            guard let e = error as? TrainerError else { return false }
+            return e.code == .badRow && e.context.contains("line 3")
+        }
+    }
+
+    /// Exact repeats (same user, item, second, strength) are dropped; a repeat at another time is kept.
+    @Test func duplicatesAreDropped() throws {
+        let dir = TempFolder()
+        let path = dir.write("user,item,timestamp\nu1,i1,100\nu1,i1,100\nu1,i1,100\nu1,i1,200\n", to: "e.csv")
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(report.duplicates == 2)
+        #expect(log.count == 2)
+    }
+
+    /// JSON Lines with string and numeric values, escapes and unknown keys read like CSV; nested values are bad rows.
+    @Test func jsonLines() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            """
+            {"user": "u\\"1", "item": 7, "timestamp": "2026-01-01T00:00:00Z", "event": "purchase", "extra": true}
+            {"user":"u2","item":"7","timestamp":1767225601,"event":"view"}
+            {"user":"u3","item":{"id":1},"timestamp":1}
+
+            """,
+            to: "e.jsonl"
+        )
+        var options = IngestOptions()
+        options.eventColumn = "event"
+        let (log, report) = try EventLogReader.read(path: path, options: options)
+        #expect(log.userIds == ["u\"1", "u2"])
+        #expect(log.itemIds == ["7"])
+        #expect(log.strengths.sorted() == [1, 8])
+        #expect(report.badRows == 1 && report.firstBadRows.first?.line == 3)
+    }
+
+    /// TSV, custom column names and quoted CSV fields with escaped quotes.
+    @Test func tsvCustomColumnsAndQuotes() throws {
+        let dir = TempFolder()
+        let tsv = dir.write("who\twhat\twhen\nu1\ti1\t5\n", to: "e.tsv")
+        var options = IngestOptions()
+        options.userColumn = "who"
+        options.itemColumn = "what"
+        options.timeColumn = "when"
+        let (log, _) = try EventLogReader.read(path: tsv, options: options)
+        #expect(log.userIds == ["u1"] && log.times == [5])
+        let csv = dir.write("user,item,timestamp\n\"u,1\",\"say \"\"hi\"\"\",7\n", to: "q.csv")
+        let (q, report) = try EventLogReader.read(path: csv)
+        #expect(report.badRows == 0)
+        #expect(q.userIds == ["u,1"] && q.itemIds == ["say \"hi\""])
+    }
+
+    /// A header without a user column is rejected with the header in the message.
+    @Test func missingColumnIsAHeaderError() throws {
+        let dir = TempFolder()
+        let path = dir.write("item,timestamp\ni1,5\n", to: "e.csv")
+        #expect(throws: TrainerError.self) { _ = try EventLogReader.read(path: path) }
+    }
+
+    /// Timestamps: date-only, fractional seconds, offsets without a colon, milliseconds; garbage is rejected.
+    @Test(arguments: [
+        ("2026-01-01", Int64(1_767_225_600)),
+        ("2026-01-01T00:00:00.250Z", 1_767_225_600),
+        ("2026-01-01T02:00:00+0200", 1_767_225_600),
+        ("1767225600000", 1_767_225_600),
+        ("1767225600.9", 1_767_225_600),
+        ("1970-01-01T00:00:00Z", 0),
+    ])
+    func timestampForms(text: String, expected: Int64) {
+        var s = text
+        #expect(s.withUTF8 { Timestamp.parse(UnsafeRawBufferPointer($0)) } == expected)
+    }
+
+    /// Unparsable timestamps give nil.
+    @Test(arguments: ["", "abc", "2026-13-01", "2026-01-01T25:00", "12x", "2026-01-01Tfoo"])
+    func badTimestamps(text: String) {
+        var s = text
+        #expect(s.withUTF8 { Timestamp.parse(UnsafeRawBufferPointer($0)) } == nil)
+    }
+}

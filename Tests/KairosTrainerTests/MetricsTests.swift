@@ -1,0 +1,44 @@
+import Testing
+
+@testable import KairosTrainer
+
+@Suite struct MetricsTests {
+    /// Recall, precision, NDCG and MAP at K = 3 against values computed by hand.
+    @Test func handComputedRanking() {
+        var acc = MetricsAccumulator(k: 3, catalogue: 10)
+        // Ranked 1, 2, 3 (4 is beyond K); relevant 2, 4, 9: one hit at rank 2.
+        acc.add(ranked: [1, 2, 3, 4], truth: [2, 4, 9])
+        let m = acc.result
+        #expect(abs(m.recall - 1.0 / 3) < 1e-12)
+        #expect(abs(m.precision - 1.0 / 3) < 1e-12)
+        // DCG = 1/log2(3); IDCG = 1 + 1/log2(3) + 1/log2(4).
+        let dcg = 1 / 1.584962500721156
+        #expect(abs(m.ndcg - dcg / (1 + dcg + 0.5)) < 1e-12)
+        // AP@3 = (1/2) / min(3, 3).
+        #expect(abs(m.map - 1.0 / 6) < 1e-12)
+        #expect(abs(m.coverage - 0.3) < 1e-12)
+    }
+
+    /// A perfect ranking scores 1 on NDCG and MAP; users without truth are skipped; averages are over users.
+    @Test func perfectAndAveraged() {
+        var acc = MetricsAccumulator(k: 2, catalogue: 4)
+        acc.add(ranked: [0, 1], truth: [0, 1])
+        acc.add(ranked: [2, 3], truth: [0])
+        acc.add(ranked: [2, 3], truth: [])
+        let m = acc.result
+        #expect(m.users == 2)
+        #expect(abs(m.ndcg - 0.5) < 1e-12)
+        #expect(abs(m.map - 0.5) < 1e-12)
+        #expect(abs(m.recall - 0.5) < 1e-12)
+    }
+
+    /// Top-K is best first, breaks ties by lower row, skips excluded rows and non-finite scores.
+    @Test func topKOrderAndExclusion() {
+        let scores: [Float] = [0.5, 0.9, 0.5, -.infinity, 0.7, 0.1]
+        scores.withUnsafeBufferPointer { s in
+            #expect(topK(s, k: 3, skip: []) == [1, 4, 0])
+            #expect(topK(s, k: 3, skip: [1]) == [4, 0, 2])
+            #expect(topK(s, k: 10, skip: []).count == 5)
+        }
+    }
+}

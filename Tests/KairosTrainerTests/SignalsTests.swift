@@ -1,0 +1,64 @@
+import KairosModelFormat
+import Testing
+
+@testable import KairosTrainer
+
+@Suite struct SignalsTests {
+    let day = Logs.day
+    let now = Logs.monday + 30 * Logs.day
+
+    /// An item with many old events and one with a few recent ones: decay flips trending and history order
+    /// and the confidences of the ALS matrix, while all-time popularity keeps the old item first.
+    func driftLog() throws -> EventLog {
+        var lines = ["user,item,timestamp"]
+        for k in 0..<10 { lines.append("u1,old,\(now - 60 * day + Int64(k))") }
+        for k in 0..<3 { lines.append("u1,new,\(now - day + Int64(k))") }
+        let dir = TempFolder()
+        return try EventLogReader.read(path: dir.write(lines.joined(separator: "\n") + "\n", to: "d.csv")).0
+    }
+
+    /// Decay changes the ranking: trending and history put the recent item first, all-time popularity the old one.
+    @Test func decayChangesRanking() throws {
+        let log = try driftLog()
+        let old = log.itemIds.firstIndex(of: "old")!
+        let new = log.itemIds.firstIndex(of: "new")!
+        let pop = Signals.popularity(log, decay: .exponential(halfLifeDays: 7), reference: now)
+        #expect(pop.allTime[old] > pop.allTime[new])
+        #expect(pop.decayed[new] > pop.decayed[old])
+        let h = Signals.history(log, decay: .exponential(halfLifeDays: 7), reference: now, cap: 10)
+        #expect(h.items == [UInt32(new), UInt32(old)])
+        let hNone = Signals.history(log, decay: DecaySpec(form: .none), reference: now, cap: 10)
+        #expect(hNone.items == [UInt32(old), UInt32(new)])
+        #expect(Signals.history(log, decay: DecaySpec(form: .none), reference: now, cap: 1).items.count == 1)
+        let m = Interactions.matrix(log, decay: .exponential(halfLifeDays: 7), reference: now, normalizePerUser: true)
+        let value = Dictionary(uniqueKeysWithValues: zip(m.indices.map(Int.init), m.values))
+        #expect(value[new]! > value[old]!)
+        // Per-user normalisation: the user's values average 1.
+        #expect(abs(m.values.reduce(0, +) / Float(m.values.count) - 1) < 1e-5)
+    }
+
+    /// Activity profiles peak at the hour-of-week where the generated events peak, per user and for the population.
+    @Test func activityPeaks() throws {
+        var lines = ["user,item,timestamp"]
+        // u1: Mondays 09:xx (bucket 9); u2: Wednesdays 20:xx (bucket 2 * 24 + 20 = 68), more events.
+        for w in 0..<4 {
+            let week = Logs.monday + Int64(w) * 7 * day
+            lines.append("u1,i1,\(week + 9 * 3600 + 60)")
+            lines.append("u1,i2,\(week + 3 * 3600)")  // once a week at 03:00 too, but...
+            lines.append("u1,i3,\(week + 9 * 3600 + 120)")  // ...twice at 09:00
+            for k in 0..<3 { lines.append("u2,i1,\(week + 2 * day + 20 * 3600 + Int64(k))") }
+        }
+        let dir = TempFolder()
+        let log = try EventLogReader.read(path: dir.write(lines.joined(separator: "\n") + "\n", to: "a.csv")).0
+        let a = Signals.activity(log, decay: DecaySpec(form: .none), reference: now)
+        let n = ActivityProfiles.buckets
+        func peak(_ row: Int) -> Int { (0..<n).max { a.values[row * n + $0] < a.values[row * n + $1] }! }
+        let u1 = log.userIds.firstIndex(of: "u1")!
+        let u2 = log.userIds.firstIndex(of: "u2")!
+        #expect(peak(u1) == 9)
+        #expect(a.values[u1 * n + 9] == 255 && a.values[u1 * n + 3] == 128)
+        #expect(peak(u2) == 68)
+        #expect(peak(log.userIds.count) == 68)
+        #expect(Signals.hourOfWeek(0) == 72)  // 1970-01-01 00:00 was a Thursday
+    }
+}

@@ -1,0 +1,109 @@
+import KairosModelFormat
+import Testing
+
+@testable import KairosTrainer
+
+@Suite struct TrainerTests {
+    func smallConfig(_ input: String, out: String?) -> TrainerConfig {
+        var c = TrainerConfig(input: input)
+        c.output = out
+        c.als.factors = 8
+        c.als.iterations = 4
+        c.k = 5
+        return c
+    }
+
+    func synthetic(_ dir: TempFolder) throws -> String {
+        var g = SyntheticLog()
+        g.users = 120
+        g.items = 60
+        g.categories = 6
+        g.days = 60
+        g.eventsPerUser = 15
+        let path = "\(dir.path)/s.csv"
+        try g.writeCSV(to: path)
+        return path
+    }
+
+    /// A fixed seed gives the same model file bytes twice, and the file loads with its golden triples verified.
+    @Test func deterministicModelFileThatLoads() throws {
+        let dir = TempFolder()
+        let input = try synthetic(dir)
+        let a = try Trainer.run(smallConfig(input, out: "\(dir.path)/a.kmodel"))
+        _ = try Trainer.run(smallConfig(input, out: "\(dir.path)/b.kmodel"))
+        let bytesA = dir.read("a.kmodel")
+        #expect(!bytesA.isEmpty)
+        #expect(bytesA == dir.read("b.kmodel"))
+        let model = try MappedModel(path: "\(dir.path)/a.kmodel")
+        #expect(model.userCount == a.report.data.users && model.itemCount == a.report.data.items)
+        #expect(model.dimensions == 8)
+        #expect(!model.golden.isEmpty)
+        #expect(model.history != nil && model.activity != nil && model.popularity != nil)
+        #expect(model.metadata.algorithm == "wals-cg")
+        #expect(Set(model.metadata.scoring?.keys ?? [:].keys) == ["exclude-seen", "allow-repeats"])
+        #expect(model.metadata.evaluation["allow-repeats"]?["buy-again"]?["ndcg@5"] != nil)
+        #expect(model.metadata.evaluation["exclude-seen"]?["model"]?["recall@5"] != nil)
+    }
+
+    /// The report holds every method for both protocols, split sizes, and the fit time; the JSON carries them.
+    @Test func reportCoversMethodsAndProtocols() throws {
+        let dir = TempFolder()
+        let r = try Trainer.run(smallConfig(try synthetic(dir), out: nil)).report
+        let methods = ["model", "als", "als-no-decay", "model-no-decay", "popularity", "trending"]
+        for p in ["exclude-seen", "allow-repeats"] {
+            for m in methods { #expect(r.test[p]?[m]?["ndcg@5"] != nil, "\(p) \(m)") }
+        }
+        #expect(r.test["allow-repeats"]?["buy-again"] != nil)
+        #expect(r.split.trainEvents + r.split.testEvents == r.data.events)
+        #expect(r.split.validationStartTime! < r.split.testStartTime!)
+        #expect(r.fitSeconds > 0)
+        let json = r.json()
+        #expect(json.contains("\"fitSeconds\"") && json.contains("\"ndcg@5\"") && json.contains("\"map@5\""))
+    }
+
+    /// `strict` makes a log with one bad row fail; without it the row is counted and training goes on.
+    @Test func strictPropagates() throws {
+        let dir = TempFolder()
+        let path = dir.write(Logs.twoGroups() + "a1,x1,never,view\n", to: "g.csv")
+        var c = smallConfig(path, out: nil)
+        c.holdout = 0
+        c.tune = false
+        #expect(try Trainer.run(c).report.data.badRows == 1)
+        c.ingest.strict = true
+        #expect(throws: TrainerError.self) { _ = try Trainer.run(c) }
+    }
+
+    /// Item attributes attach categories to the right rows; unknown items in the file are skipped.
+    @Test func itemAttributes() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            "item,title,genres,price\nx1,\"A, b\",Drama|Comedy,3.5\nzz,no,Noir,1\ny2,c,,\n",
+            to: "items.csv"
+        )
+        let (a, skipped) = try ItemAttributesReader.read(path: path, itemIds: ["y2", "x1", "x9"])
+        #expect(skipped == 1)
+        #expect(a.categoryNames == ["Drama"])
+        #expect(a.category == [ItemAttributes.none, 0, ItemAttributes.none])
+        #expect(a.price[1] == 3.5 && a.price[0].isNaN)
+    }
+
+    /// `now` sets the decay reference of the final model (trending, history) and the default creation time.
+    @Test func nowSetsTheReferenceTime() throws {
+        let dir = TempFolder()
+        let path = dir.write(Logs.twoGroups(), to: "g.csv")
+        var c = smallConfig(path, out: nil)
+        c.holdout = 0
+        c.tune = false
+        c.trendingHalfLifeDays = 30
+        let base = try Trainer.run(c).contents
+        c.now = Logs.monday + 60 * Logs.day
+        let later = try Trainer.run(c).contents
+        #expect(later.popularity?.referenceTime == c.now)
+        #expect(later.createdAt == c.now)
+        #expect(later.history?.referenceTime == c.now)
+        // Two months later (30-day half-life) every decayed weight is about a quarter of what it was.
+        let ratio = later.popularity!.decayed[0] / base.popularity!.decayed[0]
+        #expect(ratio > 0.2 && ratio < 0.3)
+        #expect(later.popularity!.allTime == base.popularity!.allTime)
+    }
+}
