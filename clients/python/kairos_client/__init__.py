@@ -51,6 +51,7 @@ from .types import (
     Scores,
     ServerInfo,
     ServerStats,
+    ServingReport,
     Strength,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "Scores",
     "ServerInfo",
     "ServerStats",
+    "ServingReport",
     "Strength",
     "KairosError",
     "ProtocolError",

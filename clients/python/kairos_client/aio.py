@@ -14,7 +14,7 @@ from .errors import (
     ShuttingDown,
     Unavailable,
 )
-from .types import Decay, Hello, PushDecision, Ranking, Scores, ServerInfo, ServerStats
+from .types import Decay, Hello, PushDecision, Ranking, Scores, ServerInfo, ServerStats, ServingReport
 
 __all__ = ["AsyncClient"]
 
@@ -204,6 +204,19 @@ class AsyncClient:
             model, user, now, recent_pushes, max_per_day, max_per_week, min_gap, quiet_hours, utc_offset_minutes,
             threshold, k, events, decay))
 
+    async def reload(self) -> ServingReport:
+        return await self._call(P.Op.RELOAD, b"")
+
+    async def pin(self, model: str, version: int) -> ServingReport:
+        return await self._call(P.Op.PIN, P.encode_pin(model, version))
+
+    async def unpin(self, model: str) -> ServingReport:
+        return await self._call(P.Op.PIN, P.encode_pin(model, 0))
+
+    async def rollback(self, model: str) -> ServingReport:
+        """Not retried if the connection breaks after sending (a second ROLLBACK would go back one more version)."""
+        return await self._call(P.Op.ROLLBACK, P.encode_rollback(model))
+
     async def close(self) -> None:
         """Closes the connection; requests still waiting fail."""
         self._closed = True
@@ -239,6 +252,10 @@ class AsyncClient:
                 self._forget(conn)
                 if conn.fresh:  # a brand-new connection broke: prefer another endpoint for the retry, if any
                     endpoint.mark_down(self._backoff, self._max_backoff)
+                if opcode in P.Op.NOT_IDEMPOTENT:
+                    raise KairosConnectionError(
+                        "connection to %s:%d lost (%s) after sending %s: it may or may not have been applied, and is "
+                        "not retried automatically" % (endpoint.host, endpoint.port, e, P.Op.NAMES[opcode])) from None
                 if retried:
                     raise KairosConnectionError("connection to %s:%d lost (%s), on a fresh connection too"
                                                 % (endpoint.host, endpoint.port, e)) from None

@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Sequence, Set, Tuple, Union
 from . import protocol as P
 from ._endpoints import DEFAULT_PORT, Endpoint, EndpointSpec, choose, parse_endpoints
 from .errors import KairosConnectionError, KairosError, KairosTimeoutError, ProtocolError, ShuttingDown, Unavailable
-from .types import Decay, Hello, PushDecision, Ranking, Scores, ServerInfo, ServerStats
+from .types import Decay, Hello, PushDecision, Ranking, Scores, ServerInfo, ServerStats, ServingReport
 
 __all__ = ["Client"]
 
@@ -167,8 +167,9 @@ class Client:
     - ``score_format``: how ``score()`` returns scores: ``"array"`` (``array.array('f')``, default), ``"numpy"``
       (``numpy.ndarray`` float32; needs numpy) or ``"list"``.
 
-    A connection that breaks is dropped and the call is retried once on a fresh connection (every v1 operation is
-    idempotent: the server keeps no per-request state). Server errors raise ``KairosError`` subclasses.
+    A connection that breaks is dropped and the call is retried once on a fresh connection (every operation but the
+    admin ROLLBACK is idempotent: the server keeps no per-request state). Server errors raise ``KairosError``
+    subclasses.
     """
 
     def __init__(
@@ -254,6 +255,26 @@ class Client:
             model, user, now, recent_pushes, max_per_day, max_per_week, min_gap, quiet_hours, utc_offset_minutes,
             threshold, k, events, decay))
 
+    # Admin operations (operators on a trusted network): they load model files, so give them a generous timeout.
+
+    def reload(self) -> ServingReport:
+        """Rescans the server's models folder now (like SIGHUP); returns what serves and the files rejected."""
+        return self._call(P.Op.RELOAD, b"")
+
+    def pin(self, model: str, version: int) -> ServingReport:
+        """Makes ``model`` serve exactly ``version`` (a valid file in the folder) until unpinned; ``UnknownModel`` if
+        there is no such version (nothing changes)."""
+        return self._call(P.Op.PIN, P.encode_pin(model, version))
+
+    def unpin(self, model: str) -> ServingReport:
+        """The highest valid version of ``model`` serves again."""
+        return self._call(P.Op.PIN, P.encode_pin(model, 0))
+
+    def rollback(self, model: str) -> ServingReport:
+        """Pins the highest valid version below the one serving (``UnknownModel`` if there is none). Not retried if
+        the connection breaks after sending: a second ROLLBACK would go back one more version."""
+        return self._call(P.Op.ROLLBACK, P.encode_rollback(model))
+
     def close(self) -> None:
         """Closes the pooled connections. Calls after close() raise."""
         self._closed = True
@@ -296,6 +317,10 @@ class Client:
                     endpoint.mark_down(self._backoff, self._max_backoff)
                 cause = KairosConnectionError("connection to %s:%d lost (%s)%s" % (
                     endpoint.host, endpoint.port, e, ", on a fresh connection too" if retried else ""))
+                if opcode in P.Op.NOT_IDEMPOTENT:
+                    raise KairosConnectionError(
+                        "connection to %s:%d lost (%s) after sending %s: it may or may not have been applied, and is "
+                        "not retried automatically" % (endpoint.host, endpoint.port, e, P.Op.NAMES[opcode])) from None
                 if retried:
                     raise cause from None
                 retried = True

@@ -35,6 +35,7 @@ from .types import (
     Scores,
     ServerInfo,
     ServerStats,
+    ServingReport,
 )
 
 MAGIC = 0xCA
@@ -56,9 +57,16 @@ class Op:
     TOPK = 0x11
     SIMILAR = 0x12
     PUSH_DECIDE = 0x13
+    RELOAD = 0x20
+    PIN = 0x21
+    ROLLBACK = 0x22
 
     NAMES = {0x01: "PING", 0x02: "HELLO", 0x03: "INFO", 0x04: "STATS", 0x10: "SCORE", 0x11: "TOPK", 0x12: "SIMILAR",
-             0x13: "PUSH_DECIDE"}
+             0x13: "PUSH_DECIDE", 0x20: "RELOAD", 0x21: "PIN", 0x22: "ROLLBACK"}
+
+    #: Operations that must not be sent twice: ROLLBACK pins the version below the one serving, so a retry after a
+    #: lost answer could roll back two versions. Every other operation is idempotent.
+    NOT_IDEMPOTENT = frozenset({0x22})
 
 
 HEADER = struct.Struct("<BBBBII")
@@ -279,6 +287,16 @@ def encode_push_decide(model: ModelLike, user: str, now: Optional[TimeLike], rec
                      encode_context(events, decay, now)))
 
 
+def encode_pin(model: str, version: int) -> bytes:
+    """PIN: ``str`` model name, ``u64`` version (0 = unpin: the highest valid version serves again)."""
+    return _str(model, "model name") + _u64(version, "version")
+
+
+def encode_rollback(model: str) -> bytes:
+    """ROLLBACK: ``str`` model name."""
+    return _str(model, "model name")
+
+
 # ---------------------------------------------------------------------------------------------------------- decoding
 
 
@@ -435,9 +453,7 @@ def decode_push_decision(payload: Union[bytes, memoryview]) -> PushDecision:
     return PushDecision(model, _flags(flags), _enum(Decision, decision), _enum(Reason, reason), send_at, items)
 
 
-def decode_info(payload: Union[bytes, memoryview]) -> ServerInfo:
-    r = _Reader(payload, "INFO")
-    limits = _limits(r)
+def _model_infos(r: _Reader) -> List[ModelInfo]:
     models = []
     for _ in range(r.u16()):
         name = r.string()
@@ -445,8 +461,24 @@ def decode_info(payload: Union[bytes, memoryview]) -> ServerInfo:
         encoding = r.string()
         loaded_at, checksum = r.unpack(_MODEL_INFO_TAIL)
         models.append(ModelInfo(name, version, dims, items, users, encoding, loaded_at, checksum))
+    return models
+
+
+def decode_info(payload: Union[bytes, memoryview]) -> ServerInfo:
+    r = _Reader(payload, "INFO")
+    limits = _limits(r)
+    models = _model_infos(r)
     r.finish()
     return ServerInfo(limits, models)
+
+
+def decode_serving_report(payload: Union[bytes, memoryview], what: str = "RELOAD") -> ServingReport:
+    """RELOAD / PIN / ROLLBACK: what serves after the operation, and the files rejected during it."""
+    r = _Reader(payload, what)
+    models = _model_infos(r)
+    rejected = [r.string() for _ in range(r.u16())]
+    r.finish()
+    return ServingReport(models, rejected)
 
 
 def decode_stats(payload: Union[bytes, memoryview]) -> ServerStats:
@@ -493,6 +525,9 @@ _DECODERS: Dict[int, Callable[..., Any]] = {
     Op.TOPK: decode_ranking,
     Op.SIMILAR: lambda p: decode_ranking(p, "SIMILAR"),
     Op.PUSH_DECIDE: decode_push_decision,
+    Op.RELOAD: decode_serving_report,
+    Op.PIN: lambda p: decode_serving_report(p, "PIN"),
+    Op.ROLLBACK: lambda p: decode_serving_report(p, "ROLLBACK"),
 }
 
 
@@ -506,7 +541,10 @@ def decode_response(request_opcode: int, response_opcode: int, payload: Union[by
                             % (response_opcode, request_opcode))
     if request_opcode == Op.SCORE:
         return decode_scores(payload, items, score_format)
-    return _DECODERS[request_opcode](payload)
+    decoder = _DECODERS.get(request_opcode)
+    if decoder is None:
+        raise ProtocolError("no decoder for opcode 0x%02x" % request_opcode)
+    return decoder(payload)
 
 
 def closes_connection(err: KairosError) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "OpStats",
     "ServerStats",
     "Hello",
+    "ServingReport",
 ]
 
 
@@ -260,6 +261,21 @@ class ModelInfo:
 class ServerInfo:
     limits: Limits
     models: List[ModelInfo]
+
+    def model(self, name: str) -> ModelInfo:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ServingReport:
+    """RELOAD's, PIN's or ROLLBACK's answer: the models serving after the operation, and the files rejected during
+    it (``"file: reason"``)."""
+
+    models: List[ModelInfo]
+    rejected: List[str]
 
     def model(self, name: str) -> ModelInfo:
         for m in self.models:

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 import pytest
 
@@ -64,8 +64,8 @@ def start_server(kairos_binary: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Starts extra servers (with extra command-line options) that the test may stop or disturb."""
     started: List[ServerProcess] = []
 
-    def start(*extra: str) -> ServerProcess:
-        s = ServerProcess(kairos_binary, list(extra))
+    def start(*extra: str, models: Optional[Path] = None) -> ServerProcess:
+        s = ServerProcess(kairos_binary, list(extra), models)
         started.append(s)
         return s
 

@@ -34,10 +34,10 @@ def load_vectors() -> List[dict]:
 class ServerProcess:
     """A running `kairos serve` on a free port (port 0), stopped with SIGTERM."""
 
-    def __init__(self, binary: Path, extra: List[str]):
+    def __init__(self, binary: Path, extra: List[str], models: Optional[Path] = None):
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [str(binary), "serve", "--models", str(MODELS), "--port", "0", *extra],
+            [str(binary), "serve", "--models", str(models or MODELS), "--port", "0", *extra],
             stdout=subprocess.PIPE,
             stderr=self.log,
             cwd=str(REPO),

@@ -19,6 +19,7 @@ from kairos_client import (
     ModelStamp,
     ProtocolError,
     Reason,
+    ServingReport,
     UnknownModel,
 )
 from kairos_client import protocol as P
@@ -28,14 +29,22 @@ VECTORS = load_vectors()
 REQUESTS = [v for v in VECTORS if v["kind"] == "request"]
 RESPONSES = [v for v in VECTORS if v["kind"] == "response"]
 OPCODES = {"PING": 0x01, "HELLO": 0x02, "INFO": 0x03, "STATS": 0x04, "SCORE": 0x10, "TOPK": 0x11, "SIMILAR": 0x12,
-           "PUSH_DECIDE": 0x13}
+           "PUSH_DECIDE": 0x13, "RELOAD": 0x20, "PIN": 0x21, "ROLLBACK": 0x22}
 
 
 def test_vector_file_has_every_kind():
     kinds = {v["kind"] for v in VECTORS}
     assert kinds == {"request", "response", "invalid"}
     assert {v["message"]["op"] for v in REQUESTS} == set(OPCODES)
-    assert {v["message"]["op"] for v in RESPONSES} == set(OPCODES) | {"ERROR"}
+    # PIN has no reply vector of its own: it answers a serving report, the layout of RELOAD's and ROLLBACK's.
+    assert {v["message"]["op"] for v in RESPONSES} == (set(OPCODES) - {"PIN"}) | {"ERROR"}
+
+
+def test_pin_answer_is_a_serving_report():
+    v = next(v for v in RESPONSES if v["name"] == "rollback-reply")
+    payload = bytes.fromhex(v["hex"])[12:]
+    report = P.decode_response(0x21, 0xA1, payload)
+    assert isinstance(report, ServingReport) and report.model("default").version == 2 and report.rejected == []
 
 
 # ------------------------------------------------------------------------------------------------ message -> call
@@ -76,8 +85,12 @@ def _model(m):
 def call_for(m):
     """(method name, args, kwargs) of the Client call that sends message `m`."""
     op = m["op"]
-    if op in ("PING", "INFO", "STATS"):
+    if op in ("PING", "INFO", "STATS", "RELOAD"):
         return op.lower(), (), {}
+    if op == "PIN":
+        return ("unpin", (m["name"],), {}) if m["version"] == 0 else ("pin", (m["name"], m["version"]), {})
+    if op == "ROLLBACK":
+        return "rollback", (m["name"],), {}
     if op == "HELLO":
         return "hello", (m["versions"],), {}
     if op == "SCORE":
@@ -106,6 +119,10 @@ ENCODERS = {
     "ping": lambda: b"",
     "info": lambda: b"",
     "stats": lambda: b"",
+    "reload": lambda: b"",
+    "pin": P.encode_pin,
+    "unpin": lambda name: P.encode_pin(name, 0),
+    "rollback": P.encode_rollback,
     "hello": P.encode_hello,
     "score": P.encode_score,
     "topk": P.encode_topk,
@@ -154,12 +171,11 @@ def check_result(m, result):
         _check_limits(result.limits, m["limits"])
     elif op == "INFO":
         _check_limits(result.limits, m["limits"])
-        assert len(result.models) == len(m["models"])
-        for got, want in zip(result.models, m["models"]):
-            assert (got.name, got.version, got.dimensions, got.items, got.users, got.encoding, got.loaded_at) == (
-                want["name"], want["version"], want["dimensions"], want["items"], want["users"], want["encoding"],
-                want["loadedAt"])
-            assert got.checksum == int(want["checksum"], 16)
+        _check_models(result.models, m["models"])
+    elif op in ("RELOAD", "PIN", "ROLLBACK"):
+        assert isinstance(result, ServingReport)
+        _check_models(result.models, m["models"])
+        assert result.rejected == m["rejected"]
     elif op == "STATS":
         assert (result.uptime_seconds, result.open_connections, result.total_connections) == (
             m["uptimeSeconds"], m["openConnections"], m["totalConnections"])
@@ -190,6 +206,15 @@ def check_result(m, result):
         _check_items(result.items, m["items"])
     else:
         raise AssertionError(op)
+
+
+def _check_models(got_models, want_models):
+    assert len(got_models) == len(want_models)
+    for got, want in zip(got_models, want_models):
+        assert (got.name, got.version, got.dimensions, got.items, got.users, got.encoding, got.loaded_at) == (
+            want["name"], want["version"], want["dimensions"], want["items"], want["users"], want["encoding"],
+            want["loadedAt"])
+        assert got.checksum == int(want["checksum"], 16)
 
 
 def _check_limits(got, want):
