@@ -29,6 +29,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var output = ByteBuffer()
     private var queued = Deque<Slot>()
     private var closeWhenDone = false
+    /// Draining for shutdown: requests still arriving are answered with SHUTTING_DOWN instead of being served.
+    private var draining = false
     private var readsPaused = false
     private var open = false
     private var nextSequence: UInt64 = 1
@@ -53,7 +55,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closeWhenDone else { return }  // framing is lost or we are draining: ignore the rest
+        if draining {
+            refuseWhileDraining(data: unwrapInboundIn(data), context: context)
+            return
+        }
+        guard !closeWhenDone else { return }  // framing is lost: ignore the rest
         var incoming = unwrapInboundIn(data)
         if cumulation == nil {
             cumulation = incoming
@@ -70,6 +76,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is DrainEvent {
+            draining = true
             closeWhenDone = true
             flush(context: context)
         } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, queued.isEmpty {
@@ -81,6 +88,16 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    /// Answers every complete frame that arrives during a drain with SHUTTING_DOWN, so clients can retry elsewhere.
+    private func refuseWhileDraining(data: ByteBuffer, context: ChannelHandlerContext) {
+        var incoming = data
+        if cumulation == nil { cumulation = incoming } else { cumulation!.writeBuffer(&incoming) }
+        while case .frame(let header, _) = FrameParser.next(from: &cumulation!, maxPayload: Int(router.limits.maxPayload)) {
+            emit(.error(ProtocolError(.shuttingDown, "the server is shutting down")), header: header, started: ServerStats.nanoseconds())
+        }
+        flush(context: context)
     }
 
     private func processFrames(context: ChannelHandlerContext) {
