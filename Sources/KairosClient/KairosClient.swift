@@ -52,8 +52,9 @@ public final class KairosClient: Sendable {
     /// Sends `request` and waits for its response (errors from the server are returned as `.error`, not thrown).
     public func send(_ request: Request, timeout: TimeAmount? = nil) async throws -> Response {
         let id = nextID.add(1, ordering: .relaxed).oldValue
-        var frame = channel.allocator.buffer(capacity: 64)
-        request.writeFrame(requestID: id, to: &frame)
+        var buffer = channel.allocator.buffer(capacity: 64)
+        request.writeFrame(requestID: id, to: &buffer)
+        let frame = buffer
         let promise = channel.eventLoop.makePromise(of: Response.self)
         let handler = self.handler
         let limit = timeout ?? self.timeout

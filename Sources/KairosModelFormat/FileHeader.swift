@@ -1,4 +1,4 @@
-public import KairosKernels
+import KairosKernels
 
 /// The fixed 128-byte header at offset 0 of every model file.
 ///

@@ -1,4 +1,4 @@
-public import KairosKernels
+import KairosKernels
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,4 @@
-public import KairosKernels
+import KairosKernels
 internal import FoundationEssentials
 
 #if canImport(Glibc)

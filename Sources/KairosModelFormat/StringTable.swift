@@ -1,5 +1,5 @@
 import CKairosKernels
-public import KairosKernels
+import KairosKernels
 
 #if canImport(Glibc)
 import Glibc

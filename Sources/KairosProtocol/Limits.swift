@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 
 /// Server limits, announced by HELLO and INFO; requests beyond them fail with LIMIT_EXCEEDED.
 public struct ServerLimits: Sendable, Hashable {

@@ -1,4 +1,4 @@
-public import KairosKernels
+import KairosKernels
 import KairosModelFormat
 public import KairosProtocol
 

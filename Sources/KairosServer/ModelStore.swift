@@ -1,6 +1,4 @@
-import KairosModelFormat
 public import KairosScoring
-public import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -27,34 +25,6 @@ public final class ModelStore: Sendable {
     /// Serves `snapshot` under its name, replacing what served before (in-flight requests keep the old one).
     public func install(_ snapshot: ModelSnapshot) {
         models.withLock { $0[snapshot.name] = snapshot }
-    }
-
-    /// Loads every `*.kmodel` file in `directory` (the highest version wins per model name). Files that fail
-    /// verification are logged and skipped; the rest serve.
-    /// - Returns: the number of models installed.
-    @discardableResult
-    public func loadDirectory(_ directory: String, logger: Logger) -> Int {
-        var best: [String: ModelSnapshot] = [:]
-        for name in Self.modelFiles(in: directory) {
-            let path = "\(directory)/\(name)"
-            do {
-                let model = try MappedModel(path: path)
-                let snapshot = ModelSnapshot(model: model, loadedAt: Int64(time(nil)))
-                logger.info(
-                    "model loaded",
-                    metadata: [
-                        "model.path": "\(path)", "model.name": "\(snapshot.name)", "model.version": "\(snapshot.version)",
-                        "model.items": "\(model.itemCount)", "model.users": "\(model.userCount)",
-                    ]
-                )
-                if let current = best[snapshot.name], current.version >= snapshot.version { continue }
-                best[snapshot.name] = snapshot
-            } catch {
-                logger.error("model rejected", metadata: ["model.path": "\(path)", "error": "\(error)"])
-            }
-        }
-        for snapshot in best.values { install(snapshot) }
-        return best.count
     }
 
     /// Names of the model files in `directory`: `*.kmodel`, not hidden (temp files of a publish start with a dot).

@@ -1,4 +1,4 @@
-public import KairosModelFormat
+import KairosModelFormat
 
 #if canImport(Glibc)
     import Glibc

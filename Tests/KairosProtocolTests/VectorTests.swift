@@ -115,19 +115,7 @@ enum VectorValues {
         case "RELOAD", "PIN", "ROLLBACK":
             return .serving(opcode: opcodes[m["op"] as! String]!, models: modelInfos(m["models"]), rejected: m["rejected"] as! [String])
         case "INFO":
-            let models = (m["models"] as! [[String: Any]]).map {
-                ModelInfo(
-                    name: $0["name"] as! String,
-                    version: int($0["version"]),
-                    dimensions: int($0["dimensions"]),
-                    items: int($0["items"]),
-                    users: int($0["users"]),
-                    encoding: $0["encoding"] as! String,
-                    loadedAt: int($0["loadedAt"]),
-                    checksum: UInt64($0["checksum"] as! String, radix: 16)!
-                )
-            }
-            return .info(limits: limits(m["limits"]), models: models)
+            return .info(limits: limits(m["limits"]), models: modelInfos(m["models"]))
         case "STATS":
             let ops = (m["ops"] as! [[String: Any]]).map {
                 OpStats(
