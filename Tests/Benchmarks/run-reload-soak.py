@@ -102,6 +102,9 @@ def main():
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--steady-seconds", type=float, default=10)
+    ap.add_argument("--load", default="copy", choices=["copy", "mmap"], help="kairos serve --load")
+    ap.add_argument("--control", action="store_true",
+                    help="write each version but never rename it in (no swaps): the harness's own cost on the same cores")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -122,7 +125,7 @@ def main():
     with open(target, "wb") as f:
         f.write(with_version(base, 1) + base[128:])
     server = subprocess.Popen([kairos, "serve", "--models", models, "--port", "0", "--threads", "1", "--log-level",
-                               "warning", "--rescan-interval", "3600", "--debounce-ms", "5"],
+                               "warning", "--rescan-interval", "3600", "--debounce-ms", "5", "--load", args.load],
                               stdout=subprocess.PIPE, stderr=open(os.path.join(out, "server.log"), "w"), text=True)
     try:
         line = server.stdout.readline()
@@ -143,9 +146,12 @@ def main():
                 f.write(with_version(base, version))
                 f.write(memoryview(base)[128:])
             t0 = time.perf_counter()
-            os.rename(tmp, target)
-            while info_version(probe, version) != version:
-                pass
+            if args.control:
+                info_version(probe, version)  # one round trip, like the polling below, but nothing to wait for
+            else:
+                os.rename(tmp, target)
+                while info_version(probe, version) != version:
+                    pass
             latencies.append((time.perf_counter() - t0) * 1000)
             if i == 0:
                 rss_first = rss_kib(server.pid)
@@ -165,7 +171,7 @@ def main():
         "rss_mib_after_first_swap": rss_first / 1024, "rss_mib_end": rss_end / 1024,
     }
     json.dump(result, open(os.path.join(out, "soak.json"), "w"), indent=1)
-    print(f"model {size_mb:.0f} MB, {args.swaps} swaps under {args.connections}-connection SCORE load")
+    print(f"model {size_mb:.0f} MB (--load {args.load}), {args.swaps} swaps under {args.connections}-connection SCORE load")
     print(f"requests during swaps {during['requests']}, errors {during['errors']}  (bar: 0 errors)")
     print(f"p99 steady {steady['latency_us']['p99']:.0f} us, during swaps {during['latency_us']['p99']:.0f} us, "
           f"ratio {ratio:.2f}  (bar <= 2.0)")
