@@ -36,9 +36,6 @@ final class FileMapping: Sendable {
         }
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let p, p != MAP_FAILED else { throw AtomicFile.ioError("cannot allocate \(size) bytes for \(path)") }
-        // Huge pages where the kernel allows them: 2 MiB faults instead of 4 KiB ones make the copy (the bulk of a
-        // model swap) several times cheaper, and the scans run with fewer TLB misses.
-        _ = madvise(p, size, MADV_HUGEPAGE)
         var done = 0
         while done < size {
             let n = read(fd, p + done, min(size - done, 1 << 30))

@@ -101,10 +101,6 @@ public final class ModelWatcher: Service, Sendable {
     static func relevant(_ name: String) -> Bool { name.hasSuffix(".kmodel") && !name.hasPrefix(".") }
 
     private func watchLoop() {
-        // Loading a model is background work: at a slightly lower priority the event loops win the CPU when both
-        // want it, so a swap costs request latency less (the load itself takes a little longer under full load).
-        // (On Linux, PRIO_PROCESS with id 0 sets the calling thread only, not the whole process.)
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 5)
         let clock = ContinuousClock()
         var nextRescan = clock.now + rescanInterval
         var lastEvent: ContinuousClock.Instant? = nil
