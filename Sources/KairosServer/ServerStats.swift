@@ -13,7 +13,8 @@ public final class ServerStats: Sendable {
     }
 
     struct State {
-        var ops: [UInt8: OpState] = [:]
+        /// Indexed by opcode (0 = unknown opcodes): a plain array, no hashing on the request path.
+        var ops = [OpState?](repeating: nil, count: 256)
         var openConnections: UInt64 = 0
         var totalConnections: UInt64 = 0
     }
@@ -21,19 +22,19 @@ public final class ServerStats: Sendable {
     private let state = Mutex(State())
     /// Monotonic nanoseconds at start.
     let startedAt: UInt64 = ServerStats.nanoseconds()
-    private let requestCounters: [UInt8: Counter]
-    private let errorCounters: [UInt8: Counter]
-    private let timers: [UInt8: Metrics.Timer]
+    private let requestCounters: [Counter?]
+    private let errorCounters: [Counter?]
+    private let timers: [Metrics.Timer?]
     private let connectionsGauge = Gauge(label: "kairos_open_connections")
 
     public init() {
-        var r: [UInt8: Counter] = [:]
-        var e: [UInt8: Counter] = [:]
-        var t: [UInt8: Metrics.Timer] = [:]
+        var r = [Counter?](repeating: nil, count: 256)
+        var e = [Counter?](repeating: nil, count: 256)
+        var t = [Metrics.Timer?](repeating: nil, count: 256)
         for op in Opcode.allCases where op != .error {
-            r[op.rawValue] = Counter(label: "kairos_requests_total", dimensions: [("op", op.description)])
-            e[op.rawValue] = Counter(label: "kairos_request_errors_total", dimensions: [("op", op.description)])
-            t[op.rawValue] = Metrics.Timer(label: "kairos_request_duration_seconds", dimensions: [("op", op.description)])
+            r[Int(op.rawValue)] = Counter(label: "kairos_requests_total", dimensions: [("op", op.description)])
+            e[Int(op.rawValue)] = Counter(label: "kairos_request_errors_total", dimensions: [("op", op.description)])
+            t[Int(op.rawValue)] = Metrics.Timer(label: "kairos_request_duration_seconds", dimensions: [("op", op.description)])
         }
         r[0] = Counter(label: "kairos_requests_total", dimensions: [("op", "UNKNOWN")])
         e[0] = Counter(label: "kairos_request_errors_total", dimensions: [("op", "UNKNOWN")])
@@ -47,11 +48,12 @@ public final class ServerStats: Sendable {
 
     /// Records one request of `opcode` that took `nanos` and failed or not.
     public func record(opcode: UInt8, nanos: UInt64, failed: Bool) {
-        let key = Opcode(rawValue: opcode) == nil ? 0 : opcode
+        let key = Opcode(rawValue: opcode) == nil ? 0 : Int(opcode)
         state.withLock { s in
-            s.ops[key, default: OpState()].requests += 1
-            if failed { s.ops[key, default: OpState()].errors += 1 }
-            _ = s.ops[key, default: OpState()].latency.record(max(1, nanos / 1000))
+            if s.ops[key] == nil { s.ops[key] = OpState() }
+            s.ops[key]!.requests += 1
+            if failed { s.ops[key]!.errors += 1 }
+            _ = s.ops[key]!.latency.record(max(1, nanos / 1000))
         }
         requestCounters[key]?.increment()
         if failed { errorCounters[key]?.increment() }
@@ -75,10 +77,10 @@ public final class ServerStats: Sendable {
     /// The STATS response.
     public func snapshot(uptimeSeconds: UInt64) -> Response {
         state.withLock { s in
-            let ops = s.ops.keys.sorted().map { key in
-                let o = s.ops[key]!
+            let ops = s.ops.indices.compactMap { key -> OpStats? in
+                guard let o = s.ops[key] else { return nil }
                 return OpStats(
-                    opcode: key,
+                    opcode: UInt8(key),
                     requests: o.requests,
                     errors: o.errors,
                     p50Micros: Float(o.latency.valueAtPercentile(50)),
