@@ -6,7 +6,7 @@ import KairosModelFormat
 public struct MakeDemoModel: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "make-demo-model",
-        abstract: "Write a small deterministic SYNTHETIC model (a placeholder until `kairos train` exists)."
+        abstract: "Write a small deterministic SYNTHETIC model (the shipped placeholder; `kairos train` makes real ones)."
     )
 
     @Option(help: "Output file.")
