@@ -38,6 +38,8 @@ public struct Serve: AsyncParsableCommand {
     var debounceMs = 100
     @Option(help: "Refuse to load a model that would take the loaded models over this many MiB.")
     var memoryBudgetMb: Int?
+    @Option(help: "Scan catalogues larger than this many items on the thread pool instead of the event loop.")
+    var offloadAboveItems = 20_000
     @Option(help: "Event-loop threads (default: one per core).")
     var threads: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -77,6 +79,7 @@ public struct Serve: AsyncParsableCommand {
         config.modelsDirectory = models
         config.metricsPort = metricsPort
         config.maxConnections = maxConnections
+        config.offloadAboveItems = offloadAboveItems
         config.idleTimeout = .seconds(Int64(idleTimeout))
         let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
         let host = self.host
