@@ -76,8 +76,6 @@ public struct Serve: AsyncParsableCommand {
         var config = ServerConfiguration()
         config.host = host
         config.port = port
-        config.modelsDirectory = models
-        config.metricsPort = metricsPort
         config.maxConnections = maxConnections
         config.offloadAboveItems = offloadAboveItems
         config.idleTimeout = .seconds(Int64(idleTimeout))

@@ -11,10 +11,6 @@ public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// TCP port (0 = any free port).
     public var port = 7878
-    /// Folder of `*.kmodel` files.
-    public var modelsDirectory = "models"
-    /// Port of the Prometheus `/metrics` endpoint, if any.
-    public var metricsPort: Int?
     /// Most simultaneous connections; more are refused with OVERLOADED.
     public var maxConnections = 10_000
     /// Connections silent for this long are closed.

@@ -18,7 +18,7 @@ import Glibc
 /// model (an accidental `rm` must not take traffic down); publish a newer version or pin another one instead.
 public final class ModelDirectory: Sendable {
     /// What a reconcile pass did.
-    public struct Report: @unchecked Sendable, CustomStringConvertible {
+    public struct Report: Sendable, CustomStringConvertible {
         /// Models whose serving version changed: (name, old version or nil, new version).
         public var installed: [(name: String, from: UInt64?, to: UInt64)] = []
         /// Files rejected in this pass, with why.

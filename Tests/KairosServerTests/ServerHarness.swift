@@ -24,7 +24,6 @@ final class ServerHarness: Sendable {
         directory.reconcile()
         var config = ServerConfiguration()
         config.port = 0
-        config.modelsDirectory = dir
         config.drainTimeout = .seconds(5)
         configure(&config)
         let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger)
