@@ -31,6 +31,16 @@ struct Session {
     var config: TrainerConfig
     let categories: [UInt32]?
     let progress: Progress
+    /// Regularization per user-item pair, set when validation chose the regularization: the data term of the loss
+    /// grows with the number of pairs, so a fit on more data (the test fit, the final fit) gets a proportionally
+    /// larger lambda to keep the balance validation found.
+    var regularizationPerPair: Double?
+
+    /// The regularization a fit on `m` uses.
+    func regularization(for m: SparseMatrix) -> Float {
+        guard let r = regularizationPerPair else { return config.als.regularization }
+        return Float(r * Double(m.nonZeros))
+    }
 
     /// Candidate trending half-lives in days (0 = all-time), searched on validation when not given.
     static let trendingGrid: [Double] = [0.5, 1, 2, 4, 7, 14, 30, 60, 120, 365, 0]
@@ -39,7 +49,9 @@ struct Session {
     func fit(_ m: SparseMatrix, label: String) -> ALSFactors {
         let start = ContinuousClock.now
         let total = config.als.iterations
-        return WeightedALS.fit(m, config: config.als) { it, loss in
+        var als = config.als
+        als.regularization = regularization(for: m)
+        return WeightedALS.fit(m, config: als) { it, loss in
             let elapsed = Progress.seconds(ContinuousClock.now - start)
             let eta = elapsed / Double(it) * Double(total - it)
             let lossText = loss.map { "loss \(Format.number($0, digits: 6))" } ?? "loss -"
@@ -180,6 +192,7 @@ struct Session {
     mutating func tuneFactorization(sub: EventLog, sets: [EvaluationProtocol: EvaluationSet]) {
         guard let set = sets[.excludeSeen], !set.users.isEmpty else { return }
         var cache: [String: Double] = [:]
+        var pairs = 0
         func score(_ c: TrainerConfig) -> Double {
             let key = "\(c.als.regularization) \(c.als.alpha) \(c.decay.halfLifeSeconds ?? -1)"
             if let v = cache[key] { return v }
@@ -189,6 +202,7 @@ struct Session {
                 reference: sub.timeRange!.upperBound,
                 normalizePerUser: c.normalizePerUser
             )
+            pairs = m.nonZeros
             var als = c.als
             als.lossEvery = 0
             let f = WeightedALS.fit(m, config: als)
@@ -219,7 +233,7 @@ struct Session {
                 bestScore = v
             }
         }
-        for reg: Float in [5, 20, 60, 150] {
+        for reg: Float in [5, 10, 40, 60, 100, 150, 250] {
             var c = best
             c.als.regularization = reg
             consider(c)
@@ -237,9 +251,10 @@ struct Session {
             }
         }
         config = best
+        regularizationPerPair = Double(best.als.regularization) / Double(max(pairs, 1))
         progress.line(
             "validation",
-            "chose regularization \(Format.number(Double(best.als.regularization))) alpha \(Format.number(Double(best.als.alpha))) decay \(best.decay.summary)"
+            "chose regularization \(Format.number(Double(best.als.regularization))) (per pair: scaled with the data) alpha \(Format.number(Double(best.als.alpha))) decay \(best.decay.summary)"
         )
     }
 

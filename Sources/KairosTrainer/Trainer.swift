@@ -121,6 +121,7 @@ public enum Trainer {
             session.fit(matrix, label: "fit")
         }
         report.parameters.merge(parameterTable(config), uniquingKeysWith: { _, new in new })
+        report.parameters["regularization"] = Double(session.regularization(for: matrix))
         report.fitSeconds = fitSeconds
         report.data.pairs = matrix.nonZeros
         report.timings["fit"] = fitSeconds

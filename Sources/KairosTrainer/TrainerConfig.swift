@@ -36,8 +36,9 @@ public struct TrainerConfig: Sendable {
     public var validation = 0.8
     /// Learn blend weights (and the trending half-life) on the validation split.
     public var tune = true
-    /// Also choose regularization, alpha and the decay half-life on the validation split (about 7 extra fits
-    /// on the validation training part); explicit flags are then starting points.
+    /// Also choose regularization, alpha and the decay half-life on the validation split (about 13 extra fits on the
+    /// validation training part; the chosen lambda is then scaled with each fit's pair count); explicit flags are
+    /// then starting points.
     public var tuneFactorization = true
     /// Ranking cut-off K for metrics and tuning.
     public var k = 10

@@ -86,3 +86,24 @@ import Testing
         #expect(zip(f.user, s.user).allSatisfy { abs($0 - $1) < 1e-3 })
     }
 }
+
+@Suite struct RegularizationScalingTests {
+    func matrix(pairs: Int) -> SparseMatrix {
+        SparseMatrix(
+            rows: 1,
+            cols: pairs,
+            indptr: [0, pairs],
+            indices: (0..<pairs).map(Int32.init),
+            values: [Float](repeating: 1, count: pairs)
+        )
+    }
+
+    /// Lambda chosen on the validation part (100 pairs) grows with the data the later fits see.
+    @Test func tunedRegularizationScalesWithPairs() {
+        var session = Session(config: TrainerConfig(input: "-"), categories: nil, progress: .silent)
+        #expect(session.regularization(for: matrix(pairs: 125)) == session.config.als.regularization)
+        session.regularizationPerPair = 60.0 / 100
+        #expect(session.regularization(for: matrix(pairs: 100)) == 60)
+        #expect(session.regularization(for: matrix(pairs: 125)) == 75)
+    }
+}
