@@ -42,7 +42,7 @@ public struct Bench: AsyncParsableCommand {
             let user = "\(userPrefix)\(rng.next() % UInt64(users))"
             let request: Request = switch op {
             case "ping": .ping
-            case "score": .score(ScoreRequest(model: ref, user: user, candidates: (0..<candidates).map { _ in "\(itemPrefix)\(rng.next() % UInt64(items))" }))
+            case "score": .score(ScoreRequest(model: ref, user: user, candidates: IdList((0..<candidates).map { _ in "\(itemPrefix)\(rng.next() % UInt64(items))" })))
             case "topk": .topK(TopKRequest(model: ref, user: user, k: k))
             case "similar": .similar(SimilarRequest(model: ref, item: "\(itemPrefix)\(rng.next() % UInt64(items))", k: k))
             default: .pushDecide(PushDecideRequest(model: ref, user: user, k: k))

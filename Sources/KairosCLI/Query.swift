@@ -125,7 +125,7 @@ public struct Query: AsyncParsableCommand {
         @Option(help: "User id.") var user: String
         @Argument(help: "Candidate item ids.") var items: [String]
         func run() async throws {
-            try await connection.run(.score(ScoreRequest(model: connection.modelRef, user: user, candidates: items, context: try context.context())))
+            try await connection.run(.score(ScoreRequest(model: connection.modelRef, user: user, candidates: IdList(items), context: try context.context())))
         }
     }
 

@@ -133,35 +133,69 @@ public struct IdIndex: @unchecked Sendable {
     }
 
     /// Looks up many ids at once, writing each row (or -1 for unknown) to `rows`.
+    public func rows(of ids: [String], into rows: UnsafeMutableBufferPointer<Int32>) {
+        var packed: [UInt8] = []
+        for id in ids {
+            let n = min(id.utf8.count, Int(UInt16.max))
+            packed.append(UInt8(truncatingIfNeeded: n))
+            packed.append(UInt8(truncatingIfNeeded: n >> 8))
+            packed.append(contentsOf: id.utf8.prefix(n))
+        }
+        packed.withUnsafeBytes { self.rows(ofPacked: $0, count: ids.count, into: rows) }
+    }
+
+    /// Looks up `count` ids stored back to back in `packed`, each a little-endian u16 byte count followed by its
+    /// UTF-8 bytes (the layout ids arrive in, so a request's ids are looked up without building a String each).
+    /// Writes each row, or -1 for an unknown id; ids past a malformed or truncated entry are reported unknown.
     ///
     /// Random lookups in a large catalogue are bound by cache misses (slot, offset, id bytes: three dependent loads
     /// each). Going phase by phase with prefetches lets the misses of all ids overlap.
-    public func rows(of ids: [String], into rows: UnsafeMutableBufferPointer<Int32>) {
-        precondition(rows.count >= ids.count)
-        let n = ids.count
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { home in
-            for (i, id) in ids.enumerated() {
-                var id = id
-                home[i] = id.withUTF8 { Int(truncatingIfNeeded: Checksum.xxh64(UnsafeRawBufferPointer($0))) } & mask
-                ckk_prefetch(slots + home[i])
-            }
-            for i in 0..<n {
-                let slot = Int(UInt32(littleEndian: slots[home[i]]))
-                rows[i] = Int32(slot) - 1
-                if slot > 0 && slot - 1 < table.count { ckk_prefetch(table.offsets + (slot - 1)) }
-            }
-            for i in 0..<n where rows[i] >= 0 && Int(rows[i]) < table.count {
-                ckk_prefetch(table.blob + Int(UInt32(littleEndian: table.offsets[Int(rows[i])])))
-            }
-            for (i, id) in ids.enumerated() {
-                var id = id
-                let r = Int(rows[i])
-                let hit = r >= 0 && r < table.count && id.withUTF8 { bytes in
-                    let candidate = table.bytes(at: r)
-                    return candidate.count == bytes.count && Self.equal(candidate, UnsafeRawBufferPointer(bytes))
+    public func rows(ofPacked packed: UnsafeRawBufferPointer, count n: Int, into rows: UnsafeMutableBufferPointer<Int32>) {
+        precondition(rows.count >= n)
+        guard n > 0 else { return }
+        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: n) { ids in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { home in
+                // Phase 1: split, hash, prefetch the home slot.
+                var at = 0
+                let base = packed.baseAddress
+                for i in 0..<n {
+                    var id = UnsafeRawBufferPointer(start: nil, count: 0)
+                    home[i] = -1
+                    if at + 2 <= packed.count, let base {
+                        let len = Int(base.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian)
+                        if at + 2 + len <= packed.count {
+                            id = UnsafeRawBufferPointer(start: base + at + 2, count: len)
+                            home[i] = Int(truncatingIfNeeded: Checksum.xxh64(id)) & mask
+                            ckk_prefetch(slots + home[i])
+                        }
+                        at += 2 + len
+                    }
+                    ids.initializeElement(at: i, to: id)
                 }
-                // First slot was empty (unknown id) or held another id: finish with the full probe.
-                if !hit && r >= 0 { rows[i] = Int32(id.withUTF8 { row(ofUTF8: UnsafeRawBufferPointer($0)) } ?? -1) }
+                // Phase 2: read the home slots, prefetch the offsets of the rows they name.
+                for i in 0..<n {
+                    guard home[i] >= 0 else {
+                        rows[i] = -1
+                        continue
+                    }
+                    let slot = Int(UInt32(littleEndian: slots[home[i]]))
+                    rows[i] = Int32(slot) - 1
+                    if slot > 0 && slot - 1 < table.count { ckk_prefetch(table.offsets + (slot - 1)) }
+                }
+                // Phase 3: prefetch the id bytes.
+                for i in 0..<n where rows[i] >= 0 && Int(rows[i]) < table.count {
+                    ckk_prefetch(table.blob + Int(UInt32(littleEndian: table.offsets[Int(rows[i])])))
+                }
+                // Phase 4: compare; a home slot that held another id (a collision) finishes with the full probe.
+                for i in 0..<n {
+                    let r = Int(rows[i])
+                    guard r >= 0 else { continue }  // empty home slot or malformed entry: unknown
+                    if r < table.count {
+                        let candidate = table.bytes(at: r)
+                        if candidate.count == ids[i].count && Self.equal(candidate, ids[i]) { continue }
+                    }
+                    rows[i] = Int32(row(ofUTF8: ids[i]) ?? -1)
+                }
             }
         }
     }

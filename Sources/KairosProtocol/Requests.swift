@@ -116,10 +116,10 @@ public struct RealtimeContext: Sendable, Hashable {
 public struct ScoreRequest: Sendable, Hashable {
     public var model: ModelRef
     public var user: String
-    public var candidates: [String]
+    public var candidates: IdList
     public var context: RealtimeContext
 
-    public init(model: ModelRef, user: String, candidates: [String], context: RealtimeContext = RealtimeContext()) {
+    public init(model: ModelRef, user: String, candidates: IdList, context: RealtimeContext = RealtimeContext()) {
         self.model = model
         self.user = user
         self.candidates = candidates
@@ -295,7 +295,7 @@ public enum Request: Sendable, Hashable {
         case .score(let s):
             s.model.write(to: &b)
             b.putString(s.user)
-            b.putStrings(s.candidates)
+            b.putIdList(s.candidates)
             s.context.write(to: &b)
         case .topK(let t):
             t.model.write(to: &b)
@@ -359,7 +359,7 @@ public enum Request: Sendable, Hashable {
         case .score:
             let model = try ModelRef.read(&r)
             let user = try r.string("user")
-            let candidates = try r.strings("candidates", limit: Int(limits.maxCandidates))
+            let candidates = try r.idList("candidates", limit: Int(limits.maxCandidates))
             request = .score(ScoreRequest(model: model, user: user, candidates: candidates, context: try RealtimeContext.read(&r, limits: limits)))
         case .topK:
             let model = try ModelRef.read(&r)

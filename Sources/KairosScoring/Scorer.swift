@@ -55,7 +55,9 @@ public enum Scorer {
         let m = s.model
         var rows = [Int32](repeating: 0, count: r.candidates.count)
         var itemFlags = [UInt8](repeating: 0, count: r.candidates.count)
-        rows.withUnsafeMutableBufferPointer { m.items.rows(of: r.candidates, into: $0) }
+        rows.withUnsafeMutableBufferPointer { out in
+            r.candidates.withPackedBytes { m.items.rows(ofPacked: $0, count: r.candidates.count, into: out) }
+        }
         for i in rows.indices where rows[i] < 0 {
             itemFlags[i] = ScoreResponse.unknownItem
             rows[i] = 0  // scored harmlessly, then replaced by NaN

@@ -166,6 +166,35 @@ import Testing
         }
     }
 
+    /// Packed lookups (ids as they arrive on the wire) agree with single lookups; a truncated or malformed tail
+    /// makes the ids from there on unknown, never a read past the buffer.
+    @Test func packedLookupsAndMalformedTails() throws {
+        let ids = (0..<500).map { "item-\($0)" } + ["", "é-long-id-with-more-than-sixteen-bytes"]
+        let table = try StringTable.encode(ids)
+        let (slots, capacity) = try IdIndex.encode(ids)
+        try table.withUnsafeBytes { t in
+            try slots.withUnsafeBytes { s in
+                let index = try IdIndex(bytes: s, capacity: capacity, table: try StringTable(bytes: t, count: ids.count, section: "ids"), section: "index")
+                let asked = ["item-3", "nope", "", "é-long-id-with-more-than-sixteen-bytes", "item-499", "item-3"]
+                var packed: [UInt8] = []
+                for a in asked { packed += [UInt8(a.utf8.count & 255), UInt8(a.utf8.count >> 8)] + Array(a.utf8) }
+                var rows = [Int32](repeating: 7, count: asked.count)
+                packed.withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: asked.count, into: $0) } }
+                #expect(rows == [3, -1, 500, 501, 499, 3])
+                // Cut inside the 5th entry: the first four still resolve, the rest are unknown.
+                let cut = Array(packed[0..<(packed.count - 10)])
+                rows = [Int32](repeating: 7, count: asked.count)
+                cut.withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: asked.count, into: $0) } }
+                #expect(rows == [3, -1, 500, 501, -1, -1])
+                // A length far past the end.
+                let hostile: [UInt8] = [0xFF, 0xFF, 1, 2, 3]
+                rows = [7, 7]
+                hostile.withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: 2, into: $0) } }
+                #expect(rows == [-1, -1])
+            }
+        }
+    }
+
     /// The metadata JSON keeps its documented field names (readers in other languages depend on them).
     @Test func metadataJSONUsesDocumentedKeys() throws {
         let json = try JSONEncoder().encode(smallContents().metadata)

@@ -49,4 +49,42 @@ import Testing
         b.writeInteger(UInt32.max, endianness: .little)
         #expect(throws: ProtocolError.self) { try Request.decode(opcode: Opcode.score.rawValue, payload: b, limits: .standard) }
     }
+
+    /// SCORE's candidates stay packed: they round-trip (ASCII and not), and every string rule still applies.
+    @Test func candidateListsRoundTripAndKeepTheStringRules() throws {
+        let ids: IdList = ["item-1", "café", "", "item-2"]
+        #expect(ids.count == 4 && ids.strings == ["item-1", "café", "", "item-2"])
+        let request = Request.score(ScoreRequest(model: ModelRef(name: "m"), user: "u", candidates: ids))
+        var frame = ByteBuffer()
+        request.writeFrame(requestID: 1, to: &frame)
+        guard case .frame(let header, let payload) = FrameParser.next(from: &frame, maxPayload: 1 << 20) else {
+            Issue.record("no frame")
+            return
+        }
+        let decoded = try Request.decode(opcode: header.opcode, payload: payload, limits: .standard)
+        #expect(decoded == request)
+
+        func scoreBody(_ candidates: [[UInt8]]) -> ByteBuffer {
+            var b = ByteBuffer(bytes: [1, 0, UInt8(ascii: "m"), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, UInt8(ascii: "u")])
+            b.writeInteger(UInt32(candidates.count), endianness: .little)
+            for c in candidates {
+                b.writeInteger(UInt16(c.count), endianness: .little)
+                b.writeBytes(c)
+            }
+            b.writeBytes([UInt8](repeating: 0, count: 2 + 17 + 8))  // no events, model decay (form + 2 f64), now 0
+            return b
+        }
+        func code(_ b: ByteBuffer) -> ProtocolError.Code? {
+            do {
+                _ = try Request.decode(opcode: Opcode.score.rawValue, payload: b, limits: .standard)
+                return nil
+            } catch { return error.code }
+        }
+        #expect(code(scoreBody([Array("a".utf8), Array("é".utf8)])) == nil)
+        #expect(code(scoreBody([Array("a".utf8), [0xC3, 0x28]])) == .badRequest)  // invalid UTF-8
+        #expect(code(scoreBody([[UInt8](repeating: 65, count: 1025)])) == .limitExceeded)
+        var truncated = scoreBody([Array("abc".utf8)])
+        truncated.moveWriterIndex(to: 14 + 4 + 2 + 1)  // cut inside the first id
+        #expect(code(truncated) == .badRequest)
+    }
 }

@@ -69,7 +69,7 @@ enum VectorValues {
         case "STATS": return .stats
         case "HELLO": return .hello(versions: (m["versions"] as! [NSNumber]).map { $0.uint8Value })
         case "SCORE":
-            return .score(ScoreRequest(model: model(m["model"]), user: m["user"] as! String, candidates: m["candidates"] as! [String], context: context(m["context"])))
+            return .score(ScoreRequest(model: model(m["model"]), user: m["user"] as! String, candidates: IdList(m["candidates"] as! [String]), context: context(m["context"])))
         case "TOPK":
             return .topK(
                 TopKRequest(
