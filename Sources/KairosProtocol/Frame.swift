@@ -75,12 +75,16 @@ public struct FrameHeader: Sendable, Hashable {
 
     /// Writes the header.
     public func write(to buffer: inout ByteBuffer) {
-        buffer.writeInteger(Self.magic)
-        buffer.writeInteger(Self.version)
-        buffer.writeInteger(opcode)
-        buffer.writeInteger(flags)
-        buffer.writeInteger(requestID, endianness: .little)
-        buffer.writeInteger(length, endianness: .little)
+        // One capacity check for the 12 bytes (six writeInteger calls cost ~1,500 instructions per PING).
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.size) { p in
+            p.storeBytes(of: Self.magic, toByteOffset: 0, as: UInt8.self)
+            p.storeBytes(of: Self.version, toByteOffset: 1, as: UInt8.self)
+            p.storeBytes(of: opcode, toByteOffset: 2, as: UInt8.self)
+            p.storeBytes(of: flags, toByteOffset: 3, as: UInt8.self)
+            p.storeBytes(of: requestID.littleEndian, toByteOffset: 4, as: UInt32.self)
+            p.storeBytes(of: length.littleEndian, toByteOffset: 8, as: UInt32.self)
+            return Self.size
+        }
     }
 }
 
@@ -112,10 +116,15 @@ public enum FrameParser {
             return .unframeable(ProtocolError(.unsupportedVersion, "protocol version \(version); this server speaks 1"), requestID: 0)
         }
         guard buffer.readableBytes >= FrameHeader.size else { return .needMoreData }
-        let opcode = buffer.getInteger(at: start + 2, as: UInt8.self)!
-        let flags = buffer.getInteger(at: start + 3, as: UInt8.self)!
-        let id = buffer.getInteger(at: start + 4, endianness: .little, as: UInt32.self)!
-        let length = buffer.getInteger(at: start + 8, endianness: .little, as: UInt32.self)!
+        // The 12 header bytes are known to be readable: one access instead of four getInteger calls.
+        let (opcode, flags, id, length) = buffer.withUnsafeReadableBytes { p in
+            (
+                p.load(fromByteOffset: 2, as: UInt8.self),
+                p.load(fromByteOffset: 3, as: UInt8.self),
+                UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
+                UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            )
+        }
         guard Int(length) <= maxPayload else {
             return .unframeable(ProtocolError(.frameTooLarge, "payload of \(length) bytes exceeds the \(maxPayload)-byte limit"), requestID: id)
         }

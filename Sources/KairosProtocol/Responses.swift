@@ -294,6 +294,10 @@ public enum Response: Sendable, Hashable {
     /// Writes a whole frame: header plus payload.
     public func writeFrame(requestID: UInt32, to b: inout ByteBuffer) {
         let start = b.writerIndex
+        if case .pong = self {  // the commonest response has no payload: nothing to patch
+            FrameHeader(opcode: responseCode, requestID: requestID, length: 0).write(to: &b)
+            return
+        }
         FrameHeader(opcode: responseCode, requestID: requestID, length: 0).write(to: &b)
         writePayload(to: &b)
         b.setInteger(UInt32(b.writerIndex - start - FrameHeader.size), at: start + 8, endianness: .little)
