@@ -17,6 +17,10 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Connections.") var connections = 50
     @Option(help: "Requests in flight per connection.") var pipeline = 1
     @Option(help: "Seconds to run.") var duration = 10.0
+    @Option(help: ArgumentHelp(
+        "Offered load in requests/s over all connections (open loop: requests are due on a fixed schedule and latency counts from when each was due, so a slow server cannot hide its queueing); default: closed loop.",
+        valueName: "rps"
+    )) var rate: Double?
     @Option(help: "Candidates per SCORE.") var candidates = 100
     @Option(help: "k for TOPK / SIMILAR / PUSH.") var k: UInt16 = 10
     @Option(help: "Model name.") var model = "default"
@@ -32,6 +36,7 @@ public struct Bench: AsyncParsableCommand {
     public func validate() throws {
         guard ["ping", "score", "topk", "similar", "push"].contains(op) else { throw ValidationError("--op must be ping, score, topk, similar or push") }
         guard connections > 0, pipeline > 0, duration > 0, items > 0, users > 0 else { throw ValidationError("counts must be positive") }
+        if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a positive number") }
     }
 
     /// Distinct request frames to cycle through (random users and candidates, deterministic).
@@ -58,14 +63,17 @@ public struct Bench: AsyncParsableCommand {
         let results = BenchTotals()
         let stopAt = NIODeadline.now() + .nanoseconds(Int64(duration * 1e9))
         var channels: [any Channel] = []
+        // Open loop: each connection has a request due every `connections / rate` seconds, phases spread evenly.
+        let interval = rate.map { TimeAmount.nanoseconds(max(1, Int64(Double(connections) / $0 * 1e9))) }
         for c in 0..<connections {
             let frames = self.frames(seed: UInt64(c) &* 0x9E37_79B9)
             let depth = pipeline
+            let schedule = interval.map { (every: $0, phase: TimeAmount.nanoseconds($0.nanoseconds * Int64(c) / Int64(connections))) }
             let channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(LoadHandler(frames: frames, depth: depth, stopAt: stopAt, results: results))
+                        try ch.pipeline.syncOperations.addHandler(LoadHandler(frames: frames, depth: depth, schedule: schedule, stopAt: stopAt, results: results))
                     }
                 }
                 .connect(host: host, port: port)
@@ -88,6 +96,7 @@ public struct Bench: AsyncParsableCommand {
         if json {
             let fields: [(String, JSONValue)] = [
                 ("op", .string(op)), ("connections", .integer(Int64(connections))), ("pipeline", .integer(Int64(pipeline))),
+                ("offered_rps", rate.map { .number($0) } ?? .null),
                 ("duration_s", .number(elapsed)), ("requests", .integer(Int64(r.requests))), ("errors", .integer(Int64(r.errors))),
                 ("throughput_rps", .number(rps)),
                 ("latency_us", .object([("p50", .number(p(50))), ("p90", .number(p(90))), ("p99", .number(p(99))), ("p999", .number(p(99.9))), ("max", .number(Double(r.histogram.max) / 1000))])),
@@ -95,7 +104,8 @@ public struct Bench: AsyncParsableCommand {
             let encoder = JSONEncoder()
             print(String(decoding: try encoder.encode(JSONValue.object(fields)), as: UTF8.self))
         } else {
-            print("\(op): \(connections) connections x pipeline \(pipeline), \(String(format2(elapsed))) s")
+            let load = rate.map { ", open loop at \(format2($0)) req/s offered" } ?? ""
+            print("\(op): \(connections) connections x pipeline \(pipeline)\(load), \(String(format2(elapsed))) s")
             print("requests \(r.requests), errors \(r.errors), throughput \(Int(rps)) req/s")
             print("latency us: p50 \(format2(p(50))), p90 \(format2(p(90))), p99 \(format2(p(99))), p99.9 \(format2(p(99.9))), max \(format2(Double(r.histogram.max) / 1000))")
         }
@@ -149,16 +159,29 @@ final class LoadHandler: ChannelInboundHandler {
     var cumulation: ByteBuffer?
     var local = BenchResults()
     var stopping = false
+    /// Open loop: how often a request falls due, and this connection's offset; nil for closed loop.
+    let schedule: (every: TimeAmount, phase: TimeAmount)?
+    /// Open loop: times (ns) of requests that are due but not sent because `depth` are in flight.
+    var backlog: [UInt64] = []
+    var backlogHead = 0
+    var ticker: Scheduled<Void>?
+    var nextDue = NIODeadline.now()
 
-    init(frames: [ByteBuffer], depth: Int, stopAt: NIODeadline, results: BenchTotals) {
+    init(frames: [ByteBuffer], depth: Int, schedule: (every: TimeAmount, phase: TimeAmount)?, stopAt: NIODeadline, results: BenchTotals) {
         self.frames = frames
         self.depth = depth
+        self.schedule = schedule
         self.stopAt = stopAt
         self.results = results
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard event is Start else { return }
+        if let schedule {
+            nextDue = NIODeadline.now() + schedule.phase
+            arm(context: context, every: schedule.every)
+            return
+        }
         var out = context.channel.allocator.buffer(capacity: depth * (frames.first?.readableBytes ?? 0))
         let now = NIODeadline.now().uptimeNanoseconds
         for _ in 0..<depth { append(into: &out, sentAt: now) }
@@ -177,11 +200,49 @@ final class LoadHandler: ChannelInboundHandler {
         sent.append(sentAt)
     }
 
+    /// Open loop: a one-shot timer at the next due time (a repeated task's delay runs from the end of the previous
+    /// run, so it drifts late and would add that lateness to every latency).
+    func arm(context: ChannelHandlerContext, every: TimeAmount) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        ticker = context.eventLoop.scheduleTask(deadline: nextDue) {
+            let (handler, context) = bound.value
+            let now = NIODeadline.now()
+            while handler.nextDue <= now {  // every request due by now (a timer can fire late), each with its due time
+                handler.backlog.append(handler.nextDue.uptimeNanoseconds)
+                handler.nextDue = handler.nextDue + every
+            }
+            if now < handler.stopAt && !handler.results.stopped.load(ordering: .relaxed) {
+                handler.arm(context: context, every: every)
+            }
+            handler.pump(context: context)
+        }
+    }
+
+    /// Open loop: sends due requests while fewer than `depth` are in flight; their latency counts from when they
+    /// fell due, not from when they could be sent.
+    func pump(context: ChannelHandlerContext) {
+        guard !stopping else { return }
+        let over = NIODeadline.now() >= stopAt || results.stopped.load(ordering: .relaxed)
+        if over { backlogHead = backlog.count }  // what fell due before the end and was never sent shows as lost throughput
+        var out: ByteBuffer?
+        while backlogHead < backlog.count && sent.count - sentHead < depth {
+            if out == nil { out = context.channel.allocator.buffer(capacity: 4096) }
+            append(into: &out!, sentAt: backlog[backlogHead])
+            backlogHead += 1
+        }
+        if backlogHead > 4096 {
+            backlog.removeFirst(backlogHead)
+            backlogHead = 0
+        }
+        if let out { context.writeAndFlush(wrapOutboundOut(out), promise: nil) }
+        if over && sentHead == sent.count { finish(context: context) }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if cumulation == nil { cumulation = incoming } else { cumulation!.writeBuffer(&incoming) }
         let now = NIODeadline.now()
-        let more = now < stopAt && !results.stopped.load(ordering: .relaxed)
+        let more = schedule == nil && now < stopAt && !results.stopped.load(ordering: .relaxed)
         var input = cumulation!
         cumulation = nil
         var out: ByteBuffer?
@@ -202,12 +263,17 @@ final class LoadHandler: ChannelInboundHandler {
         }
         if input.readableBytes > 0 { cumulation = input }
         if let out { context.writeAndFlush(wrapOutboundOut(out), promise: nil) }
-        if !more && sentHead == sent.count { finish(context: context) }
+        if schedule != nil {
+            pump(context: context)
+        } else if !more && sentHead == sent.count {
+            finish(context: context)
+        }
     }
 
     func finish(context: ChannelHandlerContext) {
         guard !stopping else { return }
         stopping = true
+        ticker?.cancel()
         let mine = local
         results.value.withLock { r in
             r.requests += mine.requests

@@ -172,29 +172,58 @@ public struct IdIndex: @unchecked Sendable {
                     }
                     ids.initializeElement(at: i, to: id)
                 }
-                // Phase 2: read the home slots, prefetch the offsets of the rows they name.
-                for i in 0..<n {
-                    guard home[i] >= 0 else {
+                // Rounds of linear probing, all ids at once so their cache misses overlap: a colliding id moves on
+                // to its next slot in the next round instead of finishing alone with three dependent misses
+                // (measured: the one-at-a-time fallback was 14% of a SCORE's CPU on a 100k-item model).
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: n) { pending in
+                    var open = 0
+                    for i in 0..<n {
                         rows[i] = -1
-                        continue
+                        if home[i] >= 0 {
+                            pending[open] = Int32(i)
+                            open += 1
+                        }
                     }
-                    let slot = Int(UInt32(littleEndian: slots[home[i]]))
-                    rows[i] = Int32(slot) - 1
-                    if slot > 0 && slot - 1 < table.count { ckk_prefetch(table.offsets + (slot - 1)) }
-                }
-                // Phase 3: prefetch the id bytes.
-                for i in 0..<n where rows[i] >= 0 && Int(rows[i]) < table.count {
-                    ckk_prefetch(table.blob + Int(UInt32(littleEndian: table.offsets[Int(rows[i])])))
-                }
-                // Phase 4: compare; a home slot that held another id (a collision) finishes with the full probe.
-                for i in 0..<n {
-                    let r = Int(rows[i])
-                    guard r >= 0 else { continue }  // empty home slot or malformed entry: unknown
-                    if r < table.count {
-                        let candidate = table.bytes(at: r)
-                        if candidate.count == ids[i].count && Self.equal(candidate, ids[i]) { continue }
+                    var round = 0
+                    while open > 0 && round <= mask {  // bounded: a corrupt index cannot loop forever
+                        // Read this round's slots; prefetch the offsets of the rows they name.
+                        var kept = 0
+                        for p in 0..<open {
+                            let i = Int(pending[p])
+                            let slot = Int(UInt32(littleEndian: slots[(home[i] + round) & mask]))
+                            guard slot > 0 else { continue }  // empty slot: unknown id
+                            guard slot - 1 < table.count else {  // corrupt slot: keep probing
+                                pending[kept] = Int32(i)
+                                kept += 1
+                                rows[i] = -2
+                                continue
+                            }
+                            rows[i] = Int32(slot - 1)
+                            ckk_prefetch(table.offsets + (slot - 1))
+                            pending[kept] = Int32(i)
+                            kept += 1
+                        }
+                        open = kept
+                        for p in 0..<open where rows[Int(pending[p])] >= 0 {
+                            ckk_prefetch(table.blob + Int(UInt32(littleEndian: table.offsets[Int(rows[Int(pending[p])])])))
+                        }
+                        // Compare; the ids that met another id stay pending for the next slot.
+                        kept = 0
+                        for p in 0..<open {
+                            let i = Int(pending[p])
+                            let r = Int(rows[i])
+                            if r >= 0 {
+                                let candidate = table.bytes(at: r)
+                                if candidate.count == ids[i].count && Self.equal(candidate, ids[i]) { continue }
+                            }
+                            rows[i] = -1
+                            pending[kept] = Int32(i)
+                            kept += 1
+                        }
+                        open = kept
+                        round += 1
                     }
-                    rows[i] = Int32(row(ofUTF8: ids[i]) ?? -1)
+                    for p in 0..<open { rows[Int(pending[p])] = -1 }
                 }
             }
         }

@@ -195,6 +195,26 @@ import Testing
         }
     }
 
+    /// A corrupt (but checksummed) index can only cause misses: slots naming rows past the table, or a table with no
+    /// empty slot at all, still end every batched lookup.
+    @Test func batchedLookupsEndOnCorruptIndexes() throws {
+        let ids = ["a", "b", "c"]
+        let table = try StringTable.encode(ids)
+        let capacity = 8
+        let packed: [UInt8] = [1, 0, UInt8(ascii: "b"), 1, 0, UInt8(ascii: "z")]
+        for slots in [[UInt32](repeating: 99, count: capacity), [UInt32](repeating: 1, count: capacity)] {
+            let bytes = slots.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+            try table.withUnsafeBytes { t in
+                try bytes.withUnsafeBytes { s in
+                    let index = try IdIndex(bytes: s, capacity: capacity, table: try StringTable(bytes: t, count: ids.count, section: "ids"), section: "index")
+                    var rows: [Int32] = [7, 7]
+                    packed.withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: 2, into: $0) } }
+                    #expect(rows == [-1, -1])
+                }
+            }
+        }
+    }
+
     /// The metadata JSON keeps its documented field names (readers in other languages depend on them).
     @Test func metadataJSONUsesDocumentedKeys() throws {
         let json = try JSONEncoder().encode(smallContents().metadata)

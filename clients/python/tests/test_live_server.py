@@ -332,3 +332,26 @@ def test_same_answers_as_the_swift_client(server, kairos_binary, client):
                               k=2, quiet_hours=(23, 6))
     assert (mine.reason.name, mine.send_at) == (swift["reason"], swift["send_at"])
     assert [(p.item, p.score) for p in mine.items] == [(x["item"], x["score"]) for x in swift["items"]]
+
+
+def _bench(binary, port, *args):
+    out = subprocess.run([str(binary), "bench", "--port", str(port), "--json", *args], check=True,
+                         stdout=subprocess.PIPE, timeout=60).stdout
+    return json.loads(out)
+
+
+def test_bench_closed_loop_reports_its_schema(kairos_binary, server):
+    r = _bench(kairos_binary, server.port, "--op", "score", "--candidates", "20", "--connections", "2",
+               "--pipeline", "4", "--duration", "0.3")
+    assert r["errors"] == 0 and r["requests"] > 0 and r["offered_rps"] is None
+    lat = r["latency_us"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert r["throughput_rps"] > 0
+
+
+def test_bench_open_loop_sends_what_falls_due_and_no_more(kairos_binary, server):
+    # 400 req/s over 0.5 s: 200 requests fall due (one more per connection at most, from the phase rounding).
+    r = _bench(kairos_binary, server.port, "--op", "ping", "--connections", "4", "--rate", "400",
+               "--duration", "0.5")
+    assert r["offered_rps"] == 400 and r["errors"] == 0
+    assert 150 <= r["requests"] <= 204
