@@ -56,8 +56,15 @@ let package = Package(
 
         // MARK: Trainer
         // The ALS conjugate-gradient solver, compiled per ISA level and chosen at run time (like CKairosKernels).
-        .target(name: "CKairosTrainerKernels"),
-        .target(name: "KairosTrainer", dependencies: ["CKairosTrainerKernels", "KairosKernels", "KairosModelFormat"]),
+        // Optimized in debug builds too: the tests train real models (the shipped default model is rebuilt and
+        // compared), which takes minutes at -O0. IEEE results are the same at every optimization level here
+        // (no fast-math, no FMA contraction on the portable path), which that comparison checks.
+        .target(name: "CKairosTrainerKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+        .target(
+            name: "KairosTrainer",
+            dependencies: ["CKairosTrainerKernels", "KairosKernels", "KairosModelFormat"],
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
 
         // MARK: Executables
         .target(

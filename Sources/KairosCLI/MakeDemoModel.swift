@@ -2,15 +2,15 @@ public import ArgumentParser
 import KairosKernels
 import KairosModelFormat
 
-/// `kairos make-demo-model`: writes the synthetic placeholder model (not trained) used as the shipped default.
+/// `kairos make-demo-model`: writes a random synthetic model (not trained) of any size, for benchmarks and tests.
 public struct MakeDemoModel: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "make-demo-model",
-        abstract: "Write a small deterministic SYNTHETIC model (the shipped placeholder; `kairos train` makes real ones)."
+        abstract: "Write a deterministic SYNTHETIC model of random factors, any size (benchmarks, tests; `kairos train` makes real ones)."
     )
 
     @Option(help: "Output file.")
-    var out = "models/default.kmodel"
+    var out = "demo.kmodel"
     @Option(help: "Model name.")
     var name = "default"
     @Option(help: "Model version.")
@@ -50,6 +50,6 @@ public struct MakeDemoModel: ParsableCommand {
             seed: seed
         )
         try ModelWriter.write(contents, to: out)
-        print("wrote \(out): synthetic placeholder model \(name) v\(version), \(items) items, \(users) users, \(dimensions) dims \(encoding)")
+        print("wrote \(out): synthetic model \(name) v\(version), \(items) items, \(users) users, \(dimensions) dims \(encoding)")
     }
 }

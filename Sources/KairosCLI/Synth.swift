@@ -23,6 +23,8 @@ public struct Synth: ParsableCommand {
     var categories = 20
     @Option(help: "Mean events per user.")
     var eventsPerUser = 50.0
+    @Option(help: "Also write the item attributes CSV (item,category,brand,price) here, for `kairos train --items`.")
+    var itemsOut: String?
 
     public init() {}
 
@@ -42,5 +44,9 @@ public struct Synth: ParsableCommand {
         g.eventsPerUser = eventsPerUser
         let n = try g.writeCSV(to: out)
         print("wrote \(out): \(n) synthetic events, \(users) users, \(items) items, \(days) days")
+        if let itemsOut {
+            try g.writeItemsCSV(to: itemsOut)
+            print("wrote \(itemsOut): attributes of \(items) items in \(categories) categories")
+        }
     }
 }

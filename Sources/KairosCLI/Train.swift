@@ -70,6 +70,8 @@ public struct Train: ParsableCommand {
     var seed: UInt64 = 42
     @Option(help: "Worker threads.")
     var threads = 2
+    @Option(help: "ALS row solver: auto (best for this CPU), portable, avx2, avx512, swift. Results are deterministic per seed and solver; portable gives the same bytes on every x86-64 CPU.")
+    var kernel = "auto"
     @Option(help: "Compute the training loss every N iterations (0: never).")
     var lossEvery = 1
     @Flag(inversion: .prefixedNo, help: "Scale each user's decayed confidences to mean 1.")
@@ -125,6 +127,9 @@ public struct Train: ParsableCommand {
         guard IngestOptions.StrengthSource(rawValue: strength) != nil else {
             throw ValidationError("--strength must be auto, event, value or constant")
         }
+        guard ALSKernel(rawValue: kernel) != nil else {
+            throw ValidationError("--kernel must be one of \(ALSKernel.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard DecayForm(rawValue: decay) != nil else {
             throw ValidationError("--decay must be exponential, linear, sigmoid or none")
         }
@@ -167,6 +172,7 @@ public struct Train: ParsableCommand {
         c.als.cgSteps = cgSteps
         c.als.seed = seed
         c.als.threads = threads
+        c.als.kernel = ALSKernel(rawValue: kernel)!
         c.als.lossEvery = lossEvery
         c.normalizePerUser = normalize
         switch DecayForm(rawValue: decay)! {

@@ -4,7 +4,7 @@ public import KairosKernels
 import Glibc
 #endif
 
-/// A small deterministic generator of plausible-looking models: the placeholder default model and test fixtures.
+/// A deterministic generator of random (untrained) models of any size: benchmark models and test fixtures.
 ///
 /// NOT a trained model: items cluster around category centroids, users prefer a few categories, popularity is
 /// Zipf-like and activity peaks in each user's evening. `kairos train` replaces it with the real thing.

@@ -6,7 +6,8 @@ import KairosModelFormat
 
 /// A deterministic generator of e-commerce-like event logs: users whose interests drift across categories,
 /// daily and weekly rhythms, repeat purchases, and items that appear over time. Used by tests, benchmarks and to
-/// build the shipped default model; it is synthetic data and says so in every id (`u…`, `i…`).
+/// build the shipped default model. Ids are `user-N` and `item-N`, categories `category-N` (item `i` is in
+/// `i % categories`), the same shapes as `kairos make-demo-model`, so tools and examples work on either.
 public struct SyntheticLog: Sendable {
     /// Users.
     public var users = 2000
@@ -36,15 +37,17 @@ public struct SyntheticLog: Sendable {
         buffer.append(contentsOf: Array("user,item,timestamp,event\n".utf8))
         var count = 0
         let names = ["view", "click", "cart", "purchase"].map { Array($0.utf8) }
+        let userPrefix = Array("user-".utf8)
+        let itemPrefix = Array("item-".utf8)
         func flush() {
             _ = buffer.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
             buffer.removeAll(keepingCapacity: true)
         }
         generate { u, i, t, e in
-            buffer.append(UInt8(ascii: "u"))
+            buffer.append(contentsOf: userPrefix)
             appendDecimal(&buffer, Int64(u))
             buffer.append(UInt8(ascii: ","))
-            buffer.append(UInt8(ascii: "i"))
+            buffer.append(contentsOf: itemPrefix)
             appendDecimal(&buffer, Int64(i))
             buffer.append(UInt8(ascii: ","))
             appendDecimal(&buffer, t)
@@ -58,8 +61,24 @@ public struct SyntheticLog: Sendable {
         return count
     }
 
-    /// Calls `emit(user, item, time, eventType)` for every event, users in order; event types 0 view, 1 click,
-    /// 2 cart, 3 purchase.
+    /// Writes the item attributes CSV (`item,category,brand,price`) for every item of the log.
+    /// - Throws: ``TrainerError`` when the file cannot be written.
+    public func writeItemsCSV(to path: String) throws(TrainerError) {
+        guard let f = fopen(path, "w") else { throw TrainerError(.io, "cannot create \(path)") }
+        defer { fclose(f) }
+        var text = "item,category,brand,price\n"
+        var rng = SplitMix64(seed: seed ^ 0x17E5)
+        for i in 0..<items {
+            let price = 1 + Double(rng.next() % 9_900) / 100
+            text += "item-\(i),category-\(i % max(1, categories)),brand-\(i % 7),\(price)\n"
+        }
+        let bytes = Array(text.utf8)
+        guard fwrite(bytes, 1, bytes.count, f) == bytes.count else { throw TrainerError(.io, "cannot write \(path)") }
+    }
+
+    /// Calls `emit(user, item, time, eventType)` for every event, users in order, then one view of each item nobody
+    /// touched (so every catalogue item is in a model trained on the log); event types 0 view, 1 click, 2 cart,
+    /// 3 purchase.
     public func generate(_ emit: (Int, Int, Int64, Int) -> Void) {
         var rng = SplitMix64(seed: seed)
         let start = end - Int64(days) * 86400
@@ -69,6 +88,7 @@ public struct SyntheticLog: Sendable {
             i < items / 2 ? start : start + Int64(rng.uniform() * Double(days) * 86400 * 0.9)
         }
         var recent: [Int] = []
+        var touched = [Bool](repeating: false, count: items)
         for u in 0..<users {
             // Heavy-tailed activity: a Pareto-like draw with mean about eventsPerUser.
             let n = max(5, Int(eventsPerUser * 0.5 / max(0.02, pow(rng.uniform(), 0.7))))
@@ -111,8 +131,13 @@ public struct SyntheticLog: Sendable {
                 if recent.count < 30 { recent.append(item) } else { recent[Int(rng.next() % 30)] = item }
                 let r = rng.uniform()
                 let type = r < 0.7 ? 0 : r < 0.85 ? 1 : r < 0.95 ? 2 : 3
+                touched[item] = true
                 emit(u, item, min(t, end - 1), type)
             }
+        }
+        for i in 0..<items where !touched[i] {
+            let t = release[i] + Int64(rng.uniform() * Double(end - release[i]))
+            emit(Int(rng.next() % UInt64(max(1, users))), i, min(t, end - 1), 0)
         }
     }
 }

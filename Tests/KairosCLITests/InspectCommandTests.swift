@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 @testable import KairosCLI
 import KairosModelFormat
+import KairosTrainer
 import Testing
 
 #if canImport(Glibc)
@@ -24,20 +25,24 @@ let repositoryRoot: String = {
         #expect(inspect.json)
     }
 
-    /// The shipped default model verifies, and it is labelled as the synthetic placeholder it is.
-    @Test func shippedDefaultModelIsValidAndLabelled() throws {
+    /// The shipped default model verifies, is a trained one, and covers the whole synthetic catalogue.
+    @Test func shippedDefaultModelIsValidAndTrained() throws {
         let report = ModelInspection.inspect(path: "\(repositoryRoot)/models/default.kmodel")
         #expect(report.isValid, "\(report.problems)")
         #expect(report.header?.modelName == "default")
-        #expect(report.metadata?.generator == SyntheticModel.generatorLabel)
+        #expect(report.metadata?.algorithm == "wals-cg")
+        #expect(report.counts?.items == DefaultModel.log.items && report.counts?.users == DefaultModel.log.users)
         #expect((report.counts?.golden ?? 0) > 0)
     }
 
-    /// The committed default model is exactly what `kairos make-demo-model` writes today (no drift).
-    @Test func shippedDefaultModelMatchesItsGenerator() throws {
+    /// The committed default model is exactly what `kairos make-default-model` trains today (no drift).
+    @Test func shippedDefaultModelMatchesItsRecipe() throws {
+        var template = Array("/tmp/kairos-default-test-XXXXXX".utf8CString)
+        let scratch = String(cString: try #require(mkdtemp(&template)))
+        defer { rmdir(scratch) }
         let shipped = try readFile("\(repositoryRoot)/models/default.kmodel")
-        let regenerated = try ModelWriter.encode(SyntheticModel.make(items: 2000, users: 500, dimensions: 32))
-        #expect(shipped == regenerated)
+        let retrained = try ModelWriter.encode(DefaultModel.train(scratch: scratch).contents)
+        #expect(shipped == retrained, "models/default.kmodel is stale: rebuild it with `swift run kairos make-default-model`")
     }
 
     /// The JSON report carries the header, every section with its checksum status, and the metadata.
@@ -54,9 +59,10 @@ let repositoryRoot: String = {
         let probe = try JSONDecoder().decode(Probe.self, from: Data(text.utf8))
         #expect(probe.valid)
         #expect(probe.header.modelName == "default" && probe.header.formatVersion == "1.0")
-        #expect(probe.sections.count == 15 && probe.sections.allSatisfy(\.checksumOK))
+        #expect(!probe.sections.isEmpty && probe.sections.allSatisfy(\.checksumOK))
         #expect(probe.sections.contains { $0.kind == "item_factors" && $0.codec == "none" })
-        #expect(probe.metadata.algorithm == "synthetic")
+        #expect(probe.sections.contains { $0.kind == "item_attributes" })
+        #expect(probe.metadata.algorithm == "wals-cg")
     }
 
     /// Inspecting a corrupt file exits non-zero and the text names the damaged section.

@@ -25,6 +25,33 @@ import Testing
         return path
     }
 
+    /// The synthetic log touches every catalogue item, and its attributes file puts item i in category i % n; a model
+    /// trained on both has every item with the category the file gave it.
+    @Test func syntheticLogAndAttributesCoverTheCatalogue() throws {
+        let dir = TempFolder()
+        var g = SyntheticLog()
+        g.users = 40
+        g.items = 300
+        g.categories = 7
+        g.eventsPerUser = 10
+        try g.writeCSV(to: "\(dir.path)/e.csv")
+        try g.writeItemsCSV(to: "\(dir.path)/i.csv")
+        var c = smallConfig("\(dir.path)/e.csv", out: "\(dir.path)/m.kmodel")
+        c.itemsPath = "\(dir.path)/i.csv"
+        c.tune = false
+        try Trainer.run(c)
+        let model = try MappedModel(path: "\(dir.path)/m.kmodel")
+        #expect(model.itemCount == 300)
+        let attributes = try #require(model.attributes)
+        let names = try #require(model.categoryNames)
+        for row in [0, 1, 150, 299] {
+            let id = model.items.table[row]
+            let n = Int(id.dropFirst("item-".count))!
+            let category = try #require(attributes.category(row))
+            #expect(names[Int(category)] == "category-\(n % 7)", "\(id)")
+        }
+    }
+
     /// A fixed seed gives the same model file bytes twice, and the file loads with its golden triples verified.
     @Test func deterministicModelFileThatLoads() throws {
         let dir = TempFolder()

@@ -96,7 +96,7 @@ def test_ping_hello_info(client):
     info = client.info()
     assert info.limits == kc.Limits(1048576, 10000, 1000, 256) == hello.limits
     m = info.model("default")
-    assert (m.name, m.version, m.dimensions, m.items, m.users, m.encoding) == ("default", 1, 32, 2000, 500, "float32")
+    assert (m.name, m.version, m.dimensions, m.items, m.users, m.encoding) == ("default", 1, 64, 2000, 500, "float32")
     assert m.checksum != 0 and m.loaded_at > 1_600_000_000
 
 

@@ -1,0 +1,31 @@
+public import ArgumentParser
+import KairosModelFormat
+import KairosTrainer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `kairos make-default-model`: rebuilds the shipped `models/default.kmodel` (trained on a synthetic log).
+public struct MakeDefaultModel: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "make-default-model",
+        abstract: "Rebuild the shipped default model: `kairos train` on the log and attributes `kairos synth` writes.",
+        discussion: "Same as `kairos synth --out E.csv --items-out I.csv --users 500 --items 2000` then `kairos train E.csv --items I.csv --kernel portable`; the portable solver makes the file identical on every x86-64 CPU."
+    )
+
+    @Option(help: "Output file.")
+    var out = "models/default.kmodel"
+
+    public init() {}
+
+    public func run() throws {
+        var template = Array("/tmp/kairos-default-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { throw ValidationError("cannot create a scratch folder in /tmp") }
+        let scratch = String(cString: dir)
+        defer { rmdir(scratch) }
+        let result = try DefaultModel.train(scratch: scratch, progress: Progress { line in writeStandardError(line + "\n") })
+        try ModelWriter.write(result.contents, to: out)
+        print("wrote \(out): model trained on the synthetic log (\(result.report.data.events) events)")
+    }
+}
