@@ -233,9 +233,18 @@ struct Session {
                 bestScore = v
             }
         }
-        for reg: Float in [5, 10, 40, 60, 100, 150, 250] {
+        let grid: [Float] = [5, 10, 40, 60, 100, 150, 250]
+        for reg in grid {
             var c = best
             c.als.regularization = reg
+            consider(c)
+        }
+        // Best at the top of the grid: keep going up while it still helps (a few more fits at most).
+        var top = grid.last!
+        for _ in 0..<3 where best.als.regularization == top {
+            top *= 2
+            var c = best
+            c.als.regularization = top
             consider(c)
         }
         for alpha: Float in [3, 10, 30] {
