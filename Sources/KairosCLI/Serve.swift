@@ -28,7 +28,7 @@ public struct Serve: AsyncParsableCommand {
     var metricsPort: Int?
     @Option(help: "Most simultaneous connections.")
     var maxConnections = 10_000
-    @Option(help: "Close connections idle for this many seconds.")
+    @Option(help: "Close connections idle for this many seconds (0: never).")
     var idleTimeout = 300
     @Option(help: "How models are held: copy (read into memory; safe if files are rewritten in place) or mmap (shared with the page cache; files must be published by rename).")
     var load = "copy"
@@ -46,6 +46,10 @@ public struct Serve: AsyncParsableCommand {
     var logLevel = "info"
 
     public init() {}
+
+    public func validate() throws {
+        guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout must be 0 (never) or a number of seconds") }
+    }
 
     public func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info

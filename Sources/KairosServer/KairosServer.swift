@@ -75,8 +75,9 @@ public final class KairosServer: Service, Sendable {
                         try child.pipeline.syncOperations.addHandler(RefusingHandler(draining ? .shuttingDown : .overloaded))
                         return
                     }
-                    try child.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: config.idleTimeout))
-                    try child.pipeline.syncOperations.addHandler(ConnectionHandler(router: router, pool: pool))
+                    try child.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(router: router, pool: pool, idleTimeout: config.idleTimeout)
+                    )
                 }
             }
             .bind(host: config.host, port: config.port)
