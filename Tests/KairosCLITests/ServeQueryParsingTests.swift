@@ -40,5 +40,20 @@ import Testing
         #expect(bench.op == "topk" && bench.connections == 8 && bench.pipeline == 4 && bench.json)
         #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["bench", "--op", "nope"]) }
         #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["bench", "--connections", "0"]) }
+        let open = try #require(try KairosCommand.parseAsRoot(["bench", "--rate", "2000"]) as? Bench)
+        #expect(open.rate == 2000)
+        for rate in ["0", "-5", "nan", "inf"] {  // "=" so that "-5" is a value, not an option
+            #expect(throws: (any Error).self, "--rate \(rate)") { _ = try KairosCommand.parseAsRoot(["bench", "--rate=\(rate)"]) }
+        }
+    }
+
+    /// `kairos serve` refuses a negative idle timeout (0 means never) and `kairos train` an unknown solver.
+    @Test func serveAndTrainValidateTheirOptions() throws {
+        #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["serve", "--idle-timeout=-1"]) }
+        let never = try #require(try KairosCommand.parseAsRoot(["serve", "--idle-timeout", "0"]) as? Serve)
+        #expect(never.idleTimeout == 0)
+        #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["train", "e.csv", "--kernel", "gpu"]) }
+        let portable = try #require(try KairosCommand.parseAsRoot(["train", "e.csv", "--kernel", "portable"]) as? Train)
+        #expect(portable.kernel == "portable")
     }
 }
