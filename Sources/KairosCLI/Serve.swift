@@ -42,6 +42,8 @@ public struct Serve: AsyncParsableCommand {
     var offloadAboveItems = 20_000
     @Option(help: "Event-loop threads (default: one per core).")
     var threads: Int?
+    @Option(help: "Threads for offloaded catalogue scans, i.e. how many run at once (default: one per core).")
+    var scanThreads: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -49,6 +51,7 @@ public struct Serve: AsyncParsableCommand {
 
     public func validate() throws {
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout must be 0 (never) or a number of seconds") }
+        if let scanThreads, scanThreads < 1 { throw ValidationError("--scan-threads must be at least 1") }
     }
 
     public func run() async throws {
@@ -93,9 +96,12 @@ public struct Serve: AsyncParsableCommand {
             fflush(nil)  // flushes every stream: stdout is a pipe under scripts
         }
         let group = threads.map { MultiThreadedEventLoopGroup(numberOfThreads: max(1, $0)) } ?? .singleton
-        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, group: group)
+        let pool = scanThreads.map { NIOThreadPool(numberOfThreads: $0) } ?? .singleton
+        if scanThreads != nil { pool.start() }
+        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, group: group, pool: pool)
         services.insert(contentsOf: [server, watcher] as [any Service], at: 0)
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()
+        if scanThreads != nil { try? await pool.shutdownGracefully() }
     }
 }

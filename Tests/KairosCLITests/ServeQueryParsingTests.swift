@@ -47,11 +47,14 @@ import Testing
         }
     }
 
-    /// `kairos serve` refuses a negative idle timeout (0 means never) and `kairos train` an unknown solver.
+    /// `kairos serve` refuses a negative idle timeout (0 means never) or no scan thread, `kairos train` an unknown solver.
     @Test func serveAndTrainValidateTheirOptions() throws {
         #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["serve", "--idle-timeout=-1"]) }
         let never = try #require(try KairosCommand.parseAsRoot(["serve", "--idle-timeout", "0"]) as? Serve)
         #expect(never.idleTimeout == 0)
+        #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["serve", "--scan-threads", "0"]) }
+        let scans = try #require(try KairosCommand.parseAsRoot(["serve", "--scan-threads", "1"]) as? Serve)
+        #expect(scans.scanThreads == 1)
         #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["train", "e.csv", "--kernel", "gpu"]) }
         let portable = try #require(try KairosCommand.parseAsRoot(["train", "e.csv", "--kernel", "portable"]) as? Train)
         #expect(portable.kernel == "portable")
