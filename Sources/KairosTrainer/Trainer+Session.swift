@@ -205,6 +205,9 @@ struct Session {
             pairs = m.nonZeros
             var als = c.als
             als.lossEvery = 0
+            // The ranking has settled by 8 iterations (loss within ~0.5% of 15 on the benchmark logs): the search
+            // fits stop there, which about halves validation time on large logs.
+            als.iterations = min(als.iterations, 8)
             let f = WeightedALS.fit(m, config: als)
             let comps = ScoringComponents(
                 log: sub,
