@@ -83,6 +83,16 @@ T5 size_t ckk_filter_gt_avx512(const float *s, size_t n, float t, uint32_t *idx)
         }                                                                                               \
         return _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));                             \
     }                                                                                                   \
+    /* cols == 64 (the common width) with the query held in registers: the same operations in the same order \
+     * as row_acc (so scores stay bit-identical), without the column loop. */                            \
+    INL __m512 row_acc64_##ENC(__m512 q0, __m512 q1, __m512 q2, __m512 q3, const uint8_t *p) {           \
+        const __m512 z = _mm512_setzero_ps();                                                           \
+        __m512 a0 = _mm512_fmadd_ps(q0, ld16_##ENC(p, 0), z);                                           \
+        __m512 a1 = _mm512_fmadd_ps(q1, ld16_##ENC(p, 16), z);                                          \
+        __m512 a2 = _mm512_fmadd_ps(q2, ld16_##ENC(p, 32), z);                                          \
+        __m512 a3 = _mm512_fmadd_ps(q3, ld16_##ENC(p, 48), z);                                          \
+        return _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));                             \
+    }                                                                                                   \
     T5 float ckk_dot_##ENC##_avx512(const float *q, const void *row, float scale, int32_t cols) {       \
         return hsum512(row_acc_##ENC(q, (const uint8_t *)row, cols)) * scale;                           \
     }                                                                                                   \
@@ -90,6 +100,18 @@ T5 size_t ckk_filter_gt_avx512(const float *s, size_t n, float t, uint32_t *idx)
                                     size_t start, size_t n, int32_t cols, float *out) {                 \
         const uint8_t *p = (const uint8_t *)base + start * stride;                                      \
         size_t i = 0;                                                                                   \
+        if (cols == 64) {                                                                               \
+            const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16);                         \
+            const __m512 q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);                    \
+            for (; i + 4 <= n; i += 4, p += 4 * stride) {                                               \
+                CKK_PREFETCH_RANGE((uintptr_t)p + CKK_SCAN_PREFETCH_BYTES, 4 * stride);                 \
+                __m128 s = hsum4x512(row_acc64_##ENC(q0, q1, q2, q3, p), row_acc64_##ENC(q0, q1, q2, q3, p + stride), \
+                                     row_acc64_##ENC(q0, q1, q2, q3, p + 2 * stride),                   \
+                                     row_acc64_##ENC(q0, q1, q2, q3, p + 3 * stride));                  \
+                if (ESIZE == 1) s = _mm_mul_ps(s, _mm_loadu_ps(scales + start + i));                    \
+                _mm_storeu_ps(out + i, s);                                                              \
+            }                                                                                           \
+        }                                                                                               \
         /* Four rows per step share one horizontal reduction (about a third of the shuffles). */        \
         for (; i + 4 <= n; i += 4, p += 4 * stride) {                                                   \
             CKK_PREFETCH_RANGE((uintptr_t)p + CKK_SCAN_PREFETCH_BYTES, 4 * stride);                     \
