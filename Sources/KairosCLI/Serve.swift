@@ -38,8 +38,8 @@ public struct Serve: AsyncParsableCommand {
     var debounceMs = 100
     @Option(help: "Refuse to load a model that would take the loaded models over this many MiB.")
     var memoryBudgetMb: Int?
-    @Option(help: "Scan catalogues larger than this many items on the thread pool instead of the event loop.")
-    var offloadAboveItems = 20_000
+    @Option(help: "Full scans (TOPK, SIMILAR) reading more than this many MiB of item rows run on the scan threads instead of the event loop (0: always).")
+    var offloadAboveMb = Double(RequestRouter.defaultOffloadAboveBytes >> 20)
     @Option(help: "Event-loop threads (default: one per core).")
     var threads: Int?
     @Option(help: "Threads for offloaded catalogue scans, i.e. how many run at once (default: one per core).")
@@ -52,6 +52,9 @@ public struct Serve: AsyncParsableCommand {
     public func validate() throws {
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout must be 0 (never) or a number of seconds") }
         if let scanThreads, scanThreads < 1 { throw ValidationError("--scan-threads must be at least 1") }
+        guard offloadAboveMb >= 0, offloadAboveMb.isFinite, offloadAboveMb < 1e6 else {
+            throw ValidationError("--offload-above-mb must be a number of MiB, 0 or more")
+        }
     }
 
     public func run() async throws {
@@ -84,7 +87,7 @@ public struct Serve: AsyncParsableCommand {
         config.host = host
         config.port = port
         config.maxConnections = maxConnections
-        config.offloadAboveItems = offloadAboveItems
+        config.offloadAboveBytes = Int(offloadAboveMb * 1_048_576)
         config.idleTimeout = .seconds(Int64(idleTimeout))
         let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
         let host = self.host

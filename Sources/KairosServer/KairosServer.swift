@@ -17,8 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: TimeAmount = .seconds(300)
     /// Request limits.
     public var limits = ServerLimits.standard
-    /// Catalogues larger than this are scanned off the event loop.
-    public var offloadAboveItems = 20_000
+    /// Scans reading more item-row bytes than this run off the event loop (see ``RequestRouter/offloadAboveBytes``).
+    public var offloadAboveBytes = RequestRouter.defaultOffloadAboveBytes
     /// How long a graceful shutdown waits for connections to drain.
     public var drainTimeout: TimeAmount = .seconds(10)
     /// Called once the socket is bound, with the actual port (useful with port 0).
@@ -47,7 +47,7 @@ public final class KairosServer: Service, Sendable {
         pool: NIOThreadPool = .singleton
     ) {
         self.configuration = configuration
-        self.router = RequestRouter(store: store, limits: configuration.limits, offloadAboveItems: configuration.offloadAboveItems, directory: directory)
+        self.router = RequestRouter(store: store, limits: configuration.limits, offloadAboveBytes: configuration.offloadAboveBytes, directory: directory)
         self.logger = logger
         self.group = group
         self.pool = pool

@@ -100,7 +100,7 @@ import Testing
 
     /// Scans moved off the event loop still answer in request order, interleaved with inline requests.
     @Test func offloadedScansKeepResponseOrder() async throws {
-        let h = try await ServerHarness.start { $0.offloadAboveItems = 0 }
+        let h = try await ServerHarness.start { $0.offloadAboveBytes = 0 }
         let socket = try RawSocket(port: h.port)
         var bytes: [UInt8] = []
         for i in 0..<40 {
@@ -141,7 +141,7 @@ import Testing
 
     /// A graceful shutdown answers the requests a connection already sent, then closes it and refuses new ones.
     @Test func shutdownDrainsInFlightRequests() async throws {
-        let h = try await ServerHarness.start { $0.offloadAboveItems = 0 }
+        let h = try await ServerHarness.start { $0.offloadAboveBytes = 0 }
         let socket = try RawSocket(port: h.port)
         var bytes: [UInt8] = []
         for i in 0..<20 { bytes += frameBytes(.topK(TopKRequest(model: ModelRef(name: "default"), user: "user-\(i)", k: 50)), id: UInt32(i + 1)) }
