@@ -34,6 +34,8 @@ package struct MetricsAccumulator {
     let catalogue: Int
     var sums = RankingMetrics()
     var recommended: Set<Int32> = []
+    /// NDCG@K of each user added, in order (for paired comparisons of two rankers on the same users).
+    package var userNDCG: [Double] = []
 
     /// An empty accumulator for cut-off `k` over a catalogue of `catalogue` items.
     package init(k: Int, catalogue: Int) {
@@ -59,6 +61,7 @@ package struct MetricsAccumulator {
         for r in 0..<min(k, truth.count) { idcg += 1 / log2(Double(r + 2)) }
         sums.recall += Double(hits) / Double(truth.count)
         sums.ndcg += dcg / idcg
+        userNDCG.append(dcg / idcg)
         sums.map += ap / Double(min(k, truth.count))
         sums.precision += Double(hits) / Double(k)
         sums.users += 1

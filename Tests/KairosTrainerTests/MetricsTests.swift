@@ -42,3 +42,28 @@ import Testing
         }
     }
 }
+
+@Suite struct BlendSelectionTests {
+    /// A weight change is kept only when its per-user gain clears one standard error of the paired difference.
+    @Test func gainsMustClearOneStandardError() {
+        let base = [0.2, 0.4, 0.1, 0.3, 0.5, 0.0, 0.6, 0.2]
+        // The same small gain for every user: no noise, clearly better.
+        #expect(BlendScorer.clearlyBetter(base.map { $0 + 0.01 }, than: base))
+        // Mean gain +0.0125 from one big win and scattered losses: SE of the differences is larger than the mean.
+        let noisy = zip(base, [0.3, -0.05, 0.0, -0.05, 0.0, -0.05, 0.0, -0.05]).map { $0 + $1 }
+        #expect(!BlendScorer.clearlyBetter(noisy, than: base))
+        // Worse, or equal: never.
+        #expect(!BlendScorer.clearlyBetter(base.map { $0 - 0.01 }, than: base))
+        #expect(!BlendScorer.clearlyBetter(base, than: base))
+    }
+
+    /// The accumulator keeps each user's NDCG in order, and their mean is the reported NDCG.
+    @Test func perUserNDCGMatchesTheMean() {
+        var acc = MetricsAccumulator(k: 3, catalogue: 10)
+        acc.add(ranked: [1, 2, 3], truth: [1])  // hit at rank 1: 1
+        acc.add(ranked: [4, 5, 6], truth: [9])  // no hit: 0
+        acc.add(ranked: [7, 8, 9], truth: [9])  // hit at rank 3 of 1 relevant: (1 / log2 4) / 1 = 0.5
+        #expect(acc.userNDCG == [1, 0, 0.5])
+        #expect(abs(acc.result.ndcg - 0.5) < 1e-12)
+    }
+}
