@@ -2,10 +2,6 @@ public import ArgumentParser
 import KairosModelFormat
 import KairosTrainer
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// `kairos make-default-model`: rebuilds the shipped `models/default.kmodel` (trained on a synthetic log).
 public struct MakeDefaultModel: ParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -20,11 +16,7 @@ public struct MakeDefaultModel: ParsableCommand {
     public init() {}
 
     public func run() throws {
-        var template = Array("/tmp/kairos-default-XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw ValidationError("cannot create a scratch folder in /tmp") }
-        let scratch = String(cString: dir)
-        defer { rmdir(scratch) }
-        let result = try DefaultModel.train(scratch: scratch, progress: Progress { line in writeStandardError(line + "\n") })
+        let result = try DefaultModel.train(progress: Progress { line in writeStandardError(line + "\n") })
         try ModelWriter.write(result.contents, to: out)
         print("wrote \(out): model trained on the synthetic log (\(result.report.data.events) events)")
     }

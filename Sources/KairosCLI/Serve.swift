@@ -99,12 +99,12 @@ public struct Serve: AsyncParsableCommand {
             fflush(nil)  // flushes every stream: stdout is a pipe under scripts
         }
         let group = threads.map { MultiThreadedEventLoopGroup(numberOfThreads: max(1, $0)) } ?? .singleton
-        let pool = scanThreads.map { NIOThreadPool(numberOfThreads: $0) } ?? .singleton
-        if scanThreads != nil { pool.start() }
-        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, group: group, pool: pool)
+        let ownPool = scanThreads.map { NIOThreadPool(numberOfThreads: $0) }
+        ownPool?.start()
+        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, group: group, pool: ownPool ?? .singleton)
         services.insert(contentsOf: [server, watcher] as [any Service], at: 0)
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()
-        if scanThreads != nil { try? await pool.shutdownGracefully() }
+        try? await ownPool?.shutdownGracefully()
     }
 }

@@ -132,18 +132,6 @@ public struct IdIndex: @unchecked Sendable {
         return id.withUTF8 { row(ofUTF8: UnsafeRawBufferPointer($0)) }
     }
 
-    /// Looks up many ids at once, writing each row (or -1 for unknown) to `rows`.
-    public func rows(of ids: [String], into rows: UnsafeMutableBufferPointer<Int32>) {
-        var packed: [UInt8] = []
-        for id in ids {
-            let n = min(id.utf8.count, Int(UInt16.max))
-            packed.append(UInt8(truncatingIfNeeded: n))
-            packed.append(UInt8(truncatingIfNeeded: n >> 8))
-            packed.append(contentsOf: id.utf8.prefix(n))
-        }
-        packed.withUnsafeBytes { self.rows(ofPacked: $0, count: ids.count, into: rows) }
-    }
-
     /// Looks up `count` ids stored back to back in `packed`, each a little-endian u16 byte count followed by its
     /// UTF-8 bytes (the layout ids arrive in, so a request's ids are looked up without building a String each).
     /// Writes each row, or -1 for an unknown id; ids past a malformed or truncated entry are reported unknown.

@@ -22,14 +22,18 @@ public enum DefaultModel {
         return g
     }
 
-    /// Writes the log and attributes into `scratch` (a folder that exists) and trains on them.
+    /// Writes the log and attributes into a scratch folder under /tmp (removed afterwards) and trains on them.
     /// - Throws: ``TrainerError`` when the scratch files cannot be written or training fails.
-    public static func train(scratch: String, progress: Progress = .silent) throws(TrainerError) -> Trainer.Result {
-        let events = "\(scratch)/default-events.csv"
-        let items = "\(scratch)/default-items.csv"
+    public static func train(progress: Progress = .silent) throws(TrainerError) -> Trainer.Result {
+        var template = Array("/tmp/kairos-default-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { throw TrainerError(.io, "cannot create a scratch folder in /tmp") }
+        let scratch = String(cString: dir)
+        let events = "\(scratch)/events.csv"
+        let items = "\(scratch)/items.csv"
         defer {
             unlink(events)
             unlink(items)
+            rmdir(scratch)
         }
         try log.writeCSV(to: events)
         try log.writeItemsCSV(to: items)

@@ -160,7 +160,9 @@ import Testing
                 // The batched lookup agrees with the single one, present and absent ids mixed.
                 let mixed = (0..<3000).map { $0 % 3 == 0 ? "absent-\($0)" : ids[($0 &* 13) % ids.count] }
                 var rows = [Int32](repeating: 7, count: mixed.count)
-                rows.withUnsafeMutableBufferPointer { index.rows(of: mixed, into: $0) }
+                packedIds(mixed).withUnsafeBytes { p in
+                    rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: mixed.count, into: $0) }
+                }
                 #expect(rows == mixed.map { Int32(index.row(of: $0) ?? -1) })
             }
         }
@@ -176,8 +178,7 @@ import Testing
             try slots.withUnsafeBytes { s in
                 let index = try IdIndex(bytes: s, capacity: capacity, table: try StringTable(bytes: t, count: ids.count, section: "ids"), section: "index")
                 let asked = ["item-3", "nope", "", "é-long-id-with-more-than-sixteen-bytes", "item-499", "item-3"]
-                var packed: [UInt8] = []
-                for a in asked { packed += [UInt8(a.utf8.count & 255), UInt8(a.utf8.count >> 8)] + Array(a.utf8) }
+                let packed = packedIds(asked)
                 var rows = [Int32](repeating: 7, count: asked.count)
                 packed.withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: asked.count, into: $0) } }
                 #expect(rows == [3, -1, 500, 501, 499, 3])
@@ -223,4 +224,9 @@ import Testing
             #expect(text.contains("\"\(key)\""), "\(key)")
         }
     }
+}
+
+/// Ids in the packed layout `IdIndex.rows(ofPacked:count:into:)` reads: a little-endian u16 byte count, then the bytes.
+func packedIds(_ ids: [String]) -> [UInt8] {
+    ids.flatMap { [UInt8($0.utf8.count & 255), UInt8($0.utf8.count >> 8)] + Array($0.utf8) }
 }

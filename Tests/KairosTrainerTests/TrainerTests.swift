@@ -39,7 +39,7 @@ import Testing
         var c = smallConfig("\(dir.path)/e.csv", out: "\(dir.path)/m.kmodel")
         c.itemsPath = "\(dir.path)/i.csv"
         c.tune = false
-        try Trainer.run(c)
+        _ = try Trainer.run(c)
         let model = try MappedModel(path: "\(dir.path)/m.kmodel")
         #expect(model.itemCount == 300)
         let attributes = try #require(model.attributes)
