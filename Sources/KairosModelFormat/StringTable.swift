@@ -1,9 +1,5 @@
 import CKairosKernels
-import KairosKernels
-
-#if canImport(Glibc)
-import Glibc
-#endif
+public import KairosKernels
 
 /// External string ids (or category names) read in place from a section.
 ///
@@ -83,8 +79,8 @@ public struct StringTable: @unchecked Sendable {
 public struct IdIndex: @unchecked Sendable {
     /// The ids the slots point into.
     public let table: StringTable
-    @usableFromInline let slots: UnsafePointer<UInt32>
-    @usableFromInline let mask: Int
+    /// The slots and the table, as the C lookup reads them (the hot path of every SCORE lives in C: see id_index.c).
+    let index: ckk_id_index
 
     init(bytes: UnsafeRawBufferPointer, capacity: Int, table: StringTable, section: String) throws(ModelFormatError) {
         guard capacity > 0, capacity & (capacity - 1) == 0, capacity >= 2 * table.count else {
@@ -94,36 +90,18 @@ public struct IdIndex: @unchecked Sendable {
             throw ModelFormatError(.countMismatch, section: section, "\(capacity) slots need \(capacity * 4) bytes, section has \(bytes.count)")
         }
         self.table = table
-        self.slots = bytes.baseAddress!.assumingMemoryBound(to: UInt32.self)
-        self.mask = capacity - 1
+        // StringTable's init validated the offsets the C side relies on.
+        self.index = ckk_id_index(
+            slots: bytes.baseAddress!.assumingMemoryBound(to: UInt32.self), mask: UInt64(capacity - 1),
+            offsets: table.offsets, blob: table.blob, count: UInt64(table.count))
     }
 
     /// The row of the id whose UTF-8 bytes are `id`, or nil when unknown.
     public func row(ofUTF8 id: UnsafeRawBufferPointer) -> Int? {
-        var i = Int(truncatingIfNeeded: Checksum.xxh64(id)) & mask
-        // Bounded probing: a corrupt (but checksummed) index can cause misses, never a loop or an out-of-bounds read.
-        for _ in 0...mask {
-            let slot = Int(UInt32(littleEndian: slots[i]))
-            if slot == 0 { return nil }
-            let row = slot - 1
-            if row < table.count {
-                let candidate = table.bytes(at: row)
-                if candidate.count == id.count, Self.equal(candidate, id) { return row }
-            }
-            i = (i + 1) & mask
+        withUnsafePointer(to: index) { ix in
+            let row = ckk_id_row(ix, id.baseAddress?.assumingMemoryBound(to: UInt8.self), id.count)
+            return row < 0 ? nil : Int(row)
         }
-        return nil
-    }
-
-    /// Byte equality; short ids (the common case) compare inline instead of calling memcmp.
-    @inline(__always)
-    static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeRawBufferPointer) -> Bool {
-        let n = b.count
-        guard n > 16 else {
-            for i in 0..<n where a[i] != b[i] { return false }
-            return true
-        }
-        return memcmp(a.baseAddress!, b.baseAddress!, n) == 0
     }
 
     /// The row of `id`, or nil when unknown.
@@ -135,85 +113,18 @@ public struct IdIndex: @unchecked Sendable {
     /// Looks up `count` ids stored back to back in `packed`, each a little-endian u16 byte count followed by its
     /// UTF-8 bytes (the layout ids arrive in, so a request's ids are looked up without building a String each).
     /// Writes each row, or -1 for an unknown id; ids past a malformed or truncated entry are reported unknown.
-    ///
-    /// Random lookups in a large catalogue are bound by cache misses (slot, offset, id bytes: three dependent loads
-    /// each). Going phase by phase with prefetches lets the misses of all ids overlap.
-    public func rows(ofPacked packed: UnsafeRawBufferPointer, count n: Int, into rows: UnsafeMutableBufferPointer<Int32>) {
+    /// With `prefetching`, each found row of that matrix is prefetched as soon as its id resolves, so reading the
+    /// rows next overlaps their cache misses with the rest of the lookup.
+    public func rows(
+        ofPacked packed: UnsafeRawBufferPointer, count n: Int, into rows: UnsafeMutableBufferPointer<Int32>,
+        prefetching matrix: MatrixView? = nil
+    ) {
         precondition(rows.count >= n)
         guard n > 0 else { return }
-        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: n) { ids in
-            withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { home in
-                // Phase 1: split, hash, prefetch the home slot.
-                var at = 0
-                let base = packed.baseAddress
-                for i in 0..<n {
-                    var id = UnsafeRawBufferPointer(start: nil, count: 0)
-                    home[i] = -1
-                    if at + 2 <= packed.count, let base {
-                        let len = Int(base.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian)
-                        if at + 2 + len <= packed.count {
-                            id = UnsafeRawBufferPointer(start: base + at + 2, count: len)
-                            home[i] = Int(truncatingIfNeeded: Checksum.xxh64(id)) & mask
-                            ckk_prefetch(slots + home[i])
-                        }
-                        at += 2 + len
-                    }
-                    ids.initializeElement(at: i, to: id)
-                }
-                // Rounds of linear probing, all ids at once so their cache misses overlap: a colliding id moves on
-                // to its next slot in the next round instead of finishing alone with three dependent misses
-                // (measured: the one-at-a-time fallback was 14% of a SCORE's CPU on a 100k-item model).
-                withUnsafeTemporaryAllocation(of: Int32.self, capacity: n) { pending in
-                    var open = 0
-                    for i in 0..<n {
-                        rows[i] = -1
-                        if home[i] >= 0 {
-                            pending[open] = Int32(i)
-                            open += 1
-                        }
-                    }
-                    var round = 0
-                    while open > 0 && round <= mask {  // bounded: a corrupt index cannot loop forever
-                        // Read this round's slots; prefetch the offsets of the rows they name.
-                        var kept = 0
-                        for p in 0..<open {
-                            let i = Int(pending[p])
-                            let slot = Int(UInt32(littleEndian: slots[(home[i] + round) & mask]))
-                            guard slot > 0 else { continue }  // empty slot: unknown id
-                            guard slot - 1 < table.count else {  // corrupt slot: keep probing
-                                pending[kept] = Int32(i)
-                                kept += 1
-                                rows[i] = -2
-                                continue
-                            }
-                            rows[i] = Int32(slot - 1)
-                            ckk_prefetch(table.offsets + (slot - 1))
-                            pending[kept] = Int32(i)
-                            kept += 1
-                        }
-                        open = kept
-                        for p in 0..<open where rows[Int(pending[p])] >= 0 {
-                            ckk_prefetch(table.blob + Int(UInt32(littleEndian: table.offsets[Int(rows[Int(pending[p])])])))
-                        }
-                        // Compare; the ids that met another id stay pending for the next slot.
-                        kept = 0
-                        for p in 0..<open {
-                            let i = Int(pending[p])
-                            let r = Int(rows[i])
-                            if r >= 0 {
-                                let candidate = table.bytes(at: r)
-                                if candidate.count == ids[i].count && Self.equal(candidate, ids[i]) { continue }
-                            }
-                            rows[i] = -1
-                            pending[kept] = Int32(i)
-                            kept += 1
-                        }
-                        open = kept
-                        round += 1
-                    }
-                    for p in 0..<open { rows[Int(pending[p])] = -1 }
-                }
-            }
+        withUnsafePointer(to: index) { ix in
+            ckk_id_rows_packed(
+                ix, packed.baseAddress?.assumingMemoryBound(to: UInt8.self), packed.count, n, rows.baseAddress,
+                matrix?.base, matrix?.rowStride ?? 0, (matrix?.cols ?? 0) * (matrix?.encoding.elementSize ?? 0))
         }
     }
 

@@ -70,11 +70,11 @@ extension PayloadReader {
                     return .failure(ProtocolError(.limitExceeded, "\(f) is \(len) bytes, limit \(Self.maxStringBytes)"))
                 }
                 guard at + 2 + len <= raw.count else { return .failure(ProtocolError(.badRequest, "payload ends inside \(f)")) }
-                let bytes = UnsafeRawBufferPointer(rebasing: raw[(at + 2)..<(at + 2 + len)])
-                var high: UInt8 = 0
-                for b in bytes { high |= b }
-                if high >= 0x80 && String(validating: bytes.assumingMemoryBound(to: UInt8.self), as: UTF8.self) == nil {
-                    return .failure(ProtocolError(.badRequest, "\(f) is not valid UTF-8"))
+                if !Self.isASCII(raw, from: at + 2, count: len) {
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[(at + 2)..<(at + 2 + len)])
+                    if String(validating: bytes.assumingMemoryBound(to: UInt8.self), as: UTF8.self) == nil {
+                        return .failure(ProtocolError(.badRequest, "\(f) is not valid UTF-8"))
+                    }
                 }
                 at += 2 + len
             }
@@ -82,6 +82,26 @@ extension PayloadReader {
         }
         let size = try scanned.get()
         return IdList(count: n, packed: buffer.readSlice(length: size)!)
+    }
+}
+
+extension PayloadReader {
+    /// Whether raw[start ..< start + count] is all ASCII, eight bytes at a time (the byte loop it replaced was most of
+    /// a SCORE's validation cost).
+    @inline(__always)
+    static func isASCII(_ raw: UnsafeRawBufferPointer, from start: Int, count: Int) -> Bool {
+        var high: UInt64 = 0
+        var i = start
+        let end = start + count
+        while i + 8 <= end {
+            high |= raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < end {
+            high |= UInt64(raw[i])
+            i += 1
+        }
+        return high & 0x8080_8080_8080_8080 == 0
     }
 }
 

@@ -52,30 +52,41 @@ public enum Scorer {
 
     /// SCORE: one score per candidate; unknown items are NaN with flag bit 0; unknown users get trending scores.
     public static func score(_ r: ScoreRequest, on s: ModelSnapshot, now: Int64) -> ScoreResponse {
-        let m = s.model
-        var rows = [Int32](repeating: 0, count: r.candidates.count)
-        var itemFlags = [UInt8](repeating: 0, count: r.candidates.count)
-        rows.withUnsafeMutableBufferPointer { out in
-            r.candidates.withPackedBytes { m.items.rows(ofPacked: $0, count: r.candidates.count, into: out) }
+        let n = r.candidates.count
+        var rows = [Int32](unsafeUninitializedCapacity: n) { out, count in
+            r.candidates.withPackedBytes { s.model.items.rows(ofPacked: $0, count: n, into: out, prefetching: s.model.itemFactors) }
+            count = n
         }
-        for i in rows.indices where rows[i] < 0 {
-            itemFlags[i] = ScoreResponse.unknownItem
-            rows[i] = 0  // scored harmlessly, then replaced by NaN
-        }
-        var scores = [Float](repeating: .nan, count: r.candidates.count)
-        guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
-            for i in rows.indices where itemFlags[i] == 0 { scores[i] = s.trend[Int(rows[i])] }
-            return ScoreResponse(model: stamp(s), flags: .fallback, scores: scores, itemFlags: itemFlags)
-        }
-        u.values.withUnsafeBufferPointer { q in
-            rows.withUnsafeBufferPointer { rowPtr in
-                scores.withUnsafeMutableBufferPointer { out in
-                    s.kernels.gather(q, rows: rowPtr, of: m.itemFactors, into: out)
+        var itemFlags = [UInt8](repeating: 0, count: n)
+        var anyUnknown = false
+        rows.withUnsafeMutableBufferPointer { rows in
+            itemFlags.withUnsafeMutableBufferPointer { flags in
+                for i in 0..<n where rows[i] < 0 {
+                    flags[i] = ScoreResponse.unknownItem
+                    rows[i] = 0  // scored harmlessly, then replaced by NaN
+                    anyUnknown = true
                 }
             }
         }
-        for i in rows.indices {
-            if itemFlags[i] != 0 { scores[i] = .nan } else { scores[i] += s.biases[Int(rows[i])] }
+        guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
+            var scores = [Float](repeating: .nan, count: n)
+            for i in 0..<n where itemFlags[i] == 0 { scores[i] = s.trend[Int(rows[i])] }
+            return ScoreResponse(model: stamp(s), flags: .fallback, scores: scores, itemFlags: itemFlags)
+        }
+        // Unsafe buffers in the per-candidate loops: the checked subscripts were a third of this function's cost.
+        let scores = [Float](unsafeUninitializedCapacity: n) { out, count in
+            u.values.withUnsafeBufferPointer { q in
+                rows.withUnsafeBufferPointer { rows in
+                    s.kernels.gather(q, rows: rows, of: s.model.itemFactors, into: out)
+                    s.biases.withUnsafeBufferPointer { biases in
+                        for i in 0..<n { out[i] += biases[Int(rows[i])] }
+                    }
+                }
+            }
+            if anyUnknown {
+                for i in 0..<n where itemFlags[i] != 0 { out[i] = .nan }
+            }
+            count = n
         }
         return ScoreResponse(model: stamp(s), flags: u.flags, scores: scores, itemFlags: itemFlags)
     }

@@ -168,6 +168,35 @@ import Testing
         }
     }
 
+    /// Every byte of an id takes part in the comparison, at every length from 1 to 40 (short ids compare as
+    /// overlapping words): an index whose probe for `wanted` meets a sibling differing in one byte first must skip it.
+    @Test func idComparisonCoversEveryByteOfEveryLength() throws {
+        for length in 1...40 {
+            for position in 0..<length {
+                let wanted = String(repeating: "x", count: length)
+                var chars = Array(wanted)
+                chars[position] = "y"
+                let ids = [wanted, String(chars)]  // rows 0 and 1
+                let table = try StringTable.encode(ids)
+                let capacity = 4
+                let home = Array(wanted.utf8).withUnsafeBytes { Int(truncatingIfNeeded: Checksum.xxh64($0)) } & (capacity - 1)
+                var slots = [UInt32](repeating: 0, count: capacity)
+                slots[home] = 2  // the sibling first
+                slots[(home + 1) & (capacity - 1)] = 1
+                let bytes = slots.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+                try table.withUnsafeBytes { t in
+                    try bytes.withUnsafeBytes { s in
+                        let index = try IdIndex(bytes: s, capacity: capacity, table: try StringTable(bytes: t, count: 2, section: "ids"), section: "index")
+                        #expect(index.row(of: wanted) == 0, "length \(length), byte \(position)")
+                        var rows: [Int32] = [7]
+                        packedIds([wanted]).withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: 1, into: $0) } }
+                        #expect(rows == [0], "length \(length), byte \(position)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Packed lookups (ids as they arrive on the wire) agree with single lookups; a truncated or malformed tail
     /// makes the ids from there on unknown, never a read past the buffer.
     @Test func packedLookupsAndMalformedTails() throws {

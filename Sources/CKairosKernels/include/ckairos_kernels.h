@@ -66,6 +66,29 @@ const ckk_kernel_table *ckk_table(int isa);
  * element before touching any, so their cache misses overlap instead of queueing. */
 static inline void ckk_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
+/* xxHash64 (XXH64, as specified by the xxHash project) of bytes[0..n) with `seed`. */
+uint64_t ckk_xxh64(const void *bytes, size_t n, uint64_t seed);
+
+/* An id -> row hash index read in place from a model file. The caller validates at load that `offsets` holds
+ * count + 1 non-decreasing values ending at the blob's length; slots are only trusted to be u32s. */
+typedef struct ckk_id_index {
+    const uint32_t *slots;   /* mask + 1 little-endian slots: row + 1, or 0 when empty */
+    uint64_t mask;           /* slot count - 1 (a power of two - 1) */
+    const uint32_t *offsets; /* little-endian: string i is blob[offsets[i] ..< offsets[i + 1]] */
+    const uint8_t *blob;
+    uint64_t count;          /* rows */
+} ckk_id_index;
+
+/* The row of the id id[0..len), or -1 when unknown. Home slot xxh64(id, seed 0) & mask, linear probing. */
+int64_t ckk_id_row(const ckk_id_index *ix, const uint8_t *id, size_t len);
+
+/* Looks up n ids stored back to back in packed[0..packed_len), each a little-endian u16 byte count then its
+ * bytes, writing each row (or -1 when unknown) to rows[0..n). An entry that overruns the buffer and every id after
+ * it are unknown. Ids go in blocks whose cache misses overlap. Unless then_base is NULL, each found row's
+ * then_bytes at then_base + row * then_stride are prefetched (the caller's next read of it overlaps the lookup). */
+void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t packed_len, size_t n,
+                        int32_t *rows, const void *then_base, size_t then_stride, size_t then_bytes);
+
 /* float32 -> binary16 with round-to-nearest-even (IEEE, like Swift's Float16(_:)) using F16C.
  * Only call when the avx2 level is supported (it implies F16C). */
 void ckk_f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n);
