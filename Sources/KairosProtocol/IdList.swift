@@ -58,25 +58,34 @@ extension PayloadReader {
     /// ``PayloadReader/maxStringBytes``, and every id must be valid UTF-8, exactly as ``strings(_:limit:)`` checks.
     mutating func idList(_ f: StaticString, limit: Int) throws(ProtocolError) -> IdList {
         let n = try count(Int(try u32(f)), f, minSize: 2, limit: limit)
-        // One pass over the raw bytes: lengths, bounds, ASCII (the common case) or full UTF-8 validation.
+        // Lengths and bounds first (a walk over the length fields only), then UTF-8: when no byte of the whole list
+        // has its high bit set (ASCII ids under 128 bytes, the common case) one word-at-a-time pass proves every id
+        // valid; otherwise each id is checked on its own. Per id this costs ~10 instructions instead of ~50.
         let scanned: Result<Int, ProtocolError> = buffer.withUnsafeReadableBytes { raw in
             var at = 0
             for _ in 0..<n {
-                guard at + 2 <= raw.count else {
+                guard at &+ 2 <= raw.count else {
                     return .failure(ProtocolError(.badRequest, "payload ends inside the length of \(f)"))
                 }
                 let len = Int(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian)
                 guard len <= Self.maxStringBytes else {
                     return .failure(ProtocolError(.limitExceeded, "\(f) is \(len) bytes, limit \(Self.maxStringBytes)"))
                 }
-                guard at + 2 + len <= raw.count else { return .failure(ProtocolError(.badRequest, "payload ends inside \(f)")) }
-                if !Self.isASCII(raw, from: at + 2, count: len) {
-                    let bytes = UnsafeRawBufferPointer(rebasing: raw[(at + 2)..<(at + 2 + len)])
-                    if String(validating: bytes.assumingMemoryBound(to: UInt8.self), as: UTF8.self) == nil {
-                        return .failure(ProtocolError(.badRequest, "\(f) is not valid UTF-8"))
+                guard at &+ 2 &+ len <= raw.count else { return .failure(ProtocolError(.badRequest, "payload ends inside \(f)")) }
+                at = at &+ 2 &+ len
+            }
+            if !Self.isASCII(raw, from: 0, count: at) {
+                var p = 0
+                for _ in 0..<n {
+                    let len = Int(raw.loadUnaligned(fromByteOffset: p, as: UInt16.self).littleEndian)
+                    if !Self.isASCII(raw, from: p + 2, count: len) {
+                        let bytes = UnsafeRawBufferPointer(rebasing: raw[(p + 2)..<(p + 2 + len)])
+                        if String(validating: bytes.assumingMemoryBound(to: UInt8.self), as: UTF8.self) == nil {
+                            return .failure(ProtocolError(.badRequest, "\(f) is not valid UTF-8"))
+                        }
                     }
+                    p += 2 + len
                 }
-                at += 2 + len
             }
             return .success(at)
         }
@@ -86,8 +95,7 @@ extension PayloadReader {
 }
 
 extension PayloadReader {
-    /// Whether raw[start ..< start + count] is all ASCII, eight bytes at a time (the byte loop it replaced was most of
-    /// a SCORE's validation cost).
+    /// Whether raw[start ..< start + count] is all ASCII, eight bytes at a time.
     @inline(__always)
     static func isASCII(_ raw: UnsafeRawBufferPointer, from start: Int, count: Int) -> Bool {
         var high: UInt64 = 0

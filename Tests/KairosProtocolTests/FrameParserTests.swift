@@ -82,6 +82,10 @@ import Testing
         }
         #expect(code(scoreBody([Array("a".utf8), Array("é".utf8)])) == nil)
         #expect(code(scoreBody([Array("a".utf8), [0xC3, 0x28]])) == .badRequest)  // invalid UTF-8
+        // A length of 128+ bytes sets a high bit outside any id: the list is then checked id by id.
+        #expect(code(scoreBody([[UInt8](repeating: 65, count: 200), Array("b".utf8)])) == nil)
+        #expect(code(scoreBody([[UInt8](repeating: 65, count: 200), [0xC3, 0x28]])) == .badRequest)
+        #expect(code(scoreBody([Array("é".utf8), Array("abc".utf8), [0xFF]])) == .badRequest)
         #expect(code(scoreBody([[UInt8](repeating: 65, count: 1025)])) == .limitExceeded)
         var truncated = scoreBody([Array("abc".utf8)])
         truncated.moveWriterIndex(to: 14 + 4 + 2 + 1)  // cut inside the first id
