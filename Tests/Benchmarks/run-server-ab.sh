@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A/B of two or more `kairos` binaries on the server benchmark's SCORE and TOPK cases, in interleaved rounds (one
+# server per binary, all started up front; each round measures every binary in turn), so that a change is judged
+# against its base in the same machine state. run-server-bench.sh compares Kairos with Redis; this compares Kairos
+# with itself.
+#
+# Cases per round:
+#   score P1, score P16   SCORE of 100 candidates, 50 connections, unpipelined / pipeline 16, on a 100k x 64 model
+#                         (ENCODING, float32) served with --threads 1: req/s and p99.
+#   topk                  TOPK k=10 offered at 2,000 req/s (8 connections) while 50 closed-loop SCORE connections
+#                         run, on a 100k x 64 int8 model served with default threads: p99 (a noisy number here:
+#                         compare medians over many rounds).
+# Usage: Tests/Benchmarks/run-server-ab.sh BIN_A BIN_B [BIN...]   (e.g. a copy of .build/release/kairos per build)
+# Environment: RUNS (5), SECONDS_PER_CASE (3), CASES ("score1 score16 topk"), ENCODING (float32).
+set -euo pipefail
+[ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [BIN...]"; exit 2; }
+RUNS=${RUNS:-5}
+SECS=${SECONDS_PER_CASE:-3}
+CASES=${CASES:-score1 score16 topk}
+bins=("$@")
+for b in "${bins[@]}"; do [ -x "$b" ] || { echo "not an executable: $b"; exit 2; }; done
+out=$(mktemp -d "${TMPDIR:-/tmp}/kairos-server-ab.XXXXXX")
+load=${bins[0]}  # one load generator for every case, so only the server differs
+mkdir -p "$out/models" "$out/models-topk"
+"$load" make-demo-model --out "$out/models/default.kmodel" --items 100000 --users 10000 --dimensions 64 \
+    --encoding "${ENCODING:-float32}" >/dev/null
+"$load" make-demo-model --out "$out/models-topk/default.kmodel" --items 100000 --users 10000 --dimensions 64 \
+    --encoding int8 >/dev/null
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+for i in "${!bins[@]}"; do
+    "${bins[$i]}" serve --models "$out/models" --port $((7900 + i)) --threads 1 --log-level warning >"$out/score-$i.log" 2>&1 &
+    pids+=($!)
+    "${bins[$i]}" serve --models "$out/models-topk" --port $((7950 + i)) --log-level warning >"$out/topk-$i.log" 2>&1 &
+    pids+=($!)
+done
+for i in "${!bins[@]}"; do
+    for _ in $(seq 1 100); do
+        grep -q listening "$out/score-$i.log" 2>/dev/null && grep -q listening "$out/topk-$i.log" 2>/dev/null && break
+        sleep 0.2
+    done
+done
+
+kb() { "$load" bench --port "$1" --threads 1 --duration "$SECS" --json --items 100000 --users 10000 "${@:2}"; }
+for run in $(seq 1 "$RUNS"); do
+    echo "== run $run/$RUNS"
+    for c in $CASES; do
+        for i in "${!bins[@]}"; do
+            case $c in
+            score1) kb $((7900 + i)) --op score --candidates 100 --connections 50 >"$out/$c-$i-$run.json" ;;
+            score16) kb $((7900 + i)) --op score --candidates 100 --connections 50 --pipeline 16 >"$out/$c-$i-$run.json" ;;
+            topk)
+                kb $((7950 + i)) --op score --candidates 100 --connections 50 >"$out/topk-bg-$i-$run.json" &
+                bg=$!
+                kb $((7950 + i)) --op topk --k 10 --connections 8 --rate 2000 >"$out/$c-$i-$run.json"
+                wait $bg
+                ;;
+            *) echo "unknown case $c"; exit 2 ;;
+            esac
+        done
+    done
+done
+
+python3 - "$out" "$RUNS" "$CASES" "${bins[@]}" <<'PY'
+import json, os, statistics, sys
+out, runs, cases, bins = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
+med = statistics.median
+print(f"{'case':10}{'binary':44}{'median rps':>12}{'median p99 us':>15}  per-run p99 us")
+for c in cases:
+    base = None
+    for i, b in enumerate(bins):
+        rows = [json.load(open(os.path.join(out, f"{c}-{i}-{r}.json"))) for r in range(1, runs + 1)]
+        rps = med([r["throughput_rps"] for r in rows])
+        p99s = [r["latency_us"]["p99"] for r in rows]
+        errors = sum(r["errors"] for r in rows)
+        base = base or rps
+        print(f"{c:10}{b[-44:]:44}{rps:>12.0f}{med(p99s):>15.0f}  " + " ".join(f"{x:.0f}" for x in p99s)
+              + (f"  ({rps / base:.3f}x of the first)" if c != "topk" else "") + (f"  errors {errors}" if errors else ""))
+print(f"(results in {out})")
+PY
