@@ -97,7 +97,7 @@ static inline int bytes_equal(const uint8_t *a, const uint8_t *b, size_t n) {
     return memcmp(a, b, n) == 0;
 }
 
-/* The row named by slot value `slot` (row + 1) when it exists and holds exactly id[0..len). */
+/* Whether string `row` of the table is exactly id[0..len) (row < count, checked by the caller). */
 static inline int slot_matches(const ckk_id_index *ix, uint32_t row, const uint8_t *id, size_t len) {
     uint32_t start = load32le(ix->offsets + row);
     uint32_t stop = load32le(ix->offsets + row + 1);
