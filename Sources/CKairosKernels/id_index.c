@@ -117,10 +117,10 @@ int64_t ckk_id_row(const ckk_id_index *ix, const uint8_t *id, size_t len) {
 }
 
 /* Ids looked up together. Each block waits out three rounds of memory latency (slot, offset, bytes), so bigger
- * blocks overlap more misses: in SCORE throughput (100 candidates, 100k items) 64 beat 32 by a few percent and 128
- * beat 64 by 2-3%. But beside a full SCORE load, TOPK's p99 (a noisy number) looked worse with 128: medians of
- * 8-trial runs 4.7-6.2 ms in three runs of four, against 3.3 ms in both runs with 64 and 3.2-3.9 ms for the old
- * lookup. Bursts of that many misses may crowd the other core's scan; 64 it is. */
+ * blocks overlap more misses: in SCORE throughput (100 candidates, 100k items) 64 beat 32 by 1-3% (measured before
+ * the row prefetch) and 128 beat 64 by 2-3%. But beside a full SCORE load, TOPK's p99 (a noisy number) looked worse
+ * with 128: medians of 8-trial runs 4.7-6.2 ms in three runs of four, against 3.3 ms in both runs with 64 and
+ * 3.2-3.9 ms for the old lookup. Bursts of that many misses may crowd the other core's scan; 64 it is. */
 #define ID_BLOCK 64
 
 void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t packed_len, size_t n,
