@@ -1,8 +1,9 @@
-/* xxHash64 and the model file's id -> row hash index (layout in proto-spec/MODEL_FORMAT.md).
+/* xxHash64 and the id -> row lookup over a model file's ids (string table layout in proto-spec/MODEL_FORMAT.md).
  *
  * In C because a SCORE looks up every candidate id: the Swift batched lookup spent about 310 instructions per id
- * (hash, probe, compare); this one spends about 200 including the row prefetches, with no runtime calls between
- * (callgrind, 100-candidate SCORE). */
+ * (hash, probe, compare); the C one about 200 including the row prefetches, with no runtime calls between
+ * (callgrind, 100-candidate SCORE). The table is built in memory at load rather than read from the file's slot
+ * section: with the id's bytes in its entry, a lookup waits on one cache miss instead of three. */
 
 #include "kernels_internal.h"
 #include <string.h>
@@ -98,29 +99,106 @@ static inline int bytes_equal(const uint8_t *a, const uint8_t *b, size_t n) {
 }
 
 /* Whether string `row` of the table is exactly id[0..len) (row < count, checked by the caller). */
-static inline int slot_matches(const ckk_id_index *ix, uint32_t row, const uint8_t *id, size_t len) {
+static inline int row_matches(const ckk_id_index *ix, uint32_t row, const uint8_t *id, size_t len) {
     uint32_t start = load32le(ix->offsets + row);
     uint32_t stop = load32le(ix->offsets + row + 1);
     return stop - start == len && bytes_equal(ix->blob + start, id, len);
 }
 
+/* An entry (in memory only, native byte order): u32 row + 1 (0 = empty), then a 28-byte key. The key of an id of
+ * up to CKK_ID_INLINE_BYTES bytes is its length and its bytes, zero-padded, so equal keys mean equal ids. A longer
+ * id's key is 0xFF and the high half of its hash: equal keys only mean "compare with the string table". */
+typedef struct { uint32_t head; uint64_t w[3]; } id_key; /* head: key bytes 0-3; w: key bytes 4-27 */
+
+static inline void make_key(id_key *k, const uint8_t *id, size_t len, uint64_t h) {
+    uint8_t b[28] = {0};
+    if (len <= CKK_ID_INLINE_BYTES) {
+        b[0] = (uint8_t)len;
+        memcpy(b + 1, id, len);
+    } else {
+        uint32_t tag = (uint32_t)(h >> 32);
+        b[0] = 0xFF;
+        memcpy(b + 1, &tag, 4);
+    }
+    memcpy(&k->head, b, 4);
+    memcpy(k->w, b + 4, 24);
+}
+
+static inline uint32_t entry_row(const uint8_t *e) {
+    uint32_t r;
+    memcpy(&r, e, 4);
+    return r;
+}
+
+static inline int key_equal(const uint8_t *e, const id_key *k) {
+    uint32_t head;
+    uint64_t w[3];
+    memcpy(&head, e + 4, 4);
+    memcpy(w, e + 8, 24);
+    return ((head ^ k->head) | (w[0] ^ k->w[0]) | (w[1] ^ k->w[1]) | (w[2] ^ k->w[2])) == 0;
+}
+
+/* Whether entry e (holding row + 1 = r, non-zero) is the id. */
+static inline int entry_matches(const ckk_id_index *ix, const uint8_t *e, uint32_t r, const id_key *k,
+                                const uint8_t *id, size_t len) {
+    return key_equal(e, k) && (len <= CKK_ID_INLINE_BYTES || row_matches(ix, r - 1, id, len));
+}
+
+uint64_t ckk_id_index_capacity(uint64_t count) {
+    uint64_t capacity = 2;
+    while (capacity < count + count / 2 + 1) capacity <<= 1;
+    return capacity;
+}
+
+uint64_t ckk_id_index_build(const ckk_id_index *ix) {
+    uint8_t *entries = (uint8_t *)ix->entries;
+    uint64_t duplicates = 0;
+    for (uint64_t row = 0; row < ix->count; row++) {
+        uint32_t start = load32le(ix->offsets + row);
+        size_t len = load32le(ix->offsets + row + 1) - start;
+        const uint8_t *id = ix->blob + start;
+        uint64_t h = xxh64(id, len, 0);
+        id_key k;
+        make_key(&k, id, len, h);
+        uint64_t i = h & ix->mask;
+        int duplicate = 0;
+        /* mask + 1 > count, so an empty entry is always ahead. */
+        for (uint32_t r; (r = entry_row(entries + i * CKK_ID_ENTRY_BYTES)) != 0; i = (i + 1) & ix->mask) {
+            if (entry_matches(ix, entries + i * CKK_ID_ENTRY_BYTES, r, &k, id, len)) {
+                duplicate = 1;
+                break;
+            }
+        }
+        if (duplicate) {
+            duplicates++;
+            continue;
+        }
+        uint8_t *e = entries + i * CKK_ID_ENTRY_BYTES;
+        uint32_t r = (uint32_t)(row + 1);
+        memcpy(e, &r, 4);
+        memcpy(e + 4, &k.head, 4);
+        memcpy(e + 8, k.w, 24);
+    }
+    return duplicates;
+}
+
 int64_t ckk_id_row(const ckk_id_index *ix, const uint8_t *id, size_t len) {
-    uint64_t i = xxh64(id, len, 0) & ix->mask;
-    /* Bounded probing: a corrupt (but checksummed) index can cause misses, never a loop or a wild read. */
-    for (uint64_t probe = 0; probe <= ix->mask; probe++) {
-        uint32_t slot = load32le(ix->slots + i);
-        if (slot == 0) return -1;
-        if (slot - 1 < ix->count && slot_matches(ix, slot - 1, id, len)) return (int64_t)(slot - 1);
-        i = (i + 1) & ix->mask;
+    uint64_t h = xxh64(id, len, 0);
+    id_key k;
+    make_key(&k, id, len, h);
+    uint64_t i = h & ix->mask;
+    for (uint64_t probe = 0; probe <= ix->mask; probe++, i = (i + 1) & ix->mask) {
+        const uint8_t *e = ix->entries + i * CKK_ID_ENTRY_BYTES;
+        uint32_t r = entry_row(e);
+        if (r == 0) return -1;
+        if (entry_matches(ix, e, r, &k, id, len)) return (int64_t)(r - 1);
     }
     return -1;
 }
 
-/* Ids looked up together. Each block waits out three rounds of memory latency (slot, offset, bytes), so bigger
- * blocks overlap more misses: in SCORE throughput (100 candidates, 100k items) 64 beat 32 by 1-3% (measured before
- * the row prefetch) and 128 beat 64 by 2-3%. But beside a full SCORE load, TOPK's p99 (a noisy number) looked worse
- * with 128: medians of 8-trial runs 4.7-6.2 ms in three runs of four, against 3.3 ms in both runs with 64 and
- * 3.2-3.9 ms for the old lookup. Bursts of that many misses may crowd the other core's scan; 64 it is. */
+/* Ids looked up together, so that their cache misses overlap. Each round of a block waits out one miss per
+ * pending id (its entry); most ids resolve in the first round. Blocks of 64 were chosen when a lookup took three
+ * dependent misses (see the git history of this file: 128 looked worse for TOPK's tail beside a SCORE load). */
 #define ID_BLOCK 64
 
 void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t packed_len, size_t n,
@@ -130,13 +208,13 @@ void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t pa
         size_t bn = n - b0 < ID_BLOCK ? n - b0 : ID_BLOCK;
         const uint8_t *id[ID_BLOCK];
         uint32_t len[ID_BLOCK];
-        uint64_t home[ID_BLOCK];
-        uint32_t candidate[ID_BLOCK]; /* row + 1 met in this round; 0 when the slot was corrupt */
+        uint64_t slot[ID_BLOCK];
+        id_key key[ID_BLOCK];
         uint8_t pending[ID_BLOCK];
         size_t open = 0;
 
-        /* Split, hash, prefetch each home slot. An entry that overruns the payload ends the list: it and
-         * every id after it are unknown. */
+        /* Split, hash, prefetch each home entry. An entry that overruns the payload ends the list: it and every
+         * id after it are unknown. */
         for (size_t i = 0; i < bn; i++) {
             rows[b0 + i] = -1;
             if (at + 2 > packed_len) continue;
@@ -144,39 +222,31 @@ void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t pa
             if (at + 2 + l <= packed_len) {
                 id[i] = packed + at + 2;
                 len[i] = (uint32_t)l;
-                home[i] = xxh64(id[i], l, 0) & ix->mask;
-                ckk_prefetch(ix->slots + home[i]);
+                uint64_t h = xxh64(id[i], l, 0);
+                make_key(&key[i], id[i], l, h);
+                slot[i] = h & ix->mask;
+                ckk_prefetch(ix->entries + slot[i] * CKK_ID_ENTRY_BYTES);
                 pending[open++] = (uint8_t)i;
             }
             at += 2 + l;
         }
 
-        /* Rounds of linear probing over all pending ids at once, so their misses (slot, offset, bytes: three
-         * dependent loads each) overlap; an id that met another moves to its next slot in the next round. */
+        /* Rounds of linear probing over all pending ids at once; an id whose entry held another id moves to the
+         * next entry in the next round (bounded: the table always has an empty entry, but the bound costs nothing). */
         for (uint64_t round = 0; open > 0 && round <= ix->mask; round++) {
             size_t kept = 0;
             for (size_t p = 0; p < open; p++) {
                 size_t i = pending[p];
-                uint32_t slot = load32le(ix->slots + ((home[i] + round) & ix->mask));
-                if (slot == 0) continue; /* empty slot: unknown id */
-                candidate[i] = slot - 1 < ix->count ? slot : 0;
-                if (candidate[i]) ckk_prefetch(ix->offsets + (slot - 1));
-                pending[kept++] = (uint8_t)i;
-            }
-            open = kept;
-            for (size_t p = 0; p < open; p++) {
-                size_t i = pending[p];
-                if (candidate[i]) ckk_prefetch(ix->blob + load32le(ix->offsets + (candidate[i] - 1)));
-            }
-            kept = 0;
-            for (size_t p = 0; p < open; p++) {
-                size_t i = pending[p];
-                if (candidate[i] && slot_matches(ix, candidate[i] - 1, id[i], len[i])) {
-                    rows[b0 + i] = (int32_t)(candidate[i] - 1);
+                const uint8_t *e = ix->entries + slot[i] * CKK_ID_ENTRY_BYTES;
+                uint32_t r = entry_row(e);
+                if (r == 0) continue; /* empty entry: unknown id */
+                if (entry_matches(ix, e, r, &key[i], id[i], len[i])) {
+                    rows[b0 + i] = (int32_t)(r - 1);
                     if (then_base)
-                        CKK_PREFETCH_RANGE((const uint8_t *)then_base + (size_t)(candidate[i] - 1) * then_stride,
-                                           then_bytes);
+                        CKK_PREFETCH_RANGE((const uint8_t *)then_base + (size_t)(r - 1) * then_stride, then_bytes);
                 } else {
+                    slot[i] = (slot[i] + 1) & ix->mask;
+                    ckk_prefetch(ix->entries + slot[i] * CKK_ID_ENTRY_BYTES);
                     pending[kept++] = (uint8_t)i;
                 }
             }

@@ -72,14 +72,21 @@ public struct StringTable: @unchecked Sendable {
     }
 }
 
-/// An open-addressing hash index from id to row, used straight from the mapped bytes (no rebuild at load).
+/// The id -> row lookup of a model: validates the file's hash index section, and looks ids up in a table built in
+/// memory from the ids at load.
 ///
-/// Layout: `u32 slots[capacity]`, capacity a power of two >= 2 * count; a slot holds `row + 1`, or 0 when empty.
-/// An id's home slot is `xxh64(utf8 bytes, seed 0) & (capacity - 1)`; collisions probe linearly.
+/// File layout: `u32 slots[capacity]`, capacity a power of two >= 2 * count; a slot holds `row + 1`, or 0 when
+/// empty. An id's home slot is `xxh64(utf8 bytes, seed 0) & (capacity - 1)`; collisions probe linearly.
+/// The server does not read those slots on its hot path: each holds only a row, so checking an id took three
+/// dependent cache misses (slot, offset, bytes). The in-memory table (`ckk_id_index_build` in id_index.c) holds
+/// the id's bytes (up to 27) in its 32-byte entry, so a lookup waits on one. It costs 48-96 bytes per id and one
+/// pass over the ids at load (about the cost of the checksum pass over the same bytes).
 public struct IdIndex: @unchecked Sendable {
     /// The ids the slots point into.
     public let table: StringTable
-    /// The slots and the table, as the C lookup reads them (the hot path of every SCORE lives in C: see id_index.c).
+    /// Owns the entries `index` points into.
+    private let entries: IdEntries
+    /// The entries and the table, as the C lookup reads them (the hot path of every SCORE lives in C: see id_index.c).
     let index: ckk_id_index
 
     init(bytes: UnsafeRawBufferPointer, capacity: Int, table: StringTable, section: String) throws(ModelFormatError) {
@@ -89,12 +96,23 @@ public struct IdIndex: @unchecked Sendable {
         guard bytes.count == capacity * 4 else {
             throw ModelFormatError(.countMismatch, section: section, "\(capacity) slots need \(capacity * 4) bytes, section has \(bytes.count)")
         }
-        self.table = table
-        // StringTable's init validated the offsets the C side relies on.
-        self.index = ckk_id_index(
-            slots: bytes.baseAddress!.assumingMemoryBound(to: UInt32.self), mask: UInt64(capacity - 1),
-            offsets: table.offsets, blob: table.blob, count: UInt64(table.count))
+        self.init(table: table)
     }
+
+    /// Builds the lookup for `table`'s ids (when an id occurs twice, the lower row wins).
+    init(table: StringTable) {
+        self.table = table
+        let capacity = Int(ckk_id_index_capacity(UInt64(table.count)))
+        entries = IdEntries(byteCount: capacity * Int(CKK_ID_ENTRY_BYTES))
+        // StringTable's init validated the offsets the C side relies on.
+        index = ckk_id_index(
+            entries: UnsafePointer(entries.base.assumingMemoryBound(to: UInt8.self)), mask: UInt64(capacity - 1),
+            offsets: table.offsets, blob: table.blob, count: UInt64(table.count))
+        withUnsafePointer(to: index) { _ = ckk_id_index_build($0) }
+    }
+
+    /// Entries in the in-memory table.
+    var entryCount: Int { Int(index.mask) + 1 }
 
     /// The row of the id whose UTF-8 bytes are `id`, or nil when unknown.
     public func row(ofUTF8 id: UnsafeRawBufferPointer) -> Int? {
@@ -147,4 +165,16 @@ public struct IdIndex: @unchecked Sendable {
         for s in slots { w.append(s) }
         return (w.bytes, capacity)
     }
+}
+
+/// Zeroed, 64-byte aligned memory for an `IdIndex`'s entries, freed with the last copy of the index.
+private final class IdEntries: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+
+    init(byteCount: Int) {
+        base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+    }
+
+    deinit { base.deallocate() }
 }

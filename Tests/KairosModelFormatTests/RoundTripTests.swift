@@ -168,32 +168,51 @@ import Testing
         }
     }
 
-    /// Every byte of an id takes part in the comparison, at every length from 1 to 40 (short ids compare as
-    /// overlapping words): an index whose probe for `wanted` meets a sibling differing in one byte first must skip it.
+    /// Every byte of an id takes part in the comparison, at every length from 1 to 40 (ids up to 27 bytes compare as
+    /// their entry's key words, longer ones against the string table): a lookup of `wanted` whose probe meets a
+    /// sibling differing in one byte must not take it.
     @Test func idComparisonCoversEveryByteOfEveryLength() throws {
         for length in 1...40 {
             for position in 0..<length {
-                let wanted = String(repeating: "x", count: length)
-                var chars = Array(wanted)
-                chars[position] = "y"
-                let ids = [wanted, String(chars)]  // rows 0 and 1
-                let table = try StringTable.encode(ids)
-                let capacity = 4
-                let home = Array(wanted.utf8).withUnsafeBytes { Int(truncatingIfNeeded: Checksum.xxh64($0)) } & (capacity - 1)
-                var slots = [UInt32](repeating: 0, count: capacity)
-                slots[home] = 2  // the sibling first
-                slots[(home + 1) & (capacity - 1)] = 1
-                let bytes = slots.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
-                try table.withUnsafeBytes { t in
-                    try bytes.withUnsafeBytes { s in
-                        let index = try IdIndex(bytes: s, capacity: capacity, table: try StringTable(bytes: t, count: 2, section: "ids"), section: "index")
-                        #expect(index.row(of: wanted) == 0, "length \(length), byte \(position)")
-                        var rows: [Int32] = [7]
-                        packedIds([wanted]).withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: 1, into: $0) } }
-                        #expect(rows == [0], "length \(length), byte \(position)")
-                    }
+                // A filler whose id and sibling share their home entry in a 2-entry table, so the probe meets it.
+                func home(_ s: String) -> UInt64 { Array(s.utf8).withUnsafeBytes { Checksum.xxh64($0) } & 1 }
+                let pairs = ["x", "a", "b", "c"].flatMap { fill in ["y", "z", "w", "v"].map { (fill, $0) } }
+                let (wanted, sibling) = try #require(pairs.lazy.map { fill, other -> (String, String) in
+                    var chars = Array(String(repeating: fill, count: length))
+                    chars[position] = Character(other)
+                    return (String(repeating: fill, count: length), String(chars))
+                }.first { home($0.0) == home($0.1) })
+                let encoded = try StringTable.encode([sibling])
+                try encoded.withUnsafeBytes { t in
+                    let index = IdIndex(table: try StringTable(bytes: t, count: 1, section: "ids"))
+                    #expect(index.entryCount == 2)
+                    #expect(index.row(of: wanted) == nil, "length \(length), byte \(position)")
+                    #expect(index.row(of: sibling) == 0, "length \(length), byte \(position)")
+                    var rows: [Int32] = [7, 7]
+                    packedIds([wanted, sibling]).withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: 2, into: $0) } }
+                    #expect(rows == [-1, 0], "length \(length), byte \(position)")
                 }
             }
+        }
+    }
+
+    /// Ids longer than an entry holds (27 bytes) are confirmed against the string table; ids that share a long
+    /// prefix, and an id that occurs twice (the lower row wins), all resolve.
+    @Test func longAndDuplicateIdsResolve() throws {
+        let prefix = String(repeating: "p", count: 40)
+        let ids = (0..<3000).map { $0 % 2 == 0 ? "\(prefix)-\($0)" : "\($0)-\(prefix)" } + ["\(prefix)-2", "dup", "dup"]
+        let encoded = try StringTable.encode(ids)
+        try encoded.withUnsafeBytes { t in
+            let index = IdIndex(table: try StringTable(bytes: t, count: ids.count, section: "ids"))
+            for i in 0..<3000 { #expect(index.row(of: ids[i]) == i) }
+            #expect(index.row(of: "\(prefix)-2") == 2)
+            #expect(index.row(of: "dup") == 3001)
+            #expect(index.row(of: "\(prefix)-3") == nil)
+            #expect(index.row(of: prefix) == nil)
+            let asked = ["\(prefix)-10", "\(prefix)-11", "11-\(prefix)", "dup", "\(prefix)-2"]
+            var rows = [Int32](repeating: 7, count: asked.count)
+            packedIds(asked).withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: asked.count, into: $0) } }
+            #expect(rows == [10, -1, 11, 3001, 2])
         }
     }
 
@@ -225,9 +244,32 @@ import Testing
         }
     }
 
-    /// A corrupt (but checksummed) index can only cause misses: slots naming rows past the table, or a table with no
-    /// empty slot at all, still end every batched lookup.
-    @Test func batchedLookupsEndOnCorruptIndexes() throws {
+    /// Two long ids whose keys are equal (same hash tag) and whose probe meets: the lookup confirms against the
+    /// string table, so neither is taken for the other. The pair is found by a birthday search over 32-bit tags.
+    @Test func longIdsWithEqualKeysAreToldApart() throws {
+        let stem = String(repeating: "L", count: 30)
+        var seen: [UInt64: Int] = [:]
+        var pair: (String, String)?
+        for n in 0..<600_000 where pair == nil {
+            let h = Array("\(stem)\(n)".utf8).withUnsafeBytes { Checksum.xxh64($0) }
+            let key = (h >> 32) << 1 | (h & 1)  // the tag and the home entry in a 2-entry table
+            if let m = seen.updateValue(n, forKey: key) { pair = ("\(stem)\(m)", "\(stem)\(n)") }
+        }
+        let (a, b) = try #require(pair)
+        let encoded = try StringTable.encode([a])
+        try encoded.withUnsafeBytes { t in
+            let index = IdIndex(table: try StringTable(bytes: t, count: 1, section: "ids"))
+            #expect(index.row(of: a) == 0)
+            #expect(index.row(of: b) == nil)
+            var rows: [Int32] = [7, 7]
+            packedIds([b, a]).withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: 2, into: $0) } }
+            #expect(rows == [-1, 0])
+        }
+    }
+
+    /// The file's slot section is validated for shape only, never read for lookups: slots naming rows past the
+    /// table, or a table with no empty slot at all, change no answer.
+    @Test func fileSlotContentsDoNotAffectLookups() throws {
         let ids = ["a", "b", "c"]
         let table = try StringTable.encode(ids)
         let capacity = 8
@@ -239,7 +281,8 @@ import Testing
                     let index = try IdIndex(bytes: s, capacity: capacity, table: try StringTable(bytes: t, count: ids.count, section: "ids"), section: "index")
                     var rows: [Int32] = [7, 7]
                     packed.withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: 2, into: $0) } }
-                    #expect(rows == [-1, -1])
+                    #expect(rows == [1, -1])
+                    #expect(index.row(of: "c") == 2)
                 }
             }
         }

@@ -69,17 +69,33 @@ static inline void ckk_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 /* xxHash64 (XXH64, as specified by the xxHash project) of bytes[0..n) with `seed`. */
 uint64_t ckk_xxh64(const void *bytes, size_t n, uint64_t seed);
 
-/* An id -> row hash index read in place from a model file. The caller validates at load that `offsets` holds
- * count + 1 non-decreasing values ending at the blob's length; slots are only trusted to be u32s. */
+/* An id -> row lookup over a model file's string table (its ids). The caller validates at load that `offsets`
+ * holds count + 1 non-decreasing values ending at the blob's length. `entries` is a table the reader builds in
+ * memory with ckk_id_index_build (the file's own slot section is not read): (mask + 1) 32-byte entries, each the
+ * row + 1 (0 when empty) and the id's key, so a lookup of an id up to CKK_ID_INLINE_BYTES long touches one cache
+ * line before the row instead of three (slot, offset, bytes). */
 typedef struct ckk_id_index {
-    const uint32_t *slots;   /* mask + 1 little-endian slots: row + 1, or 0 when empty */
-    uint64_t mask;           /* slot count - 1 (a power of two - 1) */
+    const uint8_t *entries;  /* (mask + 1) * CKK_ID_ENTRY_BYTES, 32-byte aligned */
+    uint64_t mask;           /* entry count - 1 (a power of two - 1, greater than count) */
     const uint32_t *offsets; /* little-endian: string i is blob[offsets[i] ..< offsets[i + 1]] */
     const uint8_t *blob;
     uint64_t count;          /* rows */
 } ckk_id_index;
 
-/* The row of the id id[0..len), or -1 when unknown. Home slot xxh64(id, seed 0) & mask, linear probing. */
+#define CKK_ID_ENTRY_BYTES 32
+/* Ids up to this many bytes are held whole in their entry; longer ones hold a hash tag and are confirmed against
+ * the string table. */
+#define CKK_ID_INLINE_BYTES 27
+
+/* Entries for a table of `count` ids: the smallest power of two above 1.5 x count (load factor <= 2/3). */
+uint64_t ckk_id_index_capacity(uint64_t count);
+
+/* Fills ix->entries (which must be (mask + 1) * CKK_ID_ENTRY_BYTES zeroed, writable bytes, mask + 1 greater than
+ * count) from the string table. Home entry xxh64(id, seed 0) & mask, linear probing. When an id occurs twice, the
+ * lower row wins. Returns how many rows were duplicates. */
+uint64_t ckk_id_index_build(const ckk_id_index *ix);
+
+/* The row of the id id[0..len), or -1 when unknown. */
 int64_t ckk_id_row(const ckk_id_index *ix, const uint8_t *id, size_t len);
 
 /* Looks up n ids stored back to back in packed[0..packed_len), each a little-endian u16 byte count then its
