@@ -243,7 +243,7 @@ void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t pa
                 if (entry_matches(ix, e, r, &key[i], id[i], len[i])) {
                     rows[b0 + i] = (int32_t)(r - 1);
                     if (then_base)
-                        CKK_PREFETCH_RANGE((const uint8_t *)then_base + (size_t)(r - 1) * then_stride, then_bytes);
+                        CKK_PREFETCH_RANGE_L2((const uint8_t *)then_base + (size_t)(r - 1) * then_stride, then_bytes);
                 } else {
                     slot[i] = (slot[i] + 1) & ix->mask;
                     ckk_prefetch(ix->entries + slot[i] * CKK_ID_ENTRY_BYTES);

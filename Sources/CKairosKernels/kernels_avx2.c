@@ -102,11 +102,11 @@ T2 size_t ckk_filter_gt_avx2(const float *s, size_t n, float t, uint32_t *idx) {
         const uint8_t *b = (const uint8_t *)base;                                                       \
         const size_t bytes = (size_t)cols * ESIZE;                                                      \
         for (size_t i = 0; i < n && i < CKK_GATHER_PREFETCH_DISTANCE; i++)                              \
-            CKK_PREFETCH_RANGE(b + (size_t)rows[i] * stride, bytes);                                    \
+            CKK_PREFETCH_RANGE_L2(b + (size_t)rows[i] * stride, bytes);                                 \
         for (size_t i = 0; i < n; i++) {                                                                \
             if (i + CKK_GATHER_PREFETCH_DISTANCE < n) {                                                 \
                 size_t ahead = (size_t)rows[i + CKK_GATHER_PREFETCH_DISTANCE];                          \
-                CKK_PREFETCH_RANGE(b + ahead * stride, bytes);                                          \
+                CKK_PREFETCH_RANGE_L2(b + ahead * stride, bytes);                                       \
                 if (ESIZE == 1) __builtin_prefetch(scales + ahead, 0, 3);                               \
             }                                                                                           \
             size_t r = (size_t)rows[i];                                                                 \
