@@ -67,8 +67,10 @@ public final class MappedModel: Sendable {
     private let mapping: FileMapping
     private let buffers: [AlignedBuffer]
 
-    /// Bytes the model holds in memory (the file, plus decompressed sections).
-    public var residentBytes: Int { mapping.size + buffers.reduce(0) { $0 + $1.size } }
+    /// Bytes the model holds in memory (the file, decompressed sections, and the id lookup tables built at load).
+    public var residentBytes: Int {
+        mapping.size + buffers.reduce(0) { $0 + $1.size } + items.lookupBytes + (users?.lookupBytes ?? 0)
+    }
 
     /// Number of items.
     public var itemCount: Int { items.table.count }

@@ -113,6 +113,8 @@ public struct IdIndex: @unchecked Sendable {
 
     /// Entries in the in-memory table.
     var entryCount: Int { Int(index.mask) + 1 }
+    /// Bytes of the in-memory table.
+    public var lookupBytes: Int { entryCount * Int(CKK_ID_ENTRY_BYTES) }
 
     /// The row of the id whose UTF-8 bytes are `id`, or nil when unknown.
     public func row(ofUTF8 id: UnsafeRawBufferPointer) -> Int? {

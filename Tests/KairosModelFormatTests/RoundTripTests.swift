@@ -27,6 +27,11 @@ import Testing
         for (u, id) in c.userIds.enumerated() { #expect(m.users?.row(of: id) == u) }
         #expect(m.items.row(of: "no-such-item") == nil)
         #expect(m.items.row(of: "") == nil)
+        // 300 items -> 512 entries, 40 users -> 64 (the smallest powers of two above 1.5x), counted as resident.
+        #expect(m.items.lookupBytes == 512 * 32 && m.users?.lookupBytes == 64 * 32)
+        let fileBytes = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(m.residentBytes >= fileBytes + (512 + 64) * 32)
+        if !compress { #expect(m.residentBytes == fileBytes + (512 + 64) * 32) }
 
         // Factors: exact for float32; within the encoding's error otherwise.
         let bound: Float = switch encoding {
