@@ -44,6 +44,8 @@ public struct Serve: AsyncParsableCommand {
     var threads: Int?
     @Option(help: "Threads for offloaded catalogue scans, i.e. how many run at once (default: one per core).")
     var scanThreads: Int?
+    @Option(help: "Offloaded scans allowed to wait or run at once; more are refused with OVERLOADED (default: 32 per scan thread).")
+    var maxPendingScans: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -52,6 +54,7 @@ public struct Serve: AsyncParsableCommand {
     public func validate() throws {
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout must be 0 (never) or a number of seconds") }
         if let scanThreads, scanThreads < 1 { throw ValidationError("--scan-threads must be at least 1") }
+        if let maxPendingScans, maxPendingScans < 1 { throw ValidationError("--max-pending-scans must be at least 1") }
         guard offloadAboveMb >= 0, offloadAboveMb.isFinite, offloadAboveMb < 1e6 else {
             throw ValidationError("--offload-above-mb must be a number of MiB, 0 or more")
         }
@@ -89,6 +92,7 @@ public struct Serve: AsyncParsableCommand {
         config.maxConnections = maxConnections
         config.offloadAboveBytes = Int(offloadAboveMb * 1_048_576)
         config.idleTimeout = .seconds(Int64(idleTimeout))
+        config.maxPendingScans = maxPendingScans ?? 32 * (scanThreads ?? System.coreCount)
         let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
         let host = self.host
         config.onListening = { port in

@@ -23,6 +23,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private let router: RequestRouter
     private let pool: NIOThreadPool
+    private let scans: ScanAdmission
     /// Queued responses above which the connection stops reading (backpressure on deep pipelines of scans).
     private let maxQueued: Int
     private var cumulation: ByteBuffer?
@@ -40,9 +41,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var lastRead: UInt64 = 0
     private var idleCheck: Scheduled<Void>?
 
-    init(router: RequestRouter, pool: NIOThreadPool, idleTimeout: TimeAmount = .seconds(300), maxQueued: Int = 256) {
+    init(router: RequestRouter, pool: NIOThreadPool, scans: ScanAdmission, idleTimeout: TimeAmount = .seconds(300), maxQueued: Int = 256) {
         self.router = router
         self.pool = pool
+        self.scans = scans
         self.idleTimeout = idleTimeout
         self.maxQueued = maxQueued
     }
@@ -148,7 +150,12 @@ final class ConnectionHandler: ChannelInboundHandler {
                 case .done(let response):
                     emit(response, header: header, started: batchStarted, into: &out)
                 case .offload(let work):
-                    offload(work, header: header, started: batchStarted, context: context)
+                    if scans.tryEnter() {
+                        offload(work, header: header, started: batchStarted, context: context)
+                    } else {
+                        let error = ProtocolError(.overloaded, "\(scans.limit) scans are already waiting or running; retry later")
+                        emit(.error(error), header: header, started: batchStarted, into: &out)
+                    }
                 }
             case .unframeable(let error, let requestID):
                 emit(.error(error), header: FrameHeader(opcode: 0, requestID: requestID, length: 0), started: batchStarted, into: &out)
@@ -185,7 +192,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         nextSequence += 1
         queued.append(Slot(sequence: sequence, bytes: nil))
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let scans = self.scans
         pool.runIfActive(eventLoop: context.eventLoop) { work() }.whenComplete { result in
+            scans.leave()
             let (handler, context) = bound.value
             let response: Response
             switch result {

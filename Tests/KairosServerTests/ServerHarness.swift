@@ -13,7 +13,7 @@ final class ServerHarness: Sendable {
     let port: Int
     let directory: String
 
-    static func start(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
+    static func start(pool: NIOThreadPool = .singleton, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
         var template = Array("/tmp/kairos-server-test-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         try ModelWriter.write(SyntheticModel.make(items: 300, users: 50, dimensions: 16, seed: 11), to: "\(dir)/default.kmodel")
@@ -26,7 +26,7 @@ final class ServerHarness: Sendable {
         config.port = 0
         config.drainTimeout = .seconds(5)
         configure(&config)
-        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger)
+        let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, pool: pool)
         let port = try await server.start()
         return ServerHarness(server: server, port: port, directory: dir, models: directory)
     }

@@ -1,9 +1,10 @@
 import Foundation
 import KairosClient
 import KairosProtocol
-import KairosServer
+@testable import KairosServer
 import KairosTestSupport
 import NIOCore
+import NIOPosix
 import Testing
 
 @Suite struct ServerTests {
@@ -116,6 +117,47 @@ import Testing
             return false
         })
         await h.stop()
+    }
+
+    /// Offloaded scans past `maxPendingScans` are refused with OVERLOADED at once, in order with the rest, on a
+    /// connection that stays usable; places come back as scans finish.
+    @Test func scansPastThePendingLimitAreRefused() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        // Hold the only scan thread, so admitted scans stay pending until the test lets go.
+        let gate = DispatchSemaphore(value: 0)
+        pool.submit { _ in gate.wait() }
+        let h = try await ServerHarness.start(pool: pool) {
+            $0.offloadAboveBytes = 0
+            $0.maxPendingScans = 2
+        }
+        let socket = try RawSocket(port: h.port)
+        let topK = { (i: Int) in frameBytes(.topK(TopKRequest(model: ModelRef(name: "default"), user: "user-\(i)", k: 5)), id: UInt32(i)) }
+        socket.send((1...4).flatMap(topK) + frameBytes(.ping, id: 5))
+        // Requests 3 and 4 are refused as soon as they are read; their answers wait behind 1 and 2.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while h.server.scans.refused < 2 && ContinuousClock.now < deadline { await Task.yield() }
+        #expect(h.server.scans.refused == 2 && h.server.scans.current == 2)
+        gate.signal()
+        let (frames, closed) = socket.read(frames: 5)
+        #expect(!closed)
+        #expect(frames.map { $0.0.requestID } == [1, 2, 3, 4, 5])
+        let kinds = frames.map { f -> String in
+            switch f.1 {
+            case .topK: "topk"
+            case .pong: "pong"
+            case .error(let e): e.code == .overloaded && e.message.contains("2 scans") ? "overloaded" : "error \(e)"
+            default: "other"
+            }
+        }
+        #expect(kinds == ["topk", "topk", "overloaded", "overloaded", "pong"])
+        // Both places are free again: the next scan is served.
+        socket.send(topK(6))
+        let next = socket.read(frames: 1)
+        #expect(next.frames.count == 1 && { if case .topK = next.frames[0].1 { true } else { false } }())
+        #expect(h.server.scans.current == 0)
+        await h.stop()
+        try await pool.shutdownGracefully()
     }
 
     /// Connections beyond the limit are refused with OVERLOADED; the ones inside it keep working.

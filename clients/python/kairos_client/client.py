@@ -12,7 +12,8 @@ from typing import Any, List, Optional, Sequence, Set, Tuple, Union
 
 from . import protocol as P
 from ._endpoints import DEFAULT_PORT, Endpoint, EndpointSpec, choose, parse_endpoints
-from .errors import KairosConnectionError, KairosError, KairosTimeoutError, ProtocolError, ShuttingDown, Unavailable
+from .errors import (KairosConnectionError, KairosError, KairosTimeoutError, Overloaded, ProtocolError, ShuttingDown,
+                     Unavailable)
 from .types import Decay, Hello, PushDecision, Ranking, Scores, ServerInfo, ServerStats, ServingReport
 
 __all__ = ["Client"]
@@ -347,6 +348,12 @@ class Client:
             except ShuttingDown as e:  # an answer "not processed, I am draining": safe to send elsewhere
                 conn.close()
                 endpoint.mark_down(self._backoff, self._max_backoff)
+                tried.add(conn.index)
+                if choose(self.endpoints, tried) is None:
+                    raise e from None
+                continue
+            except Overloaded as e:  # a scan refused unprocessed (too many waiting there): the connection stays good
+                self._release(conn)
                 tried.add(conn.index)
                 if choose(self.endpoints, tried) is None:
                     raise e from None

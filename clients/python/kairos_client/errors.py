@@ -70,8 +70,10 @@ class ErrorCode:
         12: "INTERNAL_ERROR",
     }
 
-    #: Codes after which the server closes the connection.
-    CLOSES_CONNECTION = frozenset({1, 2, 3, 10})
+    #: Codes after which the server closes the connection when they answer a request. OVERLOADED closes it only as
+    #: a refusal at accept (request id 0, handled before any answer is matched); answering a request (too many
+    #: scans waiting) it leaves the connection open.
+    CLOSES_CONNECTION = frozenset({1, 2, 3})
 
 
 class KairosError(Exception):

@@ -136,6 +136,33 @@ def test_async_shutting_down_answer_fails_over(peers):
     assert healthy.requests == 10
 
 
+def test_overloaded_answer_goes_elsewhere_and_keeps_the_connection(peers):
+    """A request refused with OVERLOADED (too many scans waiting) was not processed: the blocking client sends it to
+    the next endpoint; the refusing endpoint stays up and its connection is reused."""
+    busy = peers(lambda op, rid, p: error(rid, 10, b"2 scans are already waiting or running; retry later"))
+    healthy = peers(lambda op, rid, p: frame(op | 0x80, rid))
+    with kc.Client([("127.0.0.1", busy.port), ("127.0.0.1", healthy.port)], timeout=5) as c:
+        assert c.ping() is None
+        assert c.ping() is None
+        assert c.endpoints[0].is_up()
+    assert (busy.requests, healthy.requests) == (2, 2)
+    assert busy.connections == 1
+    with kc.Client("127.0.0.1", busy.port, timeout=5) as alone:
+        for _ in range(2):
+            with pytest.raises(kc.Overloaded) as e:
+                alone.ping()
+            assert e.value.code == 10
+    assert busy.connections == 2  # one more client, one more connection: the refusals did not close it
+
+    async def main():  # the async client multiplexes one connection: it raises, and keeps that connection
+        async with kc.AsyncClient("127.0.0.1", busy.port, timeout=5) as c:
+            results = await asyncio.gather(*(c.ping() for _ in range(5)), return_exceptions=True)
+            return [type(r) for r in results]
+
+    assert asyncio.run(main()) == [kc.Overloaded] * 5
+    assert busy.connections == 3
+
+
 def test_unknown_error_code_keeps_its_number(peers):
     peer = peers(lambda op, rid, p: error(rid, 99, b"from the future"))
     with kc.Client("127.0.0.1", peer.port, timeout=5) as c:
