@@ -150,34 +150,49 @@ uint64_t ckk_id_index_capacity(uint64_t count) {
     return capacity;
 }
 
+/* Rows inserted per block: their home entries are prefetched together, so a big table's cache misses (one per id,
+ * into tens of MB) overlap instead of queueing; one at a time, 1M ids took ~100 ms. Insertion stays in row order. */
+#define BUILD_BLOCK 32
+
 uint64_t ckk_id_index_build(const ckk_id_index *ix) {
     uint8_t *entries = (uint8_t *)ix->entries;
     uint64_t duplicates = 0;
-    for (uint64_t row = 0; row < ix->count; row++) {
-        uint32_t start = load32le(ix->offsets + row);
-        size_t len = load32le(ix->offsets + row + 1) - start;
-        const uint8_t *id = ix->blob + start;
-        uint64_t h = xxh64(id, len, 0);
-        id_key k;
-        make_key(&k, id, len, h);
-        uint64_t i = h & ix->mask;
-        int duplicate = 0;
-        /* mask + 1 > count, so an empty entry is always ahead. */
-        for (uint32_t r; (r = entry_row(entries + i * CKK_ID_ENTRY_BYTES)) != 0; i = (i + 1) & ix->mask) {
-            if (entry_matches(ix, entries + i * CKK_ID_ENTRY_BYTES, r, &k, id, len)) {
-                duplicate = 1;
-                break;
+    for (uint64_t b0 = 0; b0 < ix->count; b0 += BUILD_BLOCK) {
+        uint64_t bn = ix->count - b0 < BUILD_BLOCK ? ix->count - b0 : BUILD_BLOCK;
+        uint64_t home[BUILD_BLOCK];
+        id_key key[BUILD_BLOCK];
+        for (uint64_t j = 0; j < bn; j++) {
+            uint32_t start = load32le(ix->offsets + b0 + j);
+            size_t len = load32le(ix->offsets + b0 + j + 1) - start;
+            uint64_t h = xxh64(ix->blob + start, len, 0);
+            make_key(&key[j], ix->blob + start, len, h);
+            home[j] = h & ix->mask;
+            __builtin_prefetch(entries + home[j] * CKK_ID_ENTRY_BYTES, 1, 3);
+        }
+        for (uint64_t j = 0; j < bn; j++) {
+            uint64_t row = b0 + j;
+            uint32_t start = load32le(ix->offsets + row);
+            size_t len = load32le(ix->offsets + row + 1) - start;
+            const uint8_t *id = ix->blob + start;
+            uint64_t i = home[j];
+            int duplicate = 0;
+            /* mask + 1 > count, so an empty entry is always ahead. */
+            for (uint32_t r; (r = entry_row(entries + i * CKK_ID_ENTRY_BYTES)) != 0; i = (i + 1) & ix->mask) {
+                if (entry_matches(ix, entries + i * CKK_ID_ENTRY_BYTES, r, &key[j], id, len)) {
+                    duplicate = 1;
+                    break;
+                }
             }
+            if (duplicate) {
+                duplicates++;
+                continue;
+            }
+            uint8_t *e = entries + i * CKK_ID_ENTRY_BYTES;
+            uint32_t r = (uint32_t)(row + 1);
+            memcpy(e, &r, 4);
+            memcpy(e + 4, &key[j].head, 4);
+            memcpy(e + 8, key[j].w, 24);
         }
-        if (duplicate) {
-            duplicates++;
-            continue;
-        }
-        uint8_t *e = entries + i * CKK_ID_ENTRY_BYTES;
-        uint32_t r = (uint32_t)(row + 1);
-        memcpy(e, &r, 4);
-        memcpy(e + 4, &k.head, 4);
-        memcpy(e + 8, k.w, 24);
     }
     return duplicates;
 }

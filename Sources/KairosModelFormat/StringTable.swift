@@ -84,8 +84,8 @@ public struct StringTable: @unchecked Sendable {
 public struct IdIndex: @unchecked Sendable {
     /// The ids the slots point into.
     public let table: StringTable
-    /// Owns the entries `index` points into.
-    private let entries: IdEntries
+    /// Owns the entries `index` points into (zeroed, page-aligned).
+    private let entries: AlignedBuffer
     /// The entries and the table, as the C lookup reads them (the hot path of every SCORE lives in C: see id_index.c).
     let index: ckk_id_index
 
@@ -103,7 +103,7 @@ public struct IdIndex: @unchecked Sendable {
     init(table: StringTable) {
         self.table = table
         let capacity = Int(ckk_id_index_capacity(UInt64(table.count)))
-        entries = IdEntries(byteCount: capacity * Int(CKK_ID_ENTRY_BYTES))
+        entries = AlignedBuffer(size: capacity * Int(CKK_ID_ENTRY_BYTES))
         // StringTable's init validated the offsets the C side relies on.
         index = ckk_id_index(
             entries: UnsafePointer(entries.base.assumingMemoryBound(to: UInt8.self)), mask: UInt64(capacity - 1),
@@ -167,16 +167,4 @@ public struct IdIndex: @unchecked Sendable {
         for s in slots { w.append(s) }
         return (w.bytes, capacity)
     }
-}
-
-/// Zeroed, 64-byte aligned memory for an `IdIndex`'s entries, freed with the last copy of the index.
-private final class IdEntries: @unchecked Sendable {
-    let base: UnsafeMutableRawPointer
-
-    init(byteCount: Int) {
-        base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
-    }
-
-    deinit { base.deallocate() }
 }
