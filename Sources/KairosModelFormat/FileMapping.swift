@@ -93,12 +93,13 @@ final class AlignedBuffer: Sendable {
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
-    /// Allocates `size` bytes; the size was already bounded by the section table checks.
-    init(size: Int) {
+    /// Allocates `size` zeroed bytes, or throws when the system will not give them (a load error, not a crash).
+    init(size: Int, for what: String) throws(ModelFormatError) {
         mappedSize = max(size, 1)
-        let p = anonymousPages(mappedSize)
-        precondition(p != nil, "out of memory allocating \(size) bytes")
-        base = p!
+        guard let p = anonymousPages(mappedSize) else {
+            throw ModelFormatError(.io, "cannot allocate \(size) bytes for \(what)")
+        }
+        base = p
         self.size = size
     }
 

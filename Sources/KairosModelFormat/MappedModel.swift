@@ -256,7 +256,7 @@ struct ModelSections {
         case .none:
             byKind[kind] = (e, stored)
         case .lz4:
-            let buffer = AlignedBuffer(size: e.rawSize)
+            let buffer = try AlignedBuffer(size: e.rawSize, for: "section \(e.kindName)")
             try LZ4Codec.decompress(stored, into: UnsafeMutableRawBufferPointer(start: buffer.base, count: e.rawSize), section: e.kindName)
             buffers.append(buffer)
             byKind[kind] = (e, buffer.bytes)

@@ -96,14 +96,14 @@ public struct IdIndex: @unchecked Sendable {
         guard bytes.count == capacity * 4 else {
             throw ModelFormatError(.countMismatch, section: section, "\(capacity) slots need \(capacity * 4) bytes, section has \(bytes.count)")
         }
-        self.init(table: table)
+        try self.init(table: table, section: section)
     }
 
     /// Builds the lookup for `table`'s ids (when an id occurs twice, the lower row wins).
-    init(table: StringTable) {
+    init(table: StringTable, section: String = "ids") throws(ModelFormatError) {
         self.table = table
         let capacity = Int(ckk_id_index_capacity(UInt64(table.count)))
-        entries = AlignedBuffer(size: capacity * Int(CKK_ID_ENTRY_BYTES))
+        entries = try AlignedBuffer(size: capacity * Int(CKK_ID_ENTRY_BYTES), for: "the lookup of \(section)")
         // StringTable's init validated the offsets the C side relies on.
         index = ckk_id_index(
             entries: UnsafePointer(entries.base.assumingMemoryBound(to: UInt8.self)), mask: UInt64(capacity - 1),

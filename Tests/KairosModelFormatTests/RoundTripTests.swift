@@ -189,7 +189,7 @@ import Testing
                 }.first { home($0.0) == home($0.1) })
                 let encoded = try StringTable.encode([sibling])
                 try encoded.withUnsafeBytes { t in
-                    let index = IdIndex(table: try StringTable(bytes: t, count: 1, section: "ids"))
+                    let index = try IdIndex(table: try StringTable(bytes: t, count: 1, section: "ids"))
                     #expect(index.entryCount == 2)
                     #expect(index.row(of: wanted) == nil, "length \(length), byte \(position)")
                     #expect(index.row(of: sibling) == 0, "length \(length), byte \(position)")
@@ -208,7 +208,7 @@ import Testing
         let ids = (0..<3000).map { $0 % 2 == 0 ? "\(prefix)-\($0)" : "\($0)-\(prefix)" } + ["\(prefix)-2", "dup", "dup"]
         let encoded = try StringTable.encode(ids)
         try encoded.withUnsafeBytes { t in
-            let index = IdIndex(table: try StringTable(bytes: t, count: ids.count, section: "ids"))
+            let index = try IdIndex(table: try StringTable(bytes: t, count: ids.count, section: "ids"))
             for i in 0..<3000 { #expect(index.row(of: ids[i]) == i) }
             #expect(index.row(of: "\(prefix)-2") == 2)
             #expect(index.row(of: "dup") == 3001)
@@ -263,7 +263,7 @@ import Testing
         let (a, b) = try #require(pair)
         let encoded = try StringTable.encode([a])
         try encoded.withUnsafeBytes { t in
-            let index = IdIndex(table: try StringTable(bytes: t, count: 1, section: "ids"))
+            let index = try IdIndex(table: try StringTable(bytes: t, count: 1, section: "ids"))
             #expect(index.row(of: a) == 0)
             #expect(index.row(of: b) == nil)
             var rows: [Int32] = [7, 7]
