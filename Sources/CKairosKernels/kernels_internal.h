@@ -13,6 +13,13 @@
  * address is formed as an integer, not as a pointer past the object). */
 #define CKK_SCAN_PREFETCH_BYTES 8192
 
+#if defined(__x86_64__)
+void ckk_scan_i8_bounded_avx512(const float *q, const uint8_t *qq, float qs, float slack, const int8_t *blocked,
+                                const int32_t *corr, const int32_t *l1, const void *base, size_t stride,
+                                const float *scales, const float *add, size_t start, size_t n, int32_t cols,
+                                float threshold, float *out);
+#endif
+
 #define CKK_DECLARE_LEVEL(SUFFIX)                                                                       \
     float ckk_dot_f32_##SUFFIX(const float *, const void *, float, int32_t);                            \
     float ckk_dot_f16_##SUFFIX(const float *, const void *, float, int32_t);                            \

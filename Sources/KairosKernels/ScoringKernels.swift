@@ -165,12 +165,16 @@ public struct ScoringKernels: Sendable {
     /// Like ``topK(_:of:k:excluding:)``, ranking by `dot + offsets[row]` (per-row terms such as a bias or a
     /// popularity blend; `-infinity` removes a row). Offsets are added block by block inside the scan, so the blend
     /// costs no extra pass over memory.
+    ///
+    /// With `bounds` (built for this int8 matrix, on a CPU with AVX-512 VNNI) the scan first bounds every row's score
+    /// with integer arithmetic and scores exactly only the rows that could enter the top k: same result, less work.
     public func topK(
         _ query: UnsafeBufferPointer<Float>,
         of matrix: MatrixView,
         k: Int,
         excluding: ExclusionSet?,
-        adding offsets: UnsafeBufferPointer<Float>?
+        adding offsets: UnsafeBufferPointer<Float>?,
+        bounds: Int8ScanBounds? = nil
     ) -> [ScoredRow] {
         precondition(k >= 0 && k <= Self.maxK)
         precondition(query.count == matrix.cols)
@@ -178,18 +182,36 @@ public struct ScoringKernels: Sendable {
         guard k > 0, matrix.rows > 0 else { return [] }
         let scan = scanKernel(matrix.encoding)
         let q = query.baseAddress!
-        if let add = offsets?.baseAddress {
-            return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
+        let add = offsets?.baseAddress
+        if let bounds, let bounded = ckk_scan_i8_bounded(Int32(isa.rawValue)) {
+            precondition(bounds.rows == matrix.rows && bounds.cols == matrix.cols && matrix.encoding == .int8, "bounds of another matrix")
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: matrix.cols) { qq in
+                var slack: Float = 0
+                let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack)
+                return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, threshold, out in
+                    if qs > 0 && threshold > -.infinity {
+                        bounded(q, qq.baseAddress!, qs, slack, bounds.blocked, bounds.corr, bounds.l1, matrix.base,
+                                matrix.rowStride, matrix.scales, add, start, n, Int32(matrix.cols), threshold, out)
+                    } else {  // filling the heap (every row counts) or a query the quantizer declined: exact
+                        scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
+                        if let add { for i in 0..<n { out[i] += add[start &+ i] } }
+                    }
+                }
+            }
+        }
+        if let add {
+            return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in
                 scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
                 for i in 0..<n { out[i] += add[start &+ i] }
             }
         }
-        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, out in
+        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in
             scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
         }
     }
 
-    /// Scores all rows block by block with `scoreBlock(start, count, out)` and keeps the best `k` in a bounded
+    /// Scores all rows block by block with `scoreBlock(start, count, threshold, out)` (a row scored below the
+    /// current threshold may come back as -infinity) and keeps the best `k` in a bounded
     /// heap. Once the heap is full, the C filter picks the few scores above the k-th best; only those reach the
     /// slow path (exclusion check, heap update).
     @inline(__always)
@@ -197,7 +219,7 @@ public struct ScoringKernels: Sendable {
         rows: Int,
         k: Int,
         excluding: ExclusionSet?,
-        scoreBlock: (Int, Int, UnsafeMutablePointer<Float>) -> Void
+        scoreBlock: (Int, Int, Float, UnsafeMutablePointer<Float>) -> Void
     ) -> [ScoredRow] {
         var heap = TopKHeap(capacity: min(k, rows))
         let filter = table.pointee.filter_gt!
@@ -210,7 +232,7 @@ public struct ScoringKernels: Sendable {
                 var start = 0
                 while start < rows {
                     let n = min(blockRows, rows - start)
-                    scoreBlock(start, n, out)
+                    scoreBlock(start, n, heap.isFull ? threshold : -.infinity, out)
                     var i = 0
                     // Filling: every non-NaN score is admitted (even -infinity, which no `>` filter passes).
                     while !heap.isFull && i < n {
@@ -241,6 +263,41 @@ public struct ScoringKernels: Sendable {
             }
         }
         return heap.sortedBestFirst()
+    }
+}
+
+/// What a bounded int8 scan needs besides the matrix (see `ckk_scan_i8_bounded` in ckairos_kernels.h): the rows
+/// again in blocks of 16 laid out for VNNI, and two integers per row. About 72 bytes per row for 64 columns; built
+/// once per model (a pass over the rows).
+public final class Int8ScanBounds: @unchecked Sendable {
+    /// Rows and columns of the matrix these bounds were built from.
+    public let rows: Int
+    public let cols: Int
+    let blocked: UnsafeMutablePointer<Int8>
+    let corr: UnsafeMutablePointer<Int32>
+    let l1: UnsafeMutablePointer<Int32>
+    /// Bytes held.
+    public let byteCount: Int
+
+    /// Bounds for `matrix`, or nil unless it is int8 and this CPU can run bounded scans (`kernels`' level has one).
+    public init?(matrix: MatrixView, kernels: ScoringKernels) {
+        guard matrix.encoding == .int8, matrix.rows > 0, ckk_scan_i8_bounded(Int32(kernels.isa.rawValue)) != nil else { return nil }
+        rows = matrix.rows
+        cols = matrix.cols
+        let blockedBytes = (rows + 15) / 16 * cols * 16
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: blockedBytes, alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: blockedBytes)
+        blocked = raw.bindMemory(to: Int8.self, capacity: blockedBytes)
+        corr = .allocate(capacity: rows)
+        l1 = .allocate(capacity: rows)
+        byteCount = blockedBytes + 8 * rows
+        ckk_i8_bound_tables(matrix.base, matrix.rowStride, rows, Int32(cols), blocked, corr, l1)
+    }
+
+    deinit {
+        UnsafeMutableRawPointer(blocked).deallocate()
+        corr.deallocate()
+        l1.deallocate()
     }
 }
 

@@ -66,6 +66,10 @@ public final class ModelSnapshot: Sendable {
     let allowRepeatsOffsets: [Float]
     /// The kernels used for this snapshot.
     public let kernels: ScoringKernels
+    /// For int8 item rows on a CPU with AVX-512 VNNI: what lets TOPK scans skip rows that cannot make the top k.
+    public let itemScanBounds: Int8ScanBounds?
+    /// Bytes this snapshot holds beyond its model (counted by the memory budget).
+    public var derivedBytes: Int { itemScanBounds?.byteCount ?? 0 }
 
     /// Name of the model.
     public var name: String { model.header.modelName }
@@ -77,6 +81,7 @@ public final class ModelSnapshot: Sendable {
         self.model = model
         self.loadedAt = loadedAt
         self.kernels = kernels
+        itemScanBounds = Int8ScanBounds(matrix: model.itemFactors, kernels: kernels)
         let n = model.itemCount
         var trend = [Float](repeating: 0, count: n)
         if let p = model.popularity {

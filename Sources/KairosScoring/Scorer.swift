@@ -167,7 +167,9 @@ public enum Scorer {
         let query = blend.dot == 1 ? u.values : u.values.map { $0 * blend.dot }
         var best = query.withUnsafeBufferPointer { q in
             offsets.withUnsafeBufferPointer { off in
-                s.kernels.topK(q, of: m.itemFactors, k: k, excluding: skip.isEmpty ? nil : ExclusionSet(skip), adding: off)
+                s.kernels.topK(
+                    q, of: m.itemFactors, k: k, excluding: skip.isEmpty ? nil : ExclusionSet(skip), adding: off,
+                    bounds: s.itemScanBounds)
             }
         }
         if allowRepeats, let history {

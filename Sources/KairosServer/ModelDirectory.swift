@@ -151,7 +151,7 @@ public final class ModelDirectory: Sendable {
                     break  // already serving this very file
                 }
                 if let budget = memoryBudget {
-                    let loaded = store.all().reduce(0) { $0 + $1.model.residentBytes }
+                    let loaded = store.all().reduce(0) { $0 + $1.model.residentBytes + $1.derivedBytes }
                     if loaded + record.identity.size > budget {
                         let reason = "over the memory budget: \(loaded) bytes loaded + \(record.identity.size) > \(budget)"
                         report.rejected.append((file, reason))

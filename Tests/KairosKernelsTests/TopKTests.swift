@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import KairosKernels
 import Testing
 
@@ -148,6 +151,95 @@ import Testing
             #expect(got.allSatisfy { !$0.score.isNaN && !nanRows.contains($0.row) })
             #expect(got == Self.expected(Self.gatherAll(kernels, q, m.view), k: 1000))
             #expect(kernels.topK(q, of: m.view, k: 1000, excluding: ExclusionSet(0..<1000)).count == 100 - 2)
+        }
+    }
+}
+
+@Suite struct BoundedInt8ScanTests {
+    /// Bounds exist exactly for int8 matrices on a CPU with AVX-512 VNNI, and never for another encoding.
+    @Test func boundsExistOnlyWhereTheyCanRun() {
+        let values = randomValues(rows: 40, cols: 16, seed: 1)
+        for isa in ScoringKernels.supportedISAs {
+            let kernels = ScoringKernels(isa: isa)!
+            for encoding in RowEncoding.allCases {
+                let m = GuardedMatrix(values: values, rows: 40, cols: 16, encoding: encoding)
+                let canRun = isa == .avx512 && Self.vnni
+                #expect((Int8ScanBounds(matrix: m.view, kernels: kernels) != nil) == (canRun && encoding == .int8), "\(isa)/\(encoding)")
+            }
+        }
+    }
+
+    /// Whether /proc/cpuinfo lists AVX-512 VNNI (read independently of the kernels' own CPU check).
+    static let vnni: Bool = {
+        guard let f = fopen("/proc/cpuinfo", "r") else { return false }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, f)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self).contains(" avx512_vnni")
+    }()
+
+    /// Where the quantized query sees no difference at all, the bound's slack term carries the ranking: the query
+    /// [127, 0.4, 0, 0] quantizes to [127, 0, 0, 0], every row is [100, v, 0, 0] with v growing with the row, so the
+    /// best rows sit in the last, bounded blocks and score alike to the integer pass. None may be pruned
+    /// (checked: without the slack term the bounded scan loses them).
+    @Test func slackCarriesWhatTheQuantizedQueryCannotSee() throws {
+        let rows = 3000
+        let values = (0..<rows).flatMap { r -> [Float] in [100, Float(r) / 30, 0, 0] }
+        let m = GuardedMatrix(values: values, rows: rows, cols: 4, encoding: .int8)
+        let kernels = ScoringKernels.best
+        guard let bounds = Int8ScanBounds(matrix: m.view, kernels: kernels) else { return }
+        let query: [Float] = [127, 0.4, 0, 0]
+        query.withUnsafeBufferPointer { q in
+            for k in [1, 10, 100] {
+                let exact = kernels.topK(q, of: m.view, k: k)
+                #expect(exact.count == k && exact.allSatisfy { $0.row >= 2048 })  // all in the bounded third block
+                #expect(kernels.topK(q, of: m.view, k: k, excluding: nil, adding: nil, bounds: bounds) == exact, "k \(k)")
+            }
+        }
+    }
+
+    /// A bounded scan returns exactly what the exact scan returns (rows, scores, tie order), with and without
+    /// offsets (some -infinity) and exclusions, for every k, across scan blocks and partial blocks of 16, and for
+    /// queries the quantizer declines (zero, NaN) or quantizes coarsely (one huge component).
+    @Test(arguments: [(1, 64), (15, 64), (17, 20), (1000, 64), (2049, 64), (3001, 128), (777, 4)])
+    func boundedScanEqualsExactScan(rows: Int, cols: Int) throws {
+        let kernels = ScoringKernels.best
+        let distinct = randomValues(rows: rows, cols: cols, seed: UInt64(rows * 31 + cols))
+        // Every 50th row repeats row 0, so equal scores meet across blocks.
+        var values = distinct
+        for r in stride(from: 50, to: rows, by: 50) { for c in 0..<cols { values[r * cols + c] = distinct[c] } }
+        let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: .int8)
+        guard let bounds = Int8ScanBounds(matrix: m.view, kernels: kernels) else {
+            #expect(!(kernels.isa == .avx512 && Self.vnni), "bounds missing on a CPU that can run them")
+            return
+        }
+        var queries = [randomValues(rows: 1, cols: cols, seed: 7), [Float](repeating: 0, count: cols)]
+        var nan = randomValues(rows: 1, cols: cols, seed: 8)
+        nan[cols / 2] = .nan
+        queries.append(nan)
+        var spiky = randomValues(rows: 1, cols: cols, seed: 9)
+        spiky[0] = 1_000
+        queries.append(spiky)
+        let noise = randomValues(rows: 1, cols: rows, seed: 11)
+        let offsets = (0..<rows).map { $0 % 9 == 4 ? -Float.infinity : noise[$0] * 3 }
+        let excluded = ExclusionSet(stride(from: Int32(1), to: Int32(rows), by: 13))
+        for (qi, query) in queries.enumerated() {
+            query.withUnsafeBufferPointer { q in
+                offsets.withUnsafeBufferPointer { off in
+                    for k in [1, 10, 100, 1000] {
+                        for (ex, add) in [(nil, nil), (excluded, nil), (nil, off), (excluded, off)] as [(ExclusionSet?, UnsafeBufferPointer<Float>?)] {
+                            let exact = kernels.topK(q, of: m.view, k: k, excluding: ex, adding: add)
+                            let bounded = kernels.topK(q, of: m.view, k: k, excluding: ex, adding: add, bounds: bounds)
+                            #expect(bounded == exact, "query \(qi), k \(k), exclusions \(ex != nil), offsets \(add != nil)")
+                        }
+                    }
+                }
+            }
         }
     }
 }
