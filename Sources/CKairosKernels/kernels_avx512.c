@@ -150,18 +150,19 @@ DEF_AVX512(f32, 4)
 DEF_AVX512(f16, 2)
 DEF_AVX512(i8, 1)
 
-/* Bounded int8 scan (ckairos_kernels.h). Per block of 16 rows, one VNNI multiply-add per 4-byte group gives all 16
+/* Bounded scan (ckairos_kernels.h). Per block of 16 rows, one VNNI multiply-add per 4-byte group gives all 16
  * integer dot products with the quantized query at once (about one instruction per row at 64 columns, against ~18
- * for the exact conversion-and-FMA path); rows whose bound cannot beat the threshold are skipped, the others
- * scored by row_acc_i8 exactly as ckk_dot_i8_avx512 and the scans do. */
+ * for the exact int8 path and 4 cache lines per float32 row); rows whose bound cannot beat the threshold are
+ * skipped, the others scored by row_acc_* exactly as the dot, gather and scan kernels of their encoding do. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
-void ckk_scan_i8_bounded_avx512(const float *q, const uint8_t *qq, float qs, float slack, const int8_t *blocked,
-                                const int32_t *corr, const int32_t *l1, const void *base, size_t stride,
-                                const float *scales, const float *add, size_t start, size_t n, int32_t cols,
-                                float threshold, float *out) {
+void ckk_scan_bounded_avx512(const float *q, const uint8_t *qq, float qs, float slack, float q_l1,
+                             const int8_t *blocked, const int32_t *corr, const int32_t *l1, const float *row_scale,
+                             const float *row_err, int enc, const void *base, size_t stride, const float *scales,
+                             const float *add, size_t start, size_t n, int32_t cols, float threshold, float *out) {
     const size_t groups = (size_t)cols / 4;
     const uint8_t *b = (const uint8_t *)base;
-    const __m512 vqs = _mm512_set1_ps(qs), vslack = _mm512_set1_ps(slack), vt = _mm512_set1_ps(threshold);
+    const __m512 vqs = _mm512_set1_ps(qs), vslack = _mm512_set1_ps(slack), vql1 = _mm512_set1_ps(q_l1);
+    const __m512 vt = _mm512_set1_ps(threshold);
     for (size_t i0 = 0; i0 < n; i0 += 16) {
         const size_t r0 = start + i0;
         const size_t m = n - i0 < 16 ? n - i0 : 16;
@@ -174,11 +175,12 @@ void ckk_scan_i8_bounded_avx512(const float *q, const uint8_t *qq, float qs, flo
             acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int)qg), _mm512_load_si512((const void *)(block + g * 64)));
         }
         __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_maskz_loadu_epi32(live, corr + r0)));
-        __m512 s = _mm512_maskz_loadu_ps(live, scales + r0);
+        __m512 s = _mm512_maskz_loadu_ps(live, row_scale + r0);
         __m512 mag = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(live, l1 + r0));
-        /* scale * (qs * d) + |scale| * slack * L1 >= the exact score, in real arithmetic and with float rounding. */
+        /* scale * (qs * d) + |scale| * slack * L1 + |q|_1 * err >= the exact score, with float rounding too. */
         __m512 ub = _mm512_add_ps(_mm512_mul_ps(s, _mm512_mul_ps(vqs, d)),
                                   _mm512_mul_ps(_mm512_abs_ps(s), _mm512_mul_ps(vslack, mag)));
+        ub = _mm512_add_ps(ub, _mm512_mul_ps(vql1, _mm512_maskz_loadu_ps(live, row_err + r0)));
         if (add) ub = _mm512_add_ps(ub, _mm512_maskz_loadu_ps(live, add + r0));
         uint32_t pass = _mm512_mask_cmp_ps_mask(live, ub, vt, _CMP_GT_OQ);
         _mm512_mask_storeu_ps(out + i0, live, _mm512_set1_ps(-__builtin_inff()));
@@ -186,7 +188,13 @@ void ckk_scan_i8_bounded_avx512(const float *q, const uint8_t *qq, float qs, flo
             const size_t j = (size_t)__builtin_ctz(pass);
             pass &= pass - 1;
             const size_t r = r0 + j;
-            const float exact = hsum512(row_acc_i8(q, b + r * stride, cols)) * scales[r];
+            const uint8_t *row = b + r * stride;
+            float exact;
+            switch (enc) {
+            case CKK_ENC_F32: exact = hsum512(row_acc_f32(q, row, cols)); break;
+            case CKK_ENC_F16: exact = hsum512(row_acc_f16(q, row, cols)); break;
+            default: exact = hsum512(row_acc_i8(q, row, cols)) * scales[r]; break;
+            }
             out[i0 + j] = add ? exact + add[r] : exact;
         }
     }

@@ -14,10 +14,10 @@
 #define CKK_SCAN_PREFETCH_BYTES 8192
 
 #if defined(__x86_64__)
-void ckk_scan_i8_bounded_avx512(const float *q, const uint8_t *qq, float qs, float slack, const int8_t *blocked,
-                                const int32_t *corr, const int32_t *l1, const void *base, size_t stride,
-                                const float *scales, const float *add, size_t start, size_t n, int32_t cols,
-                                float threshold, float *out);
+void ckk_scan_bounded_avx512(const float *q, const uint8_t *qq, float qs, float slack, float q_l1,
+                             const int8_t *blocked, const int32_t *corr, const int32_t *l1, const float *row_scale,
+                             const float *row_err, int enc, const void *base, size_t stride, const float *scales,
+                             const float *add, size_t start, size_t n, int32_t cols, float threshold, float *out);
 #endif
 
 #define CKK_DECLARE_LEVEL(SUFFIX)                                                                       \

@@ -166,15 +166,15 @@ public struct ScoringKernels: Sendable {
     /// popularity blend; `-infinity` removes a row). Offsets are added block by block inside the scan, so the blend
     /// costs no extra pass over memory.
     ///
-    /// With `bounds` (built for this int8 matrix, on a CPU with AVX-512 VNNI) the scan first bounds every row's score
-    /// with integer arithmetic and scores exactly only the rows that could enter the top k: same result, less work.
+    /// With `bounds` (built for this matrix, on a CPU with AVX-512 VNNI) the scan first bounds every row's score with
+    /// integer arithmetic and scores exactly only the rows that could enter the top k: same result, less work.
     public func topK(
         _ query: UnsafeBufferPointer<Float>,
         of matrix: MatrixView,
         k: Int,
         excluding: ExclusionSet?,
         adding offsets: UnsafeBufferPointer<Float>?,
-        bounds: Int8ScanBounds? = nil
+        bounds: ScanBounds? = nil
     ) -> [ScoredRow] {
         precondition(k >= 0 && k <= Self.maxK)
         precondition(query.count == matrix.cols)
@@ -183,14 +183,16 @@ public struct ScoringKernels: Sendable {
         let scan = scanKernel(matrix.encoding)
         let q = query.baseAddress!
         let add = offsets?.baseAddress
-        if let bounds, let bounded = ckk_scan_i8_bounded(Int32(isa.rawValue)) {
-            precondition(bounds.rows == matrix.rows && bounds.cols == matrix.cols && matrix.encoding == .int8, "bounds of another matrix")
+        if let bounds, let bounded = ckk_scan_bounded(Int32(isa.rawValue)) {
+            precondition(bounds.rows == matrix.rows && bounds.cols == matrix.cols && bounds.encoding == matrix.encoding, "bounds of another matrix")
             return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: matrix.cols) { qq in
                 var slack: Float = 0
-                let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack)
+                var qL1: Float = 0
+                let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack, &qL1)
                 return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, threshold, out in
                     if qs > 0 && threshold > -.infinity {
-                        bounded(q, qq.baseAddress!, qs, slack, bounds.blocked, bounds.corr, bounds.l1, matrix.base,
+                        bounded(q, qq.baseAddress!, qs, slack, qL1, bounds.blocked, bounds.corr, bounds.l1,
+                                bounds.rowScale, bounds.rowError, Int32(matrix.encoding.rawValue), matrix.base,
                                 matrix.rowStride, matrix.scales, add, start, n, Int32(matrix.cols), threshold, out)
                     } else {  // filling the heap (every row counts) or a query the quantizer declined: exact
                         scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
@@ -266,38 +268,75 @@ public struct ScoringKernels: Sendable {
     }
 }
 
-/// What a bounded int8 scan needs besides the matrix (see `ckk_scan_i8_bounded` in ckairos_kernels.h): the rows
-/// again in blocks of 16 laid out for VNNI, and two integers per row. About 72 bytes per row for 64 columns; built
-/// once per model (a pass over the rows).
-public final class Int8ScanBounds: @unchecked Sendable {
+/// What a bounded scan needs besides the matrix (see `ckk_scan_bounded` in ckairos_kernels.h): an int8 copy of the
+/// rows (the rows themselves for int8 matrices, else quantized with a per-row scale and its largest error) laid out
+/// in blocks of 16 for VNNI, and a few numbers per row. About 80 bytes per row at 64 columns; built once per model.
+public final class ScanBounds: @unchecked Sendable {
     /// Rows and columns of the matrix these bounds were built from.
     public let rows: Int
     public let cols: Int
+    /// Encoding of that matrix.
+    public let encoding: RowEncoding
     let blocked: UnsafeMutablePointer<Int8>
     let corr: UnsafeMutablePointer<Int32>
     let l1: UnsafeMutablePointer<Int32>
+    let rowScale: UnsafeMutablePointer<Float>
+    let rowError: UnsafeMutablePointer<Float>
     /// Bytes held.
     public let byteCount: Int
 
-    /// Bounds for `matrix`, or nil unless it is int8 and this CPU can run bounded scans (`kernels`' level has one).
+    /// Bounds for `matrix`, or nil when this CPU cannot run bounded scans at `kernels`' level (they need AVX-512
+    /// VNNI) or a row holds a NaN or infinity.
     public init?(matrix: MatrixView, kernels: ScoringKernels) {
-        guard matrix.encoding == .int8, matrix.rows > 0, ckk_scan_i8_bounded(Int32(kernels.isa.rawValue)) != nil else { return nil }
-        rows = matrix.rows
-        cols = matrix.cols
+        guard matrix.rows > 0, ckk_scan_bounded(Int32(kernels.isa.rawValue)) != nil else { return nil }
+        let rows = matrix.rows, cols = matrix.cols
         let blockedBytes = (rows + 15) / 16 * cols * 16
         let raw = UnsafeMutableRawPointer.allocate(byteCount: blockedBytes, alignment: 64)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: blockedBytes)
-        blocked = raw.bindMemory(to: Int8.self, capacity: blockedBytes)
-        corr = .allocate(capacity: rows)
-        l1 = .allocate(capacity: rows)
-        byteCount = blockedBytes + 8 * rows
-        ckk_i8_bound_tables(matrix.base, matrix.rowStride, rows, Int32(cols), blocked, corr, l1)
+        let blocked = raw.bindMemory(to: Int8.self, capacity: blockedBytes)
+        let corr = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
+        let l1 = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
+        let rowScale = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+        let rowError = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+        func release() {
+            raw.deallocate()
+            corr.deallocate()
+            l1.deallocate()
+            rowScale.deallocate()
+            rowError.deallocate()
+        }
+        if matrix.encoding == .int8 {
+            // The rows are their own codes: no error term.
+            rowScale.update(from: matrix.scales!, count: rows)
+            rowError.update(repeating: 0, count: rows)
+            ckk_i8_bound_tables(matrix.base, matrix.rowStride, rows, Int32(cols), blocked, corr, l1)
+        } else {
+            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * cols)
+            defer { codes.deallocate() }
+            guard ckk_quantize_rows(matrix.base, matrix.rowStride, rows, Int32(cols), Int32(matrix.encoding.rawValue),
+                                    codes, rowScale, rowError) == 1 else {
+                release()
+                return nil  // a NaN or infinity in a row: no bound holds
+            }
+            ckk_i8_bound_tables(codes, cols, rows, Int32(cols), blocked, corr, l1)
+        }
+        self.rows = rows
+        self.cols = cols
+        encoding = matrix.encoding
+        self.blocked = blocked
+        self.corr = corr
+        self.l1 = l1
+        self.rowScale = rowScale
+        self.rowError = rowError
+        byteCount = blockedBytes + 16 * rows
     }
 
     deinit {
         UnsafeMutableRawPointer(blocked).deallocate()
         corr.deallocate()
         l1.deallocate()
+        rowScale.deallocate()
+        rowError.deallocate()
     }
 }
 

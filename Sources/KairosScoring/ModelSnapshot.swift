@@ -66,8 +66,8 @@ public final class ModelSnapshot: Sendable {
     let allowRepeatsOffsets: [Float]
     /// The kernels used for this snapshot.
     public let kernels: ScoringKernels
-    /// For int8 item rows on a CPU with AVX-512 VNNI: what lets TOPK scans skip rows that cannot make the top k.
-    public let itemScanBounds: Int8ScanBounds?
+    /// On a CPU with AVX-512 VNNI: what lets TOPK scans skip item rows that cannot make the top k.
+    public let itemScanBounds: ScanBounds?
     /// Bytes this snapshot holds beyond its model (counted by the memory budget).
     public var derivedBytes: Int { itemScanBounds?.byteCount ?? 0 }
 
@@ -81,7 +81,7 @@ public final class ModelSnapshot: Sendable {
         self.model = model
         self.loadedAt = loadedAt
         self.kernels = kernels
-        itemScanBounds = Int8ScanBounds(matrix: model.itemFactors, kernels: kernels)
+        itemScanBounds = ScanBounds(matrix: model.itemFactors, kernels: kernels)
         let n = model.itemCount
         var trend = [Float](repeating: 0, count: n)
         if let p = model.popularity {

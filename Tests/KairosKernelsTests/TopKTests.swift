@@ -155,8 +155,8 @@ import Testing
     }
 }
 
-@Suite struct BoundedInt8ScanTests {
-    /// Bounds exist exactly for int8 matrices on a CPU with AVX-512 VNNI, and never for another encoding.
+@Suite struct BoundedScanTests {
+    /// Bounds exist exactly on a CPU with AVX-512 VNNI (for every encoding), and not for rows holding a NaN.
     @Test func boundsExistOnlyWhereTheyCanRun() {
         let values = randomValues(rows: 40, cols: 16, seed: 1)
         for isa in ScoringKernels.supportedISAs {
@@ -164,8 +164,12 @@ import Testing
             for encoding in RowEncoding.allCases {
                 let m = GuardedMatrix(values: values, rows: 40, cols: 16, encoding: encoding)
                 let canRun = isa == .avx512 && Self.vnni
-                #expect((Int8ScanBounds(matrix: m.view, kernels: kernels) != nil) == (canRun && encoding == .int8), "\(isa)/\(encoding)")
+                #expect((ScanBounds(matrix: m.view, kernels: kernels) != nil) == canRun, "\(isa)/\(encoding)")
             }
+            let poisoned = GuardedMatrix(values: values, rows: 40, cols: 16, encoding: .float32) { base, stride in
+                base.storeBytes(of: Float.nan, toByteOffset: 7 * stride + 8, as: Float.self)
+            }
+            #expect(ScanBounds(matrix: poisoned.view, kernels: kernels) == nil)
         }
     }
 
@@ -192,7 +196,7 @@ import Testing
         let values = (0..<rows).flatMap { r -> [Float] in [100, Float(r) / 30, 0, 0] }
         let m = GuardedMatrix(values: values, rows: rows, cols: 4, encoding: .int8)
         let kernels = ScoringKernels.best
-        guard let bounds = Int8ScanBounds(matrix: m.view, kernels: kernels) else { return }
+        guard let bounds = ScanBounds(matrix: m.view, kernels: kernels) else { return }
         let query: [Float] = [127, 0.4, 0, 0]
         query.withUnsafeBufferPointer { q in
             for k in [1, 10, 100] {
@@ -203,18 +207,39 @@ import Testing
         }
     }
 
-    /// A bounded scan returns exactly what the exact scan returns (rows, scores, tie order), with and without
-    /// offsets (some -infinity) and exclusions, for every k, across scan blocks and partial blocks of 16, and for
-    /// queries the quantizer declines (zero, NaN) or quantizes coarsely (one huge component).
-    @Test(arguments: [(1, 64), (15, 64), (17, 20), (1000, 64), (2049, 64), (3001, 128), (777, 4)])
-    func boundedScanEqualsExactScan(rows: Int, cols: Int) throws {
+    /// Float rows that differ only below int8 resolution quantize to the same codes, which understate the best of
+    /// them; the per-row error term keeps those (checked: without it the bounded scan loses them).
+    @Test(arguments: [RowEncoding.float32, .float16])
+    func rowErrorCarriesWhatTheCodesCannotSee(_ encoding: RowEncoding) throws {
+        let rows = 3000
+        // Column 1 runs over [1, 1.17): all code 1 at scale 100/127, the best rows most above it.
+        let values = (0..<rows).flatMap { r -> [Float] in [100, 1 + Float(r) * 0.17 / 3000, 0, 0] }
+        let m = GuardedMatrix(values: values, rows: rows, cols: 4, encoding: encoding)
+        let kernels = ScoringKernels.best
+        guard let bounds = ScanBounds(matrix: m.view, kernels: kernels) else { return }
+        let query: [Float] = [127, 127, 0, 0]  // quantizes exactly: no slack to hide behind
+        query.withUnsafeBufferPointer { q in
+            for k in [1, 10, 100] {
+                let exact = kernels.topK(q, of: m.view, k: k)
+                #expect(exact.count == k && exact.allSatisfy { $0.row >= 2048 })
+                #expect(kernels.topK(q, of: m.view, k: k, excluding: nil, adding: nil, bounds: bounds) == exact, "k \(k)")
+            }
+        }
+    }
+
+    /// A bounded scan returns exactly what the exact scan returns (rows, scores, tie order), in every encoding, with
+    /// and without offsets (some -infinity) and exclusions, for every k, across scan blocks and partial blocks of 16,
+    /// and for queries the quantizer declines (zero, NaN) or quantizes coarsely (one huge component).
+    @Test(arguments: [(1, 64), (15, 64), (17, 20), (1000, 64), (2049, 64), (3001, 128), (777, 4)], RowEncoding.allCases)
+    func boundedScanEqualsExactScan(shape: (rows: Int, cols: Int), encoding: RowEncoding) throws {
+        let (rows, cols) = shape
         let kernels = ScoringKernels.best
         let distinct = randomValues(rows: rows, cols: cols, seed: UInt64(rows * 31 + cols))
         // Every 50th row repeats row 0, so equal scores meet across blocks.
         var values = distinct
         for r in stride(from: 50, to: rows, by: 50) { for c in 0..<cols { values[r * cols + c] = distinct[c] } }
-        let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: .int8)
-        guard let bounds = Int8ScanBounds(matrix: m.view, kernels: kernels) else {
+        let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: encoding)
+        guard let bounds = ScanBounds(matrix: m.view, kernels: kernels) else {
             #expect(!(kernels.isa == .avx512 && Self.vnni), "bounds missing on a CPU that can run them")
             return
         }

@@ -105,31 +105,41 @@ int64_t ckk_id_row(const ckk_id_index *ix, const uint8_t *id, size_t len);
 void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t packed_len, size_t n,
                         int32_t *rows, const void *then_base, size_t then_stride, size_t then_bytes);
 
-/* --- Bounded int8 scans (TOPK over int8 rows): an integer pass bounds every row's score from above, and only rows
- * whose bound beats the current k-th best are scored exactly, by the same operations as the int8 scan (so the
- * top k, scores and ties, are identical to an exact scan). */
+/* --- Bounded scans (TOPK): an integer pass over an int8 copy of the rows bounds every row's score from above, and
+ * only rows whose bound beats the current k-th best are scored exactly, by the same operations as the scan of the
+ * matrix's own encoding (so the top k, scores and ties, are identical to an exact scan). */
 
-/* Per-row tables for bounded scans of an int8 matrix (rows x cols, cols a multiple of 4): `blocked` gets the rows
- * in blocks of 16, each block as cols / 4 groups of 64 bytes (row 0's 4 bytes of the group, row 1's, ...), so one
- * instruction takes a 4-byte group of 16 rows; it must hold ceil(rows / 16) * cols * 16 zeroed bytes. corr[r] =
- * 128 x the sum of row r's values, l1[r] = the sum of their magnitudes. */
+/* Lays out an int8 matrix (rows x cols, cols a multiple of 4; for float matrices a quantized copy) for bounded
+ * scans: `blocked` gets the rows in blocks of 16, each block as cols / 4 groups of 64 bytes (row 0's 4 bytes of the
+ * group, row 1's, ...), so one instruction takes a 4-byte group of 16 rows; it must hold ceil(rows / 16) * cols *
+ * 16 zeroed bytes. corr[r] = 128 x the sum of row r's values, l1[r] = the sum of their magnitudes. */
 void ckk_i8_bound_tables(const void *base, size_t stride, size_t rows, int32_t cols, int8_t *blocked,
                          int32_t *corr, int32_t *l1);
 
-/* Quantizes the query for a bounded scan: qq[j] = round(q[j] / s) + 128 with s = max|q| / 127, the returned scale.
- * *slack bounds |q[j] - s * (qq[j] - 128)| with room for the exact kernel's rounding. Returns 0 (use the exact
- * scan) when q is all zeros or holds a NaN or infinity. */
-float ckk_quantize_query_u8(const float *q, int32_t cols, uint8_t *qq, float *slack);
+/* Quantizes float rows (enc float32 or float16) for bounded scans: codes[r * cols + j] = round(v / scale[r]) with
+ * scale[r] = max|v| / 127 (1 for a zero row), err[r] >= the largest |v - scale[r] * code| plus room for float
+ * rounding. Returns 0, having stopped, at a row holding a NaN or infinity; else 1. */
+int ckk_quantize_rows(const void *base, size_t stride, size_t rows, int32_t cols, int enc, int8_t *codes,
+                      float *scale, float *err);
 
-/* out[i] for rows start + i, i < n (start a multiple of 16): the exact int8 score (plus add[row] when add is not
- * NULL) where the row's upper bound exceeds `threshold`, else -infinity (such a row cannot beat the threshold). */
-typedef void (*ckk_scan_i8_bounded_fn)(const float *q, const uint8_t *qq, float qs, float slack,
-                                       const int8_t *blocked, const int32_t *corr, const int32_t *l1,
-                                       const void *base, size_t stride, const float *scales, const float *add,
-                                       size_t start, size_t n, int32_t cols, float threshold, float *out);
+/* Quantizes the query for a bounded scan: qq[j] = round(q[j] / s) + 128 with s = max|q| / 127, the returned scale.
+ * *slack bounds |q[j] - s * (qq[j] - 128)| with room for the exact kernel's rounding; *l1 is sum |q[j]| (rounded
+ * up). Returns 0 (use the exact scan) when q is all zeros or holds a NaN or infinity. */
+float ckk_quantize_query_u8(const float *q, int32_t cols, uint8_t *qq, float *slack, float *l1);
+
+/* out[i] for rows start + i, i < n (start a multiple of 16): the exact score of row start + i in encoding `enc`
+ * (plus add[row] when add is not NULL) where the row's upper bound exceeds `threshold`, else -infinity (such a row
+ * cannot beat the threshold). The bound of row r is row_scale[r] * (qs * (codes . qq - corr[r]) + slack * l1[r])
+ * + q_l1 * row_err[r], where row r is row_scale[r] * codes + an error of at most row_err[r] per element. `scales`
+ * are the matrix's own (int8 only). */
+typedef void (*ckk_scan_bounded_fn)(const float *q, const uint8_t *qq, float qs, float slack, float q_l1,
+                                    const int8_t *blocked, const int32_t *corr, const int32_t *l1,
+                                    const float *row_scale, const float *row_err, int enc, const void *base,
+                                    size_t stride, const float *scales, const float *add, size_t start, size_t n,
+                                    int32_t cols, float threshold, float *out);
 
 /* The bounded scan at ISA level `isa`, or NULL when there is none (it needs AVX-512 VNNI). */
-ckk_scan_i8_bounded_fn ckk_scan_i8_bounded(int isa);
+ckk_scan_bounded_fn ckk_scan_bounded(int isa);
 
 /* float32 -> binary16 with round-to-nearest-even (IEEE, like Swift's Float16(_:)) using F16C.
  * Only call when the avx2 level is supported (it implies F16C). */
