@@ -27,7 +27,8 @@ public final class RequestRouter: Sendable {
     public let limits: ServerLimits
     public let stats: ServerStats
     /// Full scans that read more item-row bytes than this run on the thread pool, smaller ones inline. A scan's cost
-    /// follows the bytes it reads, not the item count (an int8 row is a quarter of a float32 one).
+    /// follows the bytes it reads, not the item count (an int8 row is a quarter of a float32 one; a bounded ranking
+    /// scan reads one byte per column whatever the encoding).
     public let offloadAboveBytes: Int
     /// 8 MiB: about 0.2 ms of scanning here (100k int8 rows of 64 stay inline, 100k float32 rows go to the pool).
     /// Measured with 2,000 TOPK/s beside 50 SCORE connections on 2 cores: inline int8 scans took TOPK p99 from
@@ -100,16 +101,16 @@ public final class RequestRouter: Sendable {
         case .score(let r):
             return withModel(r.model) { s in .score(Scorer.score(r, on: s, now: now)) }
         case .topK(let r):
-            return withModel(r.model, scan: true) { s in .topK(Scorer.topK(r, on: s, now: now)) }
+            return withModel(r.model, scan: .ranking) { s in .topK(Scorer.topK(r, on: s, now: now)) }
         case .similar(let r):
-            return withModel(r.model, scan: true) { s in
+            return withModel(r.model, scan: .full) { s in
                 guard let list = Scorer.similar(r, on: s) else {
                     return .error(ProtocolError(.unknownItem, "item \"\(r.item)\" is not in model \(s.name) v\(s.version)"))
                 }
                 return .similar(list)
             }
         case .pushDecide(let r):
-            return withModel(r.model, scan: true) { s in .pushDecide(PushPolicy.decide(r, on: s, now: now)) }
+            return withModel(r.model, scan: .ranking) { s in .pushDecide(PushPolicy.decide(r, on: s, now: now)) }
         }
     }
 
@@ -129,15 +130,25 @@ public final class RequestRouter: Sendable {
         }
     }
 
+    /// What a request reads of the item rows: nothing (SCORE), a full scan, or a ranking scan (TOPK, PUSH_DECIDE),
+    /// which reads only the 1-byte codes when the snapshot has scan bounds.
+    enum ScanKind { case none, full, ranking }
+
     /// Resolves the model, then runs `body` inline or (for scans of large catalogues) off the event loop.
-    func withModel(_ ref: ModelRef, scan: Bool = false, _ body: @escaping @Sendable (ModelSnapshot) -> Response) -> Plan {
+    func withModel(_ ref: ModelRef, scan: ScanKind = .none, _ body: @escaping @Sendable (ModelSnapshot) -> Response) -> Plan {
         guard let s = store.snapshot(ref.name) else {
             return .done(.error(ProtocolError(.unknownModel, "no model named \"\(ref.name)\" is loaded")))
         }
         guard ref.version == 0 || ref.version == s.version else {
             return .done(.error(ProtocolError(.unknownModel, "model \(ref.name) serves version \(s.version), not \(ref.version)")))
         }
-        if scan && s.model.itemCount * s.model.itemFactors.rowStride > offloadAboveBytes { return .offload { body(s) } }
+        let m = s.model.itemFactors
+        let bytes = switch scan {
+        case .none: 0
+        case .full: m.rows * m.rowStride
+        case .ranking: m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
+        }
+        if bytes > offloadAboveBytes { return .offload { body(s) } }
         return .done(body(s))
     }
 }
