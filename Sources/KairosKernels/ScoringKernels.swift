@@ -1,4 +1,7 @@
 import CKairosKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Instruction-set level of a kernel implementation, chosen once at run time from the CPU's features.
 public enum KernelISA: Int, Sendable, CaseIterable, Comparable, CustomStringConvertible {
@@ -291,28 +294,34 @@ public final class ScanBounds: @unchecked Sendable {
         guard matrix.rows > 0, ckk_scan_bounded(Int32(kernels.isa.rawValue)) != nil else { return nil }
         let rows = matrix.rows, cols = matrix.cols
         let blockedBytes = (rows + 15) / 16 * cols * 16
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: blockedBytes, alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: blockedBytes)
-        let blocked = raw.bindMemory(to: Int8.self, capacity: blockedBytes)
-        let corr = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
-        let l1 = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
-        let rowScale = UnsafeMutablePointer<Float>.allocate(capacity: rows)
-        let rowError = UnsafeMutablePointer<Float>.allocate(capacity: rows)
-        func release() {
-            raw.deallocate()
-            corr.deallocate()
-            l1.deallocate()
-            rowScale.deallocate()
-            rowError.deallocate()
-        }
+        // One mapping for everything, returned to the OS by munmap: a server swapping models again and again would
+        // otherwise raise malloc's mmap threshold past these sizes and keep their memory in its arena (resident
+        // memory grew 105% over 100 swaps in run-reload-soak.py before this).
+        let size = blockedBytes + 16 * rows
+        guard let region = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+            region != MAP_FAILED
+        else { return nil }
+        let blocked = region.bindMemory(to: Int8.self, capacity: blockedBytes)  // zero pages from the kernel
+        let corr = (region + blockedBytes).bindMemory(to: Int32.self, capacity: rows)
+        let l1 = (region + blockedBytes + 4 * rows).bindMemory(to: Int32.self, capacity: rows)
+        let rowScale = (region + blockedBytes + 8 * rows).bindMemory(to: Float.self, capacity: rows)
+        let rowError = (region + blockedBytes + 12 * rows).bindMemory(to: Float.self, capacity: rows)
+        func release() { munmap(region, size) }
         if matrix.encoding == .int8 {
             // The rows are their own codes: no error term.
             rowScale.update(from: matrix.scales!, count: rows)
             rowError.update(repeating: 0, count: rows)
             ckk_i8_bound_tables(matrix.base, matrix.rowStride, rows, Int32(cols), blocked, corr, l1)
         } else {
-            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * cols)
-            defer { codes.deallocate() }
+            // Scratch for the codes, also mapped (a freed malloc block this large would raise the mmap threshold).
+            guard let scratch = mmap(nil, rows * cols, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                scratch != MAP_FAILED
+            else {
+                release()
+                return nil
+            }
+            defer { munmap(scratch, rows * cols) }
+            let codes = scratch.bindMemory(to: Int8.self, capacity: rows * cols)
             guard ckk_quantize_rows(matrix.base, matrix.rowStride, rows, Int32(cols), Int32(matrix.encoding.rawValue),
                                     codes, rowScale, rowError) == 1 else {
                 release()
@@ -328,16 +337,13 @@ public final class ScanBounds: @unchecked Sendable {
         self.l1 = l1
         self.rowScale = rowScale
         self.rowError = rowError
-        byteCount = blockedBytes + 16 * rows
+        self.region = region
+        byteCount = size
     }
 
-    deinit {
-        UnsafeMutableRawPointer(blocked).deallocate()
-        corr.deallocate()
-        l1.deallocate()
-        rowScale.deallocate()
-        rowError.deallocate()
-    }
+    private let region: UnsafeMutableRawPointer
+
+    deinit { munmap(region, byteCount) }
 }
 
 /// A bounded min-heap of the best rows seen so far; its root is the worst kept row (lowest score, then highest

@@ -1,3 +1,4 @@
+import Dispatch
 public import KairosModelFormat
 import KairosScoring
 public import Logging
@@ -168,6 +169,7 @@ public final class ModelDirectory: Sendable {
                     else { throw ServingError("the file changed while it was loading") }
                     let snapshot = ModelSnapshot(model: model, loadedAt: Int64(time(nil)))
                     store.install(snapshot)
+                    buildScanBounds(for: snapshot, name: name)
                     s.serving[name] = (file, record.identity)
                     let generation = generationCounter.add(1, ordering: .relaxed).newValue
                     generationGauge.record(Int(generation))
@@ -191,6 +193,19 @@ public final class ModelDirectory: Sendable {
         }
         return report
     }
+
+    /// Builds a freshly installed snapshot's scan bounds on a background queue: the swap does not wait for them
+    /// (TOPK scans exactly until they exist), and a snapshot superseded in the meantime is skipped.
+    private func buildScanBounds(for snapshot: ModelSnapshot, name: String) {
+        let store = self.store
+        Self.boundsQueue.async { [weak snapshot] in
+            guard let snapshot, store.snapshot(name) === snapshot else { return }
+            snapshot.buildScanBounds()
+        }
+    }
+
+    /// One queue for every directory: builds run one at a time, at low priority.
+    private static let boundsQueue = DispatchQueue(label: "kairos.scan-bounds", qos: .utility)
 
     private func rejected(_ file: String, _ reason: String) {
         rejections.increment()
