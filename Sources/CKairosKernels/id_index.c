@@ -161,24 +161,24 @@ uint64_t ckk_id_index_build(const ckk_id_index *ix) {
         uint64_t bn = ix->count - b0 < BUILD_BLOCK ? ix->count - b0 : BUILD_BLOCK;
         uint64_t home[BUILD_BLOCK];
         id_key key[BUILD_BLOCK];
+        const uint8_t *id[BUILD_BLOCK];
+        size_t len[BUILD_BLOCK];
         for (uint64_t j = 0; j < bn; j++) {
             uint32_t start = load32le(ix->offsets + b0 + j);
-            size_t len = load32le(ix->offsets + b0 + j + 1) - start;
-            uint64_t h = xxh64(ix->blob + start, len, 0);
-            make_key(&key[j], ix->blob + start, len, h);
+            id[j] = ix->blob + start;
+            len[j] = load32le(ix->offsets + b0 + j + 1) - start;
+            uint64_t h = xxh64(id[j], len[j], 0);
+            make_key(&key[j], id[j], len[j], h);
             home[j] = h & ix->mask;
             __builtin_prefetch(entries + home[j] * CKK_ID_ENTRY_BYTES, 1, 3);
         }
         for (uint64_t j = 0; j < bn; j++) {
             uint64_t row = b0 + j;
-            uint32_t start = load32le(ix->offsets + row);
-            size_t len = load32le(ix->offsets + row + 1) - start;
-            const uint8_t *id = ix->blob + start;
             uint64_t i = home[j];
             int duplicate = 0;
             /* mask + 1 > count, so an empty entry is always ahead. */
             for (uint32_t r; (r = entry_row(entries + i * CKK_ID_ENTRY_BYTES)) != 0; i = (i + 1) & ix->mask) {
-                if (entry_matches(ix, entries + i * CKK_ID_ENTRY_BYTES, r, &key[j], id, len)) {
+                if (entry_matches(ix, entries + i * CKK_ID_ENTRY_BYTES, r, &key[j], id[j], len[j])) {
                     duplicate = 1;
                     break;
                 }

@@ -1,7 +1,6 @@
 /* AVX-512 (F/BW/VL) kernels: 16 lanes, masked loads for the column tail so no byte past `cols`
  * elements is read (masked-off lanes never fault). Reachable only through the avx512 table. */
 #include "kernels_internal.h"
-#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>

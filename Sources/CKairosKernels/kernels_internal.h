@@ -64,23 +64,22 @@ static inline float ckk_half_to_float(uint16_t h) {
     return out;
 }
 
-/* Issues prefetches for every cache line of [p, p + bytes). Prefetches never fault. */
-#define CKK_PREFETCH_RANGE(p, bytes)                                                                    \
+/* Issues prefetches for every cache line of [p, p + bytes), with __builtin_prefetch's `locality` (3: into L1,
+ * 2: into L2). Prefetches never fault. */
+#define CKK_PREFETCH_LINES(p, bytes, locality)                                                          \
     do {                                                                                                \
         uintptr_t ckk_a_ = (uintptr_t)(p) & ~(uintptr_t)63;                                             \
         uintptr_t ckk_e_ = (uintptr_t)(p) + (uintptr_t)(bytes);                                         \
-        for (; ckk_a_ < ckk_e_; ckk_a_ += 64) __builtin_prefetch((const void *)ckk_a_, 0, 3);           \
+        for (; ckk_a_ < ckk_e_; ckk_a_ += 64) __builtin_prefetch((const void *)ckk_a_, 0, locality);    \
     } while (0)
 
-/* The same into the L2 only (prefetcht1), for scattered rows (a SCORE's gather, and the id lookup ahead of it).
- * Prefetches into L1 each hold one of its few miss buffers until the line arrives, so a SCORE's ~400 row lines
- * queued behind each other; into L2 they overlap far more. Interleaved A/B on an AVX-512 EPYC (SCORE of 100 from
- * a 100k x 64 float32 model, run-server-ab.sh): +17-24% unpipelined and at pipeline 16. */
-#define CKK_PREFETCH_RANGE_L2(p, bytes)                                                                 \
-    do {                                                                                                \
-        uintptr_t ckk_a_ = (uintptr_t)(p) & ~(uintptr_t)63;                                             \
-        uintptr_t ckk_e_ = (uintptr_t)(p) + (uintptr_t)(bytes);                                         \
-        for (; ckk_a_ < ckk_e_; ckk_a_ += 64) __builtin_prefetch((const void *)ckk_a_, 0, 2);           \
-    } while (0)
+/* Into L1, for sequential scans (the data is used within the next few rows). */
+#define CKK_PREFETCH_RANGE(p, bytes) CKK_PREFETCH_LINES(p, bytes, 3)
+
+/* Into L2 only (prefetcht1), for scattered rows (a SCORE's gather, and the id lookup ahead of it). Prefetches into
+ * L1 each hold one of its few miss buffers until the line arrives, so a SCORE's ~400 row lines queued behind each
+ * other; into L2 they overlap far more. Interleaved A/B on an AVX-512 EPYC (SCORE of 100 from a 100k x 64 float32
+ * model, run-server-ab.sh): +17-24% unpipelined and at pipeline 16. */
+#define CKK_PREFETCH_RANGE_L2(p, bytes) CKK_PREFETCH_LINES(p, bytes, 2)
 
 #endif

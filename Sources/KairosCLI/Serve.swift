@@ -92,7 +92,7 @@ public struct Serve: AsyncParsableCommand {
         config.maxConnections = maxConnections
         config.offloadAboveBytes = Int(offloadAboveMb * 1_048_576)
         config.idleTimeout = .seconds(Int64(idleTimeout))
-        config.maxPendingScans = maxPendingScans ?? 32 * (scanThreads ?? System.coreCount)
+        config.maxPendingScans = maxPendingScans ?? ServerConfiguration.pendingScansPerThread * (scanThreads ?? System.coreCount)
         let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
         let host = self.host
         config.onListening = { port in

@@ -186,6 +186,10 @@ public struct ScoringKernels: Sendable {
         let scan = scanKernel(matrix.encoding)
         let q = query.baseAddress!
         let add = offsets?.baseAddress
+        let exact = { (start: Int, n: Int, out: UnsafeMutablePointer<Float>) in
+            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
+            if let add { for i in 0..<n { out[i] += add[start &+ i] } }
+        }
         if let bounds, let bounded = ckk_scan_bounded(Int32(isa.rawValue)) {
             precondition(bounds.rows == matrix.rows && bounds.cols == matrix.cols && bounds.encoding == matrix.encoding, "bounds of another matrix")
             return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: matrix.cols) { qq in
@@ -197,22 +201,13 @@ public struct ScoringKernels: Sendable {
                         bounded(q, qq.baseAddress!, qs, slack, qL1, bounds.blocked, bounds.corr, bounds.l1,
                                 bounds.rowScale, bounds.rowError, Int32(matrix.encoding.rawValue), matrix.base,
                                 matrix.rowStride, matrix.scales, add, start, n, Int32(matrix.cols), threshold, out)
-                    } else {  // filling the heap (every row counts) or a query the quantizer declined: exact
-                        scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
-                        if let add { for i in 0..<n { out[i] += add[start &+ i] } }
+                    } else {  // filling the heap (every row counts) or a query the quantizer declined
+                        exact(start, n, out)
                     }
                 }
             }
         }
-        if let add {
-            return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in
-                scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
-                for i in 0..<n { out[i] += add[start &+ i] }
-            }
-        }
-        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in
-            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
-        }
+        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in exact(start, n, out) }
     }
 
     /// Scores all rows block by block with `scoreBlock(start, count, threshold, out)` (a row scored below the

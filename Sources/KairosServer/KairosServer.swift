@@ -21,8 +21,11 @@ public struct ServerConfiguration: Sendable {
     /// Scans reading more item-row bytes than this run off the event loop (see ``RequestRouter/offloadAboveBytes``).
     public var offloadAboveBytes = RequestRouter.defaultOffloadAboveBytes
     /// Offloaded scans allowed to wait or run at once, server-wide; past it a scan is refused with OVERLOADED
-    /// (connection kept) rather than queued. Default: 32 per core (the default scan pool has one thread per core).
-    public var maxPendingScans = 32 * System.coreCount
+    /// (connection kept) rather than queued. Default: ``pendingScansPerThread`` per core (the default scan pool has
+    /// one thread per core).
+    public var maxPendingScans = Self.pendingScansPerThread * System.coreCount
+    /// Default pending scans per scan thread.
+    public static let pendingScansPerThread = 32
     /// How long a graceful shutdown waits for connections to drain.
     public var drainTimeout: TimeAmount = .seconds(10)
     /// Called once the socket is bound, with the actual port (useful with port 0).
