@@ -24,7 +24,10 @@ public final class ModelStore: Sendable {
 
     /// Serves `snapshot` under its name, replacing what served before (in-flight requests keep the old one).
     public func install(_ snapshot: ModelSnapshot) {
-        models.withLock { $0[snapshot.name] = snapshot }
+        let replaced = models.withLock { $0.updateValue(snapshot, forKey: snapshot.name) }
+        // Released after the lock: dropping the last reference unmaps the old model (milliseconds for 100 MB), and
+        // every request takes this lock to find its snapshot.
+        withExtendedLifetime(replaced) {}
     }
 
     /// Names of the model files in `directory`: `*.kmodel`, not hidden (temp files of a publish start with a dot).

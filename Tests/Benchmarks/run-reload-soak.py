@@ -122,13 +122,16 @@ def main():
                     help="write each version but never rename it in (no swaps): the harness's own cost on the same cores")
     ap.add_argument("--interval-ms", type=float, default=0,
                     help="start a swap at most every this many ms (0: back to back, the loader never rests)")
+    ap.add_argument("--kairos", default=None, help="a kairos binary to measure instead of building this checkout's")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    subprocess.run(["swift", "build", "-c", "release", "--product", "kairos"], cwd=root, check=True)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=root, check=True,
-                            capture_output=True, text=True).stdout.strip()
-    kairos = os.path.join(bindir, "kairos")
+    kairos = args.kairos
+    if kairos is None:
+        subprocess.run(["swift", "build", "-c", "release", "--product", "kairos"], cwd=root, check=True)
+        bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        kairos = os.path.join(bindir, "kairos")
     out = args.out or tempfile.mkdtemp(prefix="kairos-soak.")
     models = os.path.join(out, "models")
     os.makedirs(models, exist_ok=True)
@@ -196,7 +199,8 @@ def main():
     ratio = during["latency_us"]["p99"] / steady["latency_us"]["p99"]
     result = {
         "model_mb": size_mb, "swaps": args.swaps, "rename_to_serving_ms": {"p50": pct(latencies, 50),
-                                                                           "p99": pct(latencies, 99), "max": max(latencies)},
+                                                                           "p99": pct(latencies, 99), "max": max(latencies),
+                                                                           "each": [round(x, 1) for x in latencies]},
         "steady": steady, "during_swaps": during, "p99_ratio": ratio,
         "rss_mib_after_first_swap": rss_first / 1024, "rss_mib_end": rss_end / 1024,
     }
