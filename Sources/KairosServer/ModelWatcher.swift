@@ -102,9 +102,9 @@ public final class ModelWatcher: Service, Sendable {
 
     private func watchLoop() {
         // Loads are background work: at nice 10 this thread yields the CPU to the event loops while it copies,
-        // verifies and indexes a model. run-reload-soak.py, 60 back-to-back swaps of a 106 MB model under SCORE load
-        // on 2 cores: SCORE p99 during swaps / steady 4.2-6.6x at equal priority, 1.55-1.90x at nice 10 (2.5-4.1x
-        // at nice 5); the price is the swap itself, rename -> serving p50 76-87 ms -> 140-150 ms.
+        // verifies and indexes a model. run-reload-soak.py, back-to-back swaps of a 106 MB model under SCORE load on
+        // 2 cores (INFO polled every 1 ms): SCORE p99 during swaps / steady 1.61x at nice 10 (1000 swaps), 1.72x at
+        // nice 5 (1000), 2.04x at equal priority (300); rename -> serving p50 52-54 ms in all three, p99 169-293 ms.
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)  // 0: this thread (Linux nice is per thread)
         let clock = ContinuousClock()
         var nextRescan = clock.now + rescanInterval
