@@ -197,7 +197,8 @@ public final class ModelDirectory: Sendable {
     /// Builds a freshly installed snapshot's scan bounds on a background queue, once it has served for a second:
     /// the swap does not wait for them (TOPK scans exactly until they exist), and in a burst of swaps the snapshots
     /// superseded within that second are never built for (in run-reload-soak.py's back-to-back swaps, building each
-    /// one at once took CPU from the next load: rename -> serving p50 58-61 ms without builds, 81-85 ms with, when the soak still polled INFO in a busy loop).
+    /// one at once took CPU from the next load: rename -> serving p50 58-61 ms without builds, 81-85 ms with, measured
+    /// when the soak still polled INFO in a busy loop).
     private func buildScanBounds(for snapshot: ModelSnapshot, name: String) {
         let store = self.store
         Self.boundsQueue.asyncAfter(deadline: .now() + .seconds(1)) { [weak snapshot] in
