@@ -130,6 +130,12 @@ public struct ScoringKernels: Sendable {
         return dotKernel(matrix.encoding)(query.baseAddress!, matrix.rowPointer(row), scale, Int32(matrix.cols))
     }
 
+    /// Asks the CPU to fetch `values[row]` for each of `rows` into cache ahead of use (rows out of range are skipped).
+    public static func prefetch(_ values: UnsafeBufferPointer<Float>, at rows: UnsafeBufferPointer<Int32>) {
+        guard let base = values.baseAddress else { return }
+        for r in rows where r >= 0 && Int(r) < values.count { ckk_prefetch(base + Int(r)) }
+    }
+
     /// Scores `rows` (each in `0..<matrix.rows`) into `scores` (same count), in order.
     public func gather(
         _ query: UnsafeBufferPointer<Float>,

@@ -68,6 +68,11 @@ public enum Scorer {
                 }
             }
         }
+        if s.hasBiases {
+            // Each candidate's bias is one more scattered cache line: fetched while the user vector is looked up and
+            // the rows are scored (adding them unprefetched was 3% of a 100-candidate SCORE's server time).
+            rows.withUnsafeBufferPointer { rows in s.biases.withUnsafeBufferPointer { ScoringKernels.prefetch($0, at: rows) } }
+        }
         guard let u = userVector(r.user, r.context, now: effectiveNow(r.context, now), on: s) else {
             var scores = [Float](repeating: .nan, count: n)
             for i in 0..<n where itemFlags[i] == 0 { scores[i] = s.trend[Int(rows[i])] }
@@ -78,8 +83,10 @@ public enum Scorer {
             u.values.withUnsafeBufferPointer { q in
                 rows.withUnsafeBufferPointer { rows in
                     s.kernels.gather(q, rows: rows, of: s.model.itemFactors, into: out)
-                    s.biases.withUnsafeBufferPointer { biases in
-                        for i in 0..<n { out[i] += biases[Int(rows[i])] }
+                    if s.hasBiases {
+                        s.biases.withUnsafeBufferPointer { biases in
+                            for i in 0..<n { out[i] += biases[Int(rows[i])] }
+                        }
                     }
                 }
             }

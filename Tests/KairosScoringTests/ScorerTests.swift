@@ -38,6 +38,24 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         #expect(r.scores[1].isNaN)
     }
 
+    /// A model without item biases (what `kairos train` writes) scores the plain dot product.
+    @Test func scoreWithoutBiasesIsTheDotProduct() {
+        var c = SyntheticModel.make(name: "nb", version: 1, items: 50, users: 5, dimensions: 8, seed: 9)
+        c.itemBiases = nil
+        let path = "/tmp/kairos-nobias-test-\(getpid()).kmodel"
+        try! ModelWriter.write(c, to: path)
+        defer { unlink(path) }
+        let s = ModelSnapshot(model: try! MappedModel(path: path), loadedAt: 0)
+        #expect(!s.hasBiases && testSnapshot.hasBiases)
+        let r = Scorer.score(ScoreRequest(model: ModelRef(name: "nb"), user: "user-2", candidates: ["item-3", "item-49"]), on: s, now: now)
+        let u = RowEncoder.decodeRow(2, of: s.model.userFactors!)
+        for (n, item) in [3, 49].enumerated() {
+            let v = RowEncoder.decodeRow(item, of: s.model.itemFactors)
+            let dot = zip(u, v).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            #expect(abs(Double(r.scores[n]) - dot) < 1e-5)
+        }
+    }
+
     /// An unknown user without events gets trending scores, flagged as the fallback.
     @Test func unknownUserFallsBackToTrending() {
         let r = Scorer.score(ScoreRequest(model: ref, user: "stranger", candidates: ["item-0", "item-5"]), on: testSnapshot, now: now)
