@@ -74,6 +74,11 @@ final class FileMapping: Sendable {
 /// Debian's default THP mode is "madvise", so without it they are never used): a model's rows and id tables are read
 /// at random, and with 4 KiB pages a 100k x 64 float32 matrix alone (25 MB) is twice what the L2 TLB covers, so most
 /// row reads in a SCORE also missed the TLB. Fewer, larger pages also make loading fault 512x less often.
+///
+/// On a VM that reports free memory to its host (virtio-balloon free page reporting, as on the Firecracker VMs these
+/// numbers come from: `page_reporting_order=11`), huge pages are taken from exactly the large free blocks the host has
+/// reclaimed, and their first touch waits on the host: 256 MB took 390-530 ms after 4 s of idle against 22 ms when
+/// reused at once. That, not the loader's own work, is the slow tail of rename -> serving in run-reload-soak.py there.
 func anonymousPages(_ size: Int) -> UnsafeMutableRawPointer? {
     let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     guard let p, p != MAP_FAILED else { return nil }

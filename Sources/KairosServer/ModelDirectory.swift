@@ -174,13 +174,15 @@ public final class ModelDirectory: Sendable {
                     let generation = generationCounter.add(1, ordering: .relaxed).newValue
                     generationGauge.record(Int(generation))
                     reloads.increment()
-                    loadTimer.recordInterval(since: started)
+                    let took = ContinuousClock.now - started
+                    loadTimer.record(duration: took)
                     report.installed.append((name, current?.version, record.version!))
                     logger.info(
                         "model serving",
                         metadata: [
                             "model.name": "\(name)", "model.version": "\(record.version!)", "model.path": "\(path)/\(file)",
                             "model.generation": "\(generation)", "model.previous": "\(current.map { "\($0.version)" } ?? "none")",
+                            "model.load_ms": "\(took.milliseconds)",
                         ]
                     )
                     break
@@ -222,9 +224,7 @@ public struct ServingError: Error, Sendable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-extension Metrics.Timer {
-    func recordInterval(since start: ContinuousClock.Instant) {
-        let d = ContinuousClock.now - start
-        recordNanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
-    }
+extension Duration {
+    /// Whole milliseconds.
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
