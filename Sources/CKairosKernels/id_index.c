@@ -87,6 +87,57 @@ static inline __attribute__((always_inline)) uint64_t xxh64(const void *bytes, s
 
 uint64_t ckk_xxh64(const void *bytes, size_t n, uint64_t seed) { return xxh64(bytes, n, seed); }
 
+/* The in-memory table's hash. Not the file index's XXH64: the table is built at load, so any well-mixed hash will
+ * do, and the lookups hash every candidate id of every SCORE. It is wyhash's (final v4) body with a fixed seed:
+ * ids up to 16 bytes take two loads and two 64x64->128 multiplies (XXH64 of a 10-byte id: a chain of five). */
+static inline uint64_t mum_fold(uint64_t a, uint64_t b) {
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)(r >> 64) ^ (uint64_t)r;
+}
+
+static inline __attribute__((always_inline)) uint64_t id_hash(const uint8_t *p, size_t n) {
+    const uint64_t s0 = 0xa0761d6478bd642fULL, s1 = 0xe7037ed1a0b428dbULL, s2 = 0x8ebc6af09c88c6e3ULL;
+    uint64_t seed = s0, a, b;
+    if (n <= 16) {
+        if (n >= 4) {
+            a = ((uint64_t)load32le(p) << 32) | load32le(p + ((n >> 3) << 2));
+            b = ((uint64_t)load32le(p + n - 4) << 32) | load32le(p + n - 4 - ((n >> 3) << 2));
+        } else if (n > 0) {
+            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        size_t i = n;
+        const uint8_t *q = p;
+        uint64_t see1 = seed, see2 = seed;
+        while (i > 48) {
+            seed = mum_fold(load64le(q) ^ s1, load64le(q + 8) ^ seed);
+            see1 = mum_fold(load64le(q + 16) ^ s2, load64le(q + 24) ^ see1);
+            see2 = mum_fold(load64le(q + 32) ^ s0, load64le(q + 40) ^ see2);
+            q += 48;
+            i -= 48;
+        }
+        seed ^= see1 ^ see2;
+        while (i > 16) {
+            seed = mum_fold(load64le(q) ^ s1, load64le(q + 8) ^ seed);
+            i -= 16;
+            q += 16;
+        }
+        a = load64le(q + i - 16);
+        b = load64le(q + i - 8);
+    }
+    a ^= s1;
+    b ^= seed;
+    __uint128_t r = (__uint128_t)a * b;
+    a = (uint64_t)r;
+    b = (uint64_t)(r >> 64);
+    return mum_fold(a ^ s0 ^ (uint64_t)n, b ^ s1);
+}
+
+uint64_t ckk_id_hash(const void *bytes, size_t n) { return id_hash((const uint8_t *)bytes, n); }
+
 /* Byte equality of two n-byte strings; ids are short, so up to 16 bytes compare as two overlapping words. */
 static inline int bytes_equal(const uint8_t *a, const uint8_t *b, size_t n) {
     if (n >= 8 && n <= 16) {
@@ -110,11 +161,29 @@ static inline int row_matches(const ckk_id_index *ix, uint32_t row, const uint8_
  * id's key is 0xFF and the high half of its hash: equal keys only mean "compare with the string table". */
 typedef struct { uint32_t head; uint64_t w[3]; } id_key; /* head: key bytes 0-3; w: key bytes 4-27 */
 
+/* Copies n <= 32 bytes as two overlapping fixed-size moves: a variable-length memcpy here was a libc call per id. */
+static inline void copy_short(uint8_t *dst, const uint8_t *src, size_t n) {
+    if (n >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else if (n > 0) {
+        dst[0] = src[0];
+        dst[n >> 1] = src[n >> 1];
+        dst[n - 1] = src[n - 1];
+    }
+}
+
 static inline void make_key(id_key *k, const uint8_t *id, size_t len, uint64_t h) {
     uint8_t b[28] = {0};
     if (len <= CKK_ID_INLINE_BYTES) {
         b[0] = (uint8_t)len;
-        memcpy(b + 1, id, len);
+        copy_short(b + 1, id, len);
     } else {
         uint32_t tag = (uint32_t)(h >> 32);
         b[0] = 0xFF;
@@ -167,7 +236,7 @@ uint64_t ckk_id_index_build(const ckk_id_index *ix) {
             uint32_t start = load32le(ix->offsets + b0 + j);
             id[j] = ix->blob + start;
             len[j] = load32le(ix->offsets + b0 + j + 1) - start;
-            uint64_t h = xxh64(id[j], len[j], 0);
+            uint64_t h = id_hash(id[j], len[j]);
             make_key(&key[j], id[j], len[j], h);
             home[j] = h & ix->mask;
             __builtin_prefetch(entries + home[j] * CKK_ID_ENTRY_BYTES, 1, 3);
@@ -198,7 +267,7 @@ uint64_t ckk_id_index_build(const ckk_id_index *ix) {
 }
 
 int64_t ckk_id_row(const ckk_id_index *ix, const uint8_t *id, size_t len) {
-    uint64_t h = xxh64(id, len, 0);
+    uint64_t h = id_hash(id, len);
     id_key k;
     make_key(&k, id, len, h);
     uint64_t i = h & ix->mask;
@@ -237,7 +306,7 @@ void ckk_id_rows_packed(const ckk_id_index *ix, const uint8_t *packed, size_t pa
             if (at + 2 + l <= packed_len) {
                 id[i] = packed + at + 2;
                 len[i] = (uint32_t)l;
-                uint64_t h = xxh64(id[i], l, 0);
+                uint64_t h = id_hash(id[i], l);
                 make_key(&key[i], id[i], l, h);
                 slot[i] = h & ix->mask;
                 ckk_prefetch(ix->entries + slot[i] * CKK_ID_ENTRY_BYTES);

@@ -1,3 +1,4 @@
+import CKairosKernels
 import FoundationEssentials
 import KairosKernels
 @testable import KairosModelFormat
@@ -180,7 +181,7 @@ import Testing
         for length in 1...40 {
             for position in 0..<length {
                 // A filler whose id and sibling share their home entry in a 2-entry table, so the probe meets it.
-                func home(_ s: String) -> UInt64 { Array(s.utf8).withUnsafeBytes { Checksum.xxh64($0) } & 1 }
+                func home(_ s: String) -> UInt64 { Array(s.utf8).withUnsafeBytes { IdIndex.entryHash($0) } & 1 }
                 let pairs = ["x", "a", "b", "c"].flatMap { fill in ["y", "z", "w", "v"].map { (fill, $0) } }
                 let (wanted, sibling) = try #require(pairs.lazy.map { fill, other -> (String, String) in
                     var chars = Array(String(repeating: fill, count: length))
@@ -249,6 +250,44 @@ import Testing
         }
     }
 
+    /// The in-memory table's hash spreads ids shaped like real catalogues (prefix + counter, bare numbers, UUIDs,
+    /// long shared prefixes) like random placement would: linear probing at the table's load factor averages ~1.3
+    /// probes per id. A hash that ignored some bytes would pile such ids onto few home entries.
+    @Test func entryHashSpreadsCatalogueShapedIds() {
+        let n = 50_000
+        let shapes: [(String, (Int) -> String)] = [
+            ("prefix", { "item-\($0)" }),
+            ("number", { "\($0)" }),
+            ("uuid", { i in
+                let h = String(UInt64(i) &* 0x9E37_79B9_7F4A_7C15, radix: 16)
+                let p = String(repeating: "0", count: 16 - h.count) + h
+                let tail = String(i, radix: 16)
+                return "\(p.prefix(8))-\(p.dropFirst(8).prefix(4))-4\(p.dropFirst(12).prefix(3))-8000-\(String(repeating: "0", count: 12 - tail.count))\(tail)"
+            }),
+            ("long prefix", { "catalogue/2026/electronics/sku-\($0)" }),
+        ]
+        for (shape, id) in shapes {
+            let capacity = Int(ckk_id_index_capacity(UInt64(n)))
+            var used = [Bool](repeating: false, count: capacity)
+            var probes = 0
+            var longest = 0
+            for i in 0..<n {
+                var slot = Int(Array(id(i).utf8).withUnsafeBytes { IdIndex.entryHash($0) } & UInt64(capacity - 1))
+                var p = 1
+                while used[slot] {
+                    slot = (slot + 1) & (capacity - 1)
+                    p += 1
+                }
+                used[slot] = true
+                probes += p
+                longest = max(longest, p)
+            }
+            let mean = Double(probes) / Double(n)
+            #expect(mean < 1.5, "\(shape): \(mean) probes per id")
+            #expect(longest < 40, "\(shape): longest probe \(longest)")
+        }
+    }
+
     /// Two long ids whose keys are equal (same hash tag) and whose probe meets: the lookup confirms against the
     /// string table, so neither is taken for the other. The pair is found by a birthday search over 32-bit tags.
     @Test func longIdsWithEqualKeysAreToldApart() throws {
@@ -256,7 +295,7 @@ import Testing
         var seen: [UInt64: Int] = [:]
         var pair: (String, String)?
         for n in 0..<600_000 where pair == nil {
-            let h = Array("\(stem)\(n)".utf8).withUnsafeBytes { Checksum.xxh64($0) }
+            let h = Array("\(stem)\(n)".utf8).withUnsafeBytes { IdIndex.entryHash($0) }
             let key = (h >> 32) << 1 | (h & 1)  // the tag and the home entry in a 2-entry table
             if let m = seen.updateValue(n, forKey: key) { pair = ("\(stem)\(m)", "\(stem)\(n)") }
         }

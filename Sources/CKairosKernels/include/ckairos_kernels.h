@@ -69,6 +69,9 @@ static inline void ckk_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 /* xxHash64 (XXH64, as specified by the xxHash project) of bytes[0..n) with `seed`. */
 uint64_t ckk_xxh64(const void *bytes, size_t n, uint64_t seed);
 
+/* The hash that places ids in the in-memory id table (wyhash's; not part of the file format). */
+uint64_t ckk_id_hash(const void *bytes, size_t n);
+
 /* An id -> row lookup over a model file's string table (its ids). The caller validates at load that `offsets`
  * holds count + 1 non-decreasing values ending at the blob's length. `entries` is a table the reader builds in
  * memory with ckk_id_index_build (the file's own slot section is not read): (mask + 1) 32-byte entries, each the
@@ -91,7 +94,7 @@ typedef struct ckk_id_index {
 uint64_t ckk_id_index_capacity(uint64_t count);
 
 /* Fills ix->entries (which must be (mask + 1) * CKK_ID_ENTRY_BYTES zeroed, writable bytes, mask + 1 greater than
- * count) from the string table. Home entry xxh64(id, seed 0) & mask, linear probing. When an id occurs twice, the
+ * count) from the string table. Home entry ckk_id_hash(id) & mask, linear probing. When an id occurs twice, the
  * lower row wins. Returns how many rows were duplicates. */
 uint64_t ckk_id_index_build(const ckk_id_index *ix);
 
