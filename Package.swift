@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosModelFormat"]),
         .testTarget(
             name: "KairosCLITests",
-            dependencies: ["KairosCLI", "KairosModelFormat", "KairosTrainer", argumentParser]
+            dependencies: ["KairosCLI", "KairosKernels", "KairosModelFormat", "KairosTrainer", argumentParser]
         ),
     ]
 )

@@ -51,7 +51,7 @@ struct Session {
         let total = config.als.iterations
         var als = config.als
         als.regularization = regularization(for: m)
-        return WeightedALS.fit(m, config: als) { it, loss in
+        let factors = WeightedALS.fit(m, config: als) { it, loss in
             let elapsed = Progress.seconds(ContinuousClock.now - start)
             let eta = elapsed / Double(it) * Double(total - it)
             let lossText = loss.map { "loss \(Format.number($0, digits: 6))" } ?? "loss -"
@@ -60,6 +60,7 @@ struct Session {
                 "iteration \(it)/\(total) \(lossText) elapsed \(Format.seconds(elapsed)) ETA \(Format.seconds(eta))"
             )
         }
+        return factors.stored(as: config.encoding)  // evaluated as the model file will hold them
     }
 
     /// Users per evaluation set: `--eval-users`, lowered so the cached dot products (users x items floats) stay
@@ -208,7 +209,7 @@ struct Session {
             // The ranking has settled by 8 iterations (loss within ~0.5% of 15 on the benchmark logs): the search
             // fits stop there, which about halves validation time on large logs.
             als.iterations = min(als.iterations, 8)
-            let f = WeightedALS.fit(m, config: als)
+            let f = WeightedALS.fit(m, config: als).stored(as: c.encoding)
             let comps = ScoringComponents(
                 log: sub,
                 decay: c.decay,

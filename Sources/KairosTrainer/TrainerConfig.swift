@@ -1,3 +1,4 @@
+public import KairosKernels
 public import KairosModelFormat
 
 /// Everything `kairos train` can be told; the defaults are the configuration the quality bar applies to.
@@ -30,6 +31,8 @@ public struct TrainerConfig: Sendable {
     public var now: Int64?
     /// Most history items kept per user.
     public var historyCap = 200
+    /// How the model file stores the factors (float16 halves them, int8 quarters them).
+    public var encoding = RowEncoding.float32
     /// Quantile of event times where the test split starts; 0 turns test evaluation off.
     public var holdout = 0.8
     /// Quantile of training times where the validation split starts (for tuning).

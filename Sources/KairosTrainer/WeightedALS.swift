@@ -1,5 +1,6 @@
 import CKairosTrainerKernels
 import Dispatch
+import KairosKernels
 import KairosModelFormat
 
 /// Which implementation solves the rows.
@@ -80,6 +81,45 @@ public struct ALSFactors: Sendable {
         let k = factors
         for d in 0..<k { s += user[u * k + d] * item[i * k + d] }
         return s
+    }
+}
+
+extension ALSFactors {
+    /// The factors as a model file stores them in `encoding` (float16 rounding, int8 quantization per row), so that
+    /// what the trainer evaluates and tunes on is what the server will score.
+    func stored(as encoding: RowEncoding) -> ALSFactors {
+        guard encoding != .float32 else { return self }
+        var out = self
+        out.user = Self.roundTrip(user, cols: factors, encoding)
+        out.item = Self.roundTrip(item, cols: factors, encoding)
+        return out
+    }
+
+    static func roundTrip(_ values: [Float], cols: Int, _ encoding: RowEncoding) -> [Float] {
+        let rows = cols > 0 ? values.count / cols : 0
+        let stride = encoding.alignedStride(cols: cols)
+        var bytes = [UInt8](repeating: 0, count: rows * stride)
+        var scales = [Float](repeating: 1, count: rows)
+        values.withUnsafeBufferPointer { src in
+            bytes.withUnsafeMutableBytes { dst in
+                scales.withUnsafeMutableBufferPointer { RowEncoder.encode(src, rows: rows, cols: cols, as: encoding, into: dst, scales: $0) }
+            }
+        }
+        return bytes.withUnsafeBytes { raw in
+            [Float](unsafeUninitializedCapacity: rows * cols) { out, n in
+                for r in 0..<rows {
+                    let row = raw.baseAddress! + r * stride
+                    for c in 0..<cols {
+                        out[r * cols + c] = switch encoding {
+                        case .float32: row.loadUnaligned(fromByteOffset: 4 * c, as: Float.self)
+                        case .float16: Float(Float16(bitPattern: UInt16(littleEndian: row.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self))))
+                        case .int8: Float(row.load(fromByteOffset: c, as: Int8.self)) * scales[r]
+                        }
+                    }
+                }
+                n = rows * cols
+            }
+        }
     }
 }
 

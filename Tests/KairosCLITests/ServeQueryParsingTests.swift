@@ -1,6 +1,8 @@
 import ArgumentParser
 @testable import KairosCLI
+import KairosKernels
 import KairosProtocol
+import KairosTrainer
 import Testing
 
 @Suite struct ServeQueryParsingTests {
@@ -32,6 +34,15 @@ import Testing
         #expect(ctx == RealtimeContext(events: [RealtimeEvent(item: "item-7", strength: 2, timestamp: 1_767_225_000)], decay: .exponential(halfLifeSeconds: 3600), now: 1_767_225_600))
         let bad = try #require(try KairosCommand.parseAsRoot(["query", "score", "--user", "u", "--event", "item-7:nan:x", "a"]) as? Query.Score)
         #expect(throws: ValidationError.self) { _ = try bad.context.context() }
+    }
+
+    /// `kairos train --encoding` reaches the trainer's configuration (float32 unless asked); unknown ones are refused.
+    @Test func trainEncodingOption() throws {
+        let plain = try #require(try KairosCommand.parseAsRoot(["train", "e.csv"]) as? Train)
+        #expect(plain.makeConfig().encoding == .float32)
+        let half = try #require(try KairosCommand.parseAsRoot(["train", "e.csv", "--encoding", "float16"]) as? Train)
+        #expect(half.makeConfig().encoding == .float16)
+        #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["train", "e.csv", "--encoding", "float64"]) }
     }
 
     /// `kairos bench` validates its operation and counts.

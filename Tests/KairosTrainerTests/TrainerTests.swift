@@ -1,3 +1,4 @@
+import KairosKernels
 import KairosModelFormat
 import Testing
 
@@ -70,6 +71,37 @@ import Testing
         #expect(Set(model.metadata.scoring?.keys ?? [:].keys) == ["exclude-seen", "allow-repeats"])
         #expect(model.metadata.evaluation["allow-repeats"]?["buy-again"]?["ndcg@5"] != nil)
         #expect(model.metadata.evaluation["exclude-seen"]?["model"]?["recall@5"] != nil)
+    }
+
+    /// `encoding` decides how the file stores the factors; the file loads with its golden triples verified, and the
+    /// stored rows are the trained factors rounded the way that encoding rounds (what evaluation also scored).
+    @Test func encodingStoresTheFactorsAsAsked() throws {
+        let dir = TempFolder()
+        let input = try synthetic(dir)
+        var c = smallConfig(input, out: "\(dir.path)/f32.kmodel")
+        c.tune = false
+        _ = try Trainer.run(c)
+        let f32 = try MappedModel(path: "\(dir.path)/f32.kmodel")
+        #expect(f32.itemFactors.encoding == .float32)
+        for encoding in [RowEncoding.float16, .int8] {
+            c.output = "\(dir.path)/\(encoding).kmodel"
+            c.encoding = encoding
+            _ = try Trainer.run(c)
+            let model = try MappedModel(path: c.output!)
+            #expect(model.itemFactors.encoding == encoding && model.userFactors?.encoding == encoding)
+            #expect(!model.golden.isEmpty)
+            for row in [0, 17, model.itemCount - 1] {
+                let full = RowEncoder.decodeRow(row, of: f32.itemFactors)
+                let stored = RowEncoder.decodeRow(row, of: model.itemFactors)
+                let largest = full.map(abs).max()!
+                for (x, y) in zip(full, stored) {
+                    switch encoding {
+                    case .float16: #expect(y == Float(Float16(x)), "row \(row)")
+                    default: #expect(abs(x - y) <= largest / 127 / 2 * 1.0001, "row \(row)")
+                    }
+                }
+            }
+        }
     }
 
     /// The report holds every method for both protocols, split sizes, and the fit time; the JSON carries them.
