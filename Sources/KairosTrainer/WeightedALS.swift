@@ -88,7 +88,9 @@ extension ALSFactors {
     /// The factors as a model file stores them in `encoding` (float16 rounding, int8 quantization per row), so that
     /// what the trainer evaluates and tunes on is what the server will score.
     func stored(as encoding: RowEncoding) -> ALSFactors {
-        guard encoding != .float32 else { return self }
+        // Non-finite factors stay as they are: the encoders assume finite input, and the model writer refuses them
+        // with a clear error.
+        guard encoding != .float32, user.allSatisfy(\.isFinite), item.allSatisfy(\.isFinite) else { return self }
         var out = self
         out.user = Self.roundTrip(user, cols: factors, encoding)
         out.item = Self.roundTrip(item, cols: factors, encoding)

@@ -1,3 +1,4 @@
+import KairosKernels
 import KairosModelFormat
 import Testing
 
@@ -84,6 +85,22 @@ import Testing
         let s = WeightedALS.fit(m, config: c)
         #expect(f.user.count == m.rows * factors)
         #expect(zip(f.user, s.user).allSatisfy { abs($0 - $1) < 1e-3 })
+    }
+}
+
+@Suite struct StoredFactorsTests {
+    /// Encoded factors round the way the file does; factors holding a NaN are left for the model writer to refuse
+    /// (quantizing a NaN would have produced a finite, wrong value it could not see).
+    @Test func storedRoundsFiniteFactorsAndLeavesNonFiniteOnes() {
+        let f = ALSFactors(factors: 4, user: [1, -0.5, 0.25, 3], item: [0.1, 0.2, 0.3, 0.4, 1, 2, 3, 4], losses: [])
+        let half = f.stored(as: .float16)
+        #expect(half.user == f.user.map { Float(Float16($0)) } && half.item == f.item.map { Float(Float16($0)) })
+        let quarter = f.stored(as: .int8)
+        #expect(quarter.item[4...] == [1, 2, 3, 4].map { Float((Float($0) / (4 / 127)).rounded()) * (4 / 127) }[...])
+        var broken = f
+        broken.item[2] = .nan
+        let kept = broken.stored(as: .int8)
+        #expect(kept.item[2].isNaN && kept.user == f.user)
     }
 }
 
