@@ -288,6 +288,27 @@ import Testing
         }
     }
 
+    /// Ids of every length up to 200 bytes (the hash reads 16-byte and 48-byte blocks past 16 and 48) are all found,
+    /// and an id one byte longer or shorter than each is not.
+    @Test func idsOfEveryLengthAreFound() throws {
+        func id(_ n: Int) -> String {
+            let bytes: [UInt8] = (0..<n).map { i in UInt8(97 + (i * 7 + n) % 26) }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let ids = (1...200).map(id)
+        let encoded = try StringTable.encode(ids)
+        try encoded.withUnsafeBytes { t in
+            let index = try IdIndex(table: try StringTable(bytes: t, count: ids.count, section: "ids"))
+            for (row, id) in ids.enumerated() {
+                #expect(index.row(of: id) == row, "length \(id.count)")
+                #expect(index.row(of: id + "!") == nil && index.row(of: String(id.dropLast()) + "!") == nil)
+            }
+            var rows = [Int32](repeating: 7, count: ids.count)
+            packedIds(ids).withUnsafeBytes { p in rows.withUnsafeMutableBufferPointer { index.rows(ofPacked: p, count: ids.count, into: $0) } }
+            #expect(rows == (0..<Int32(ids.count)).map { $0 })
+        }
+    }
+
     /// Two long ids whose keys are equal (same hash tag) and whose probe meets: the lookup confirms against the
     /// string table, so neither is taken for the other. The pair is found by a birthday search over 32-bit tags.
     @Test func longIdsWithEqualKeysAreToldApart() throws {
