@@ -21,17 +21,14 @@ public struct MakeDemoModel: ParsableCommand {
     var users = 500
     @Option(help: "Embedding dimension (multiple of 4, at most 1024).")
     var dimensions = 32
-    @Option(help: "Row encoding of the factor matrices: float32, float16 or int8.")
-    var encoding = "float32"
+    @Option(help: "Row encoding of the factor matrices: float32 (default), float16 or int8.")
+    var encoding: RowEncoding?
     @Option(help: "Random seed.")
     var seed: UInt64 = 42
 
     public init() {}
 
     public func validate() throws {
-        guard RowEncoding.allCases.contains(where: { $0.description == encoding }) else {
-            throw ValidationError("--encoding must be float32, float16 or int8")
-        }
         guard dimensions > 0, dimensions % 4 == 0, dimensions <= 1024 else {
             throw ValidationError("--dimensions must be a multiple of 4 in 4...1024")
         }
@@ -39,17 +36,16 @@ public struct MakeDemoModel: ParsableCommand {
     }
 
     public func run() throws {
-        let enc = RowEncoding.allCases.first { $0.description == encoding }!
         let contents = SyntheticModel.make(
             name: name,
             version: version,
             items: items,
             users: users,
             dimensions: dimensions,
-            encoding: enc,
+            encoding: encoding ?? .float32,
             seed: seed
         )
         try ModelWriter.write(contents, to: out)
-        print("wrote \(out): synthetic model \(name) v\(version), \(items) items, \(users) users, \(dimensions) dims \(encoding)")
+        print("wrote \(out): synthetic model \(name) v\(version), \(items) items, \(users) users, \(dimensions) dims \(encoding ?? .float32)")
     }
 }

@@ -96,8 +96,8 @@ public struct Train: ParsableCommand {
     var now: String?
     @Option(help: "History items kept per user.")
     var historyCap = 200
-    @Option(help: "Factor encoding in the model file: float32, float16 (half the size) or int8 (a quarter); evaluation scores the encoded factors.")
-    var encoding = "float32"
+    @Option(help: "Factor encoding in the model file: float32 (default), float16 (half the size) or int8 (a quarter); evaluation scores the encoded factors.")
+    var encoding: RowEncoding?
 
     // MARK: Evaluation
 
@@ -140,9 +140,6 @@ public struct Train: ParsableCommand {
             throw ValidationError("--event-weights must look like view=1,click=2 with non-negative numbers")
         }
         if let now, parseTime(now) == nil { throw ValidationError("--now must be unix seconds or ISO-8601") }
-        guard RowEncoding.allCases.contains(where: { $0.description == encoding }) else {
-            throw ValidationError("--encoding must be float32, float16 or int8")
-        }
         guard halfLife > 0, window > 0, steepness > 0 else {
             throw ValidationError("--half-life, --window and --steepness must be positive")
         }
@@ -190,7 +187,7 @@ public struct Train: ParsableCommand {
         c.trendingHalfLifeDays = trendingHalfLife
         c.now = now.flatMap(parseTime)
         c.historyCap = historyCap
-        c.encoding = RowEncoding.allCases.first { $0.description == encoding } ?? .float32
+        c.encoding = encoding ?? .float32
         c.holdout = holdout
         c.validation = validation
         c.tune = tune

@@ -35,7 +35,7 @@ public final class ModelSnapshot: Sendable {
     /// Item bias per item (zeros when the model has none).
     public let biases: [Float]
     /// Whether the model has item biases (`kairos train` writes none; SCORE then skips adding zeros).
-    public let hasBiases: Bool
+    public var hasBiases: Bool { model.itemBiases != nil }
     /// Euclidean norm of each item's (dequantized) factors, for cosine similarity; computed on first use.
     public var itemNorms: [Float] {
         lazyTables.withLock { t in
@@ -102,7 +102,6 @@ public final class ModelSnapshot: Sendable {
         self.trend = trend
         let biases = model.itemBiases.map(Array.init) ?? [Float](repeating: 0, count: n)
         self.biases = biases
-        hasBiases = model.itemBiases != nil
         if let users = model.userFactors, users.rows > 0 {
             // Average norm over an even sample of at most 10k users.
             let sample = min(users.rows, 10_000)

@@ -99,6 +99,7 @@ extension ALSFactors {
 
     static func roundTrip(_ values: [Float], cols: Int, _ encoding: RowEncoding) -> [Float] {
         let rows = cols > 0 ? values.count / cols : 0
+        guard rows > 0 else { return values }
         let stride = encoding.alignedStride(cols: cols)
         var bytes = [UInt8](repeating: 0, count: rows * stride)
         var scales = [Float](repeating: 1, count: rows)
@@ -108,18 +109,10 @@ extension ALSFactors {
             }
         }
         return bytes.withUnsafeBytes { raw in
-            [Float](unsafeUninitializedCapacity: rows * cols) { out, n in
-                for r in 0..<rows {
-                    let row = raw.baseAddress! + r * stride
-                    for c in 0..<cols {
-                        out[r * cols + c] = switch encoding {
-                        case .float32: row.loadUnaligned(fromByteOffset: 4 * c, as: Float.self)
-                        case .float16: Float(Float16(bitPattern: UInt16(littleEndian: row.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self))))
-                        case .int8: Float(row.load(fromByteOffset: c, as: Int8.self)) * scales[r]
-                        }
-                    }
-                }
-                n = rows * cols
+            scales.withUnsafeBufferPointer { sc in
+                let m = MatrixView(base: raw.baseAddress!, rows: rows, cols: cols, rowStride: stride, encoding: encoding,
+                                   scales: encoding == .int8 ? sc.baseAddress : nil)
+                return (0..<rows).flatMap { RowEncoder.decodeRow($0, of: m) }
             }
         }
     }
