@@ -92,6 +92,8 @@ public struct Train: ParsableCommand {
     var steepness = 0.2
     @Option(help: "Trending half-life in days (0: all-time); default: chosen on the validation split.")
     var trendingHalfLife: Double?
+    @Option(help: "Freshness (new arrivals) half-life in days (0: no freshness term); default: chosen on the validation split.")
+    var freshnessHalfLife: Double?
     @Option(help: "Decay reference time for the final model (unix seconds or ISO-8601); default: newest event.")
     var now: String?
     @Option(help: "History items kept per user.")
@@ -143,6 +145,9 @@ public struct Train: ParsableCommand {
         guard halfLife > 0, window > 0, steepness > 0 else {
             throw ValidationError("--half-life, --window and --steepness must be positive")
         }
+        for (name, v) in [("--trending-half-life", trendingHalfLife), ("--freshness-half-life", freshnessHalfLife)] {
+            if let v, !(v >= 0 && v.isFinite) { throw ValidationError("\(name) must be 0 or a positive number of days") }
+        }
     }
 
     func parseTime(_ s: String) -> Int64? {
@@ -185,6 +190,7 @@ public struct Train: ParsableCommand {
         case .sigmoid: c.decay = .sigmoid(midpointDays: midpoint, steepnessPerDay: steepness)
         }
         c.trendingHalfLifeDays = trendingHalfLife
+        c.freshnessHalfLifeDays = freshnessHalfLife
         c.now = now.flatMap(parseTime)
         c.historyCap = historyCap
         c.encoding = encoding ?? .float32

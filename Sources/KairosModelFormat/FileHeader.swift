@@ -20,8 +20,9 @@ public struct FileHeader: Sendable, Hashable {
     public static let magic: [UInt8] = Array("KAIROSMF".utf8)
     /// Major version this code reads and writes; files with another major version are rejected.
     public static let currentMajorVersion: UInt16 = 1
-    /// Minor version this code writes; readers accept any minor version of their major (unknown sections skipped).
-    public static let currentMinorVersion: UInt16 = 0
+    /// Newest minor version this code writes (1.1 added `item_first_seen`); a file gets the lowest minor version
+    /// that describes its sections. Readers accept any minor version of their major (unknown sections skipped).
+    public static let currentMinorVersion: UInt16 = 1
     /// Byte-order mark value.
     public static let byteOrderMark: UInt32 = 0x0A0B_0C0D
     /// Size of the header in bytes.

@@ -54,6 +54,8 @@ public final class MappedModel: Sendable {
     public let popularity: PopularityView?
     /// Item attributes.
     public let attributes: AttributesView?
+    /// When each item was first seen (format 1.1; nil in older files).
+    public let firstSeen: FirstSeenView?
     /// Category names (id = index).
     public let categoryNames: StringTable?
     /// Brand names (id = index).
@@ -137,6 +139,12 @@ public final class MappedModel: Sendable {
             popularity = PopularityView(count: itemCount, referenceTime: e.param, pairs: raw.baseAddress!.assumingMemoryBound(to: Float.self))
         } else {
             popularity = nil
+        }
+        if let e = sections.entry(.itemFirstSeen) {
+            let raw = try sections.fixedRecords(e, count: itemCount, recordSize: 8, cols: 1, encoding: .bytes)
+            firstSeen = FirstSeenView(count: itemCount, referenceTime: e.param, times: raw.baseAddress!)
+        } else {
+            firstSeen = nil
         }
         if let e = sections.entry(.itemAttributes) {
             let raw = try sections.fixedRecords(e, count: itemCount, recordSize: 12, cols: 3, encoding: .bytes)

@@ -1,5 +1,11 @@
 public import KairosKernels
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A dense float32 matrix to be written with a chosen row encoding.
 public struct FactorMatrix: Sendable {
     /// Number of rows.
@@ -16,6 +22,35 @@ public struct FactorMatrix: Sendable {
         self.cols = cols
         self.values = values
         self.encoding = encoding
+    }
+}
+
+/// When each item was first seen (its first event), for freshness ("new arrival") scoring.
+public struct ItemFirstSeen: Sendable, Equatable {
+    /// Marks an item never seen.
+    public static let never = Int64.min
+    /// Unix seconds of each item's first event, or ``never``.
+    public var times: [Int64]
+    /// Unix seconds freshness is measured at (the newest event of the log).
+    public var referenceTime: Int64
+
+    public init(times: [Int64], referenceTime: Int64) {
+        self.times = times
+        self.referenceTime = referenceTime
+    }
+
+    /// Freshness of an item first seen at `time`, as of `reference`: `0.5^(age / half-life)`, 1 for an item first
+    /// seen at or after `reference`, 0 for one never seen or without a half-life. The trainer and the server share
+    /// this definition (`proto-spec/MODEL_FORMAT.md`, `scoring`).
+    public static func freshness(firstSeen time: Int64?, reference: Int64, halfLifeDays: Double) -> Float {
+        guard let time, time != never, halfLifeDays > 0, halfLifeDays.isFinite else { return 0 }
+        let ageDays = max(0, Double(reference) - Double(time)) / 86_400
+        return Float(exp2(-ageDays / halfLifeDays))
+    }
+
+    /// Every item's freshness as of ``referenceTime``.
+    public func freshness(halfLifeDays: Double) -> [Float] {
+        times.map { Self.freshness(firstSeen: $0, reference: referenceTime, halfLifeDays: halfLifeDays) }
     }
 }
 
@@ -131,6 +166,8 @@ public struct ModelContents: Sendable {
     public var popularity: ItemPopularity?
     /// Item attributes.
     public var attributes: ItemAttributes?
+    /// When each item was first seen (format 1.1).
+    public var firstSeen: ItemFirstSeen?
     /// Per-user history.
     public var history: UserHistory?
     /// Per-user activity profiles.
@@ -150,6 +187,7 @@ public struct ModelContents: Sendable {
         itemBiases: [Float]? = nil,
         popularity: ItemPopularity? = nil,
         attributes: ItemAttributes? = nil,
+        firstSeen: ItemFirstSeen? = nil,
         history: UserHistory? = nil,
         activity: ActivityProfiles? = nil,
         goldenCount: Int = 16
@@ -165,6 +203,7 @@ public struct ModelContents: Sendable {
         self.itemBiases = itemBiases
         self.popularity = popularity
         self.attributes = attributes
+        self.firstSeen = firstSeen
         self.history = history
         self.activity = activity
         self.goldenCount = goldenCount

@@ -12,6 +12,27 @@ public struct PopularityView: @unchecked Sendable {
     public func decayed(_ i: Int) -> Float { precondition(i >= 0 && i < count); return pairs[2 * i + 1] }
 }
 
+/// Per-item first-seen times read in place: `i64` unix seconds per item, `Int64.min` for never.
+public struct FirstSeenView: @unchecked Sendable {
+    /// Number of items.
+    public let count: Int
+    /// Unix seconds freshness is measured at (the section's param).
+    public let referenceTime: Int64
+    let times: UnsafeRawPointer
+
+    /// Unix seconds of item `i`'s first event, nil if never seen.
+    public func time(_ i: Int) -> Int64? {
+        precondition(i >= 0 && i < count)
+        let t = Int64(littleEndian: times.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+        return t == ItemFirstSeen.never ? nil : t
+    }
+
+    /// Every item's freshness as of ``referenceTime`` (``ItemFirstSeen/freshness(firstSeen:reference:halfLifeDays:)``).
+    public func freshness(halfLifeDays: Double) -> [Float] {
+        (0..<count).map { ItemFirstSeen.freshness(firstSeen: time($0), reference: referenceTime, halfLifeDays: halfLifeDays) }
+    }
+}
+
 /// Per-item attributes read in place: `u32 category, u32 brand, f32 price` per item.
 public struct AttributesView: @unchecked Sendable {
     /// Number of items.

@@ -64,7 +64,7 @@ public enum ModelWriter {
         for e in entries { e.encode(into: &table) }
         let header = FileHeader(
             majorVersion: FileHeader.currentMajorVersion,
-            minorVersion: FileHeader.currentMinorVersion,
+            minorVersion: contents.firstSeen != nil ? 1 : 0,
             sectionCount: entries.count,
             sectionTableOffset: tableOffset,
             fileSize: fileSize,
@@ -169,6 +169,12 @@ public enum ModelWriter {
                 entry(.itemPopularity, encoding: .float32, rawSize: w.bytes.count, rows: items, cols: 2, param: p.referenceTime),
                 w.bytes
             )
+        }
+        if let f = c.firstSeen {
+            try check(f.times.count == items, "first-seen times need \(items) values")
+            var w = ByteWriter(capacity: items * 8)
+            for t in f.times { w.append(t) }
+            add(entry(.itemFirstSeen, rawSize: w.bytes.count, rows: items, cols: 1, param: f.referenceTime), w.bytes)
         }
         if let a = c.attributes {
             try check(

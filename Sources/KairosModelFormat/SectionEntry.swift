@@ -17,6 +17,8 @@ public enum SectionKind: UInt32, Sendable, CaseIterable, CustomStringConvertible
     case userHistory = 13
     case userActivity = 14
     case golden = 15
+    /// Since 1.1: when each item was first seen (freshness).
+    case itemFirstSeen = 16
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum SectionKind: UInt32, Sendable, CaseIterable, CustomStringConvertible
         case .userHistory: "user_history"
         case .userActivity: "user_activity"
         case .golden: "golden"
+        case .itemFirstSeen: "item_first_seen"
         }
     }
 }

@@ -112,6 +112,11 @@ public enum SyntheticModel {
                 categoryNames: (0..<categories).map { "category-\($0)" },
                 brandNames: (0..<5).map { "brand-\($0)" }
             ),
+            // First-seen times spread over the 90 days (not drawn from `rng`, so every other section stays as it was).
+            firstSeen: ItemFirstSeen(
+                times: (0..<items).map { referenceTime - Int64(($0 &* 2_654_435_761) % (90 * 86_400)) },
+                referenceTime: referenceTime
+            ),
             history: UserHistory(indptr: indptr, items: historyItems, weights: weights, referenceTime: referenceTime),
             activity: ActivityProfiles(values: activity)
         )

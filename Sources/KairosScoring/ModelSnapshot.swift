@@ -32,6 +32,9 @@ public final class ModelSnapshot: Sendable {
             return order
         }
     }
+    /// Freshness per item (0...1, `ItemFirstSeen.freshness` with the trainer's half-life); zeros when the model has
+    /// no first-seen times or no `freshness_half_life_days` parameter.
+    public let fresh: [Float]
     /// Item bias per item (zeros when the model has none).
     public let biases: [Float]
     /// Whether the model has item biases (`kairos train` writes none; SCORE then skips adding zeros).
@@ -100,6 +103,8 @@ public final class ModelSnapshot: Sendable {
             if top > 0 { for i in 0..<n { trend[i] = max(0, p.decayed(i) / top) } }
         }
         self.trend = trend
+        let freshHalfLife = model.metadata.parameters["freshness_half_life_days"] ?? 0
+        fresh = model.firstSeen?.freshness(halfLifeDays: freshHalfLife) ?? [Float](repeating: 0, count: n)
         let biases = model.itemBiases.map(Array.init) ?? [Float](repeating: 0, count: n)
         self.biases = biases
         if let users = model.userFactors, users.rows > 0 {
@@ -117,8 +122,8 @@ public final class ModelSnapshot: Sendable {
         allRows = Array(0..<Int32(n))
         excludeSeenBlend = BlendWeights(model.metadata.scoring?["exclude-seen"])
         allowRepeatsBlend = BlendWeights(model.metadata.scoring?["allow-repeats"])
-        excludeSeenOffsets = excludeSeenBlend.offsets(biases: biases, trend: trend)
-        allowRepeatsOffsets = allowRepeatsBlend.offsets(biases: biases, trend: trend)
+        excludeSeenOffsets = excludeSeenBlend.offsets(biases: biases, trend: trend, fresh: fresh)
+        allowRepeatsOffsets = allowRepeatsBlend.offsets(biases: biases, trend: trend, fresh: fresh)
     }
 
     /// The trainer's blend for one protocol.
@@ -134,20 +139,23 @@ public final class ModelSnapshot: Sendable {
     }
 }
 
-/// How TOPK combines its signals: `dot x (u . v + bias) + trending x T + buy-again x H + category x A`, where T is
-/// decayed popularity over its maximum, H the user's history weight of the item over their largest, and A the user's
-/// share of history weight in the item's category (the trainer's definition, `proto-spec/METRICS.md`).
+/// How TOPK combines its signals: `dot x (u . v + bias) + trending x T + buy-again x H + category x A + freshness x F`,
+/// where T is decayed popularity over its maximum, H the user's history weight of the item over their largest, A the
+/// user's share of history weight in the item's category and F the item's freshness (the trainer's definitions,
+/// `proto-spec/METRICS.md`).
 public struct BlendWeights: Sendable, Equatable {
     public var dot: Float
     public var trending: Float
     public var buyAgain: Float
     public var category: Float
+    public var freshness: Float
 
-    public init(dot: Float = 1, trending: Float = 0, buyAgain: Float = 0, category: Float = 0) {
+    public init(dot: Float = 1, trending: Float = 0, buyAgain: Float = 0, category: Float = 0, freshness: Float = 0) {
         self.dot = dot
         self.trending = trending
         self.buyAgain = buyAgain
         self.category = category
+        self.freshness = freshness
     }
 
     /// Weights from a metadata `scoring` entry; a model without one ranks by the dot product (plus bias) alone.
@@ -160,12 +168,13 @@ public struct BlendWeights: Sendable, Equatable {
             dot: Float(stored["dot"] ?? 0),
             trending: Float(stored["trending"] ?? 0),
             buyAgain: Float(stored["buy-again"] ?? 0),
-            category: Float(stored["category"] ?? 0)
+            category: Float(stored["category"] ?? 0),
+            freshness: Float(stored["freshness"] ?? 0)
         )
     }
 
-    /// `dot x bias + trending x trend` per item.
-    func offsets(biases: [Float], trend: [Float]) -> [Float] {
-        (0..<biases.count).map { dot * biases[$0] + trending * trend[$0] }
+    /// `dot x bias + trending x trend + freshness x fresh` per item.
+    func offsets(biases: [Float], trend: [Float], fresh: [Float]) -> [Float] {
+        (0..<biases.count).map { dot * biases[$0] + trending * trend[$0] + freshness * fresh[$0] }
     }
 }

@@ -102,7 +102,7 @@ public enum Scorer {
 
     /// TOPK: the blend of dot product, bias, trending and buy-again over the whole catalogue, best first.
     ///
-    /// One fused scan: the kernel adds per-item offsets (bias + trending weight x trend, -infinity outside the
+    /// One fused scan: the kernel adds per-item offsets (bias + trending and freshness terms, -infinity outside the
     /// category) block by block and skips excluded rows. The user's own history is scored apart (with its buy-again
     /// boost) and merged in when repeats are allowed.
     public static func topK(_ r: TopKRequest, on s: ModelSnapshot, now: Int64) -> ItemListResponse {
@@ -165,7 +165,7 @@ public enum Scorer {
                     o[i] = -.infinity
                     continue
                 }
-                o[i] = blend.dot * s.biases[i] + blend.trending * s.trend[i]
+                o[i] = blend.dot * s.biases[i] + blend.trending * s.trend[i] + blend.freshness * s.fresh[i]
                 if !affinity.isEmpty, let c = m.attributes?.category(i) { o[i] += blend.category * (affinity[c] ?? 0) }
             }
             offsets = o

@@ -32,6 +32,16 @@ package struct BlendScorer {
         affinity = set.users.map { c.categoryAffinity($0) }
     }
 
+    /// The same set and factors with other item signals (another freshness half-life), reusing the cached products.
+    package init(_ other: BlendScorer, components c: ScoringComponents) {
+        set = other.set
+        components = c
+        k = other.k
+        dots = other.dots
+        buy = set.users.map { c.buyAgain($0) }
+        affinity = set.users.map { c.categoryAffinity($0) }
+    }
+
     /// `out[i] = user . item_i` for every item.
     package static func scoreAll(_ f: ALSFactors, user u: Int, into out: UnsafeMutableBufferPointer<Float>) {
         let k = f.factors
@@ -71,6 +81,7 @@ package struct BlendScorer {
         let wt = Float(w.trending)
         let wb = Float(w.buyAgain)
         let wc = Float(w.category)
+        let wf = Float(w.freshness)
         for n in 0..<set.users.count {
             buffer.withUnsafeMutableBufferPointer { b in
                 dots.withUnsafeBufferPointer { D in
@@ -82,6 +93,9 @@ package struct BlendScorer {
                             for i in 0..<b.count { b[i] = wd * D[base + i] + wt * T[i] }
                         }
                     }
+                }
+                if wf != 0 {
+                    c.freshness.withUnsafeBufferPointer { F in for i in 0..<b.count { b[i] += wf * F[i] } }
                 }
                 if wb != 0 { for (i, v) in buy[n] { b[Int(i)] += wb * v } }
                 if wc != 0, let cats = c.categories, !affinity[n].isEmpty {
@@ -101,12 +115,13 @@ package struct BlendScorer {
     /// of that paired difference: a validation set of a few hundred users has NDCG noise of the size of the small
     /// gains a search finds, and a weight fitted to that noise costs on new data.
     package func tune(rounds: Int = 3) -> (BlendWeights, RankingMetrics) {
-        let grid: [Double] = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
+        let grid = Self.grid
         var best = BlendWeights(dot: dots.isEmpty ? 0 : 1, trending: dots.isEmpty ? 1 : 0)
         var bestRun = accumulate(best)
         let hasCategories = components.categoryCount > 0
         let paths: [WritableKeyPath<BlendWeights, Double>] =
             (dots.isEmpty ? [] : [\.dot]) + [\.trending, \.buyAgain] + (hasCategories ? [\.category] : [])
+            + (components.hasFreshness ? [\.freshness] : [])
         for _ in 0..<rounds {
             var changed = false
             for path in paths {
@@ -115,7 +130,7 @@ package struct BlendScorer {
                 for v in grid where v != best[keyPath: path] {
                     var w = best
                     w[keyPath: path] = v
-                    if w.dot == 0 && w.trending == 0 && w.buyAgain == 0 && w.category == 0 { continue }
+                    if w.dot == 0 && w.trending == 0 && w.buyAgain == 0 && w.category == 0 && w.freshness == 0 { continue }
                     let run = accumulate(w)
                     if run.result.ndcg > (candidate?.1.result.ndcg ?? bestRun.result.ndcg) + 1e-9 { candidate = (w, run) }
                 }
@@ -128,6 +143,25 @@ package struct BlendScorer {
             if !changed { break }
         }
         return (best, bestRun.result)
+    }
+
+    /// The weights each search tries, log-spaced.
+    static let grid: [Double] = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
+
+    /// The best freshness weight added to `base` (others fixed): the weights and their run, or nil if none beats `base`.
+    func bestFreshness(added base: BlendWeights) -> (BlendWeights, MetricsAccumulator)? {
+        var best: (BlendWeights, MetricsAccumulator)?
+        var top = accumulate(base).result.ndcg
+        for v in Self.grid where v > 0 {
+            var w = base
+            w.freshness = v
+            let run = accumulate(w)
+            if run.result.ndcg > top + 1e-9 {
+                best = (w, run)
+                top = run.result.ndcg
+            }
+        }
+        return best
     }
 
     /// Whether the mean of `a - b` (same users, same order) exceeds one standard error of that difference.

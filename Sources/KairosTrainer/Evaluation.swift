@@ -8,7 +8,8 @@ public enum EvaluationProtocol: String, Sendable, CaseIterable, Codable {
     case allowRepeats = "allow-repeats"
 }
 
-/// Blend weights of the serving score `dot * u.v + trending * T[i] + buyAgain * H[u,i] + category * A[u,cat(i)]`.
+/// Blend weights of the serving score
+/// `dot * u.v + trending * T[i] + buyAgain * H[u,i] + category * A[u,cat(i)] + freshness * F[i]`.
 public struct BlendWeights: Sendable, Equatable, Codable {
     /// Weight of the factor dot product.
     public var dot: Double
@@ -18,18 +19,21 @@ public struct BlendWeights: Sendable, Equatable, Codable {
     public var buyAgain: Double
     /// Weight of category affinity (the user's decayed history share in the item's category).
     public var category: Double
+    /// Weight of freshness (`0.5^(days since the item's first event / half-life)`: new arrivals).
+    public var freshness: Double
 
     /// Weights; the default is the dot product alone.
-    public init(dot: Double = 1, trending: Double = 0, buyAgain: Double = 0, category: Double = 0) {
+    public init(dot: Double = 1, trending: Double = 0, buyAgain: Double = 0, category: Double = 0, freshness: Double = 0) {
         self.dot = dot
         self.trending = trending
         self.buyAgain = buyAgain
         self.category = category
+        self.freshness = freshness
     }
 
     /// As stored in model metadata `scoring[protocol]`.
     public var dictionary: [String: Double] {
-        ["dot": dot, "trending": trending, "buy-again": buyAgain, "category": category]
+        ["dot": dot, "trending": trending, "buy-again": buyAgain, "category": category, "freshness": freshness]
     }
 }
 
@@ -59,6 +63,10 @@ package struct ScoringComponents: Sendable {
     package let categoryCount: Int
     /// Factors for the dot product, if any.
     package let factors: ALSFactors?
+    /// Freshness per item (all zeros without a freshness half-life).
+    package let freshness: [Float]
+    /// Whether ``freshness`` was computed (a half-life was given).
+    package let hasFreshness: Bool
 
     /// Computes trending, popularity and history from `log` as of `reference`.
     package init(
@@ -68,9 +76,15 @@ package struct ScoringComponents: Sendable {
         reference: Int64,
         historyCap: Int,
         categories: [UInt32]?,
-        factors: ALSFactors?
+        factors: ALSFactors?,
+        freshnessHalfLifeDays: Double = 0
     ) {
         items = log.itemIds.count
+        hasFreshness = freshnessHalfLifeDays > 0
+        freshness =
+            hasFreshness
+            ? Signals.firstSeen(log, reference: reference).freshness(halfLifeDays: freshnessHalfLifeDays)
+            : [Float](repeating: 0, count: log.itemIds.count)
         let pop = Signals.popularity(log, decay: trendingDecay, reference: reference)
         trending = Self.unitMax(pop.decayed)
         popularity = Self.unitMax(pop.allTime)

@@ -15,6 +15,16 @@ public enum Signals {
         return ItemPopularity(allTime: all, decayed: decayed.map { Float($0) }, referenceTime: reference)
     }
 
+    /// Each item's first event time, with freshness measured at `reference`.
+    public static func firstSeen(_ log: EventLog, reference: Int64) -> ItemFirstSeen {
+        var times = [Int64](repeating: ItemFirstSeen.never, count: log.itemIds.count)
+        for e in 0..<log.count {
+            let i = Int(log.items[e])
+            if times[i] == ItemFirstSeen.never || log.times[e] < times[i] { times[i] = log.times[e] }
+        }
+        return ItemFirstSeen(times: times, referenceTime: reference)
+    }
+
     /// Each user's items by decayed, strength-weighted sum, heaviest first, at most `cap` per user.
     public static func history(_ log: EventLog, decay: DecaySpec, reference: Int64, cap: Int) -> UserHistory {
         let nUsers = log.userIds.count

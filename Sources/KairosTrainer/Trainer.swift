@@ -95,6 +95,7 @@ public enum Trainer {
         }
         report.scoring = Dictionary(uniqueKeysWithValues: tuned.weights.map { ($0.key.rawValue, $0.value.dictionary) })
         report.parameters["trending_half_life_days"] = tuned.trendingHalfLifeDays
+        report.parameters["freshness_half_life_days"] = tuned.freshnessHalfLifeDays
         if let h = tuned.historyHalfLifeDays { report.parameters["history_half_life_days"] = h }
 
         // Validation may have changed regularization, alpha and the decay half-life.
@@ -209,6 +210,7 @@ public enum Trainer {
             userFactors: FactorMatrix(rows: log.userIds.count, cols: k, values: factors.user, encoding: config.encoding),
             popularity: popularity,
             attributes: attributes,
+            firstSeen: Signals.firstSeen(log, reference: reference),
             history: history,
             activity: activity
         )

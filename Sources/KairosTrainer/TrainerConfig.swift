@@ -25,6 +25,8 @@ public struct TrainerConfig: Sendable {
     public var decay = DecaySpec.exponential(halfLifeDays: 30)
     /// Half-life of trending in days; nil picks it on the validation split, 0 means no decay (all-time).
     public var trendingHalfLifeDays: Double?
+    /// Half-life of item freshness (new arrivals) in days; nil picks it on the validation split, 0 leaves it out.
+    public var freshnessHalfLifeDays: Double?
     /// Scale each user's decayed confidences to mean 1 (see ``Interactions``).
     public var normalizePerUser = true
     /// Decay reference time for the final model; nil means the newest event.

@@ -55,7 +55,9 @@ let repositoryRoot: String = {
         }
         let probe = try JSONDecoder().decode(Probe.self, from: Data(text.utf8))
         #expect(probe.valid)
-        #expect(probe.header.modelName == "default" && probe.header.formatVersion == "1.0")
+        // 1.1: the trainer writes item first-seen times (freshness).
+        #expect(probe.header.modelName == "default" && probe.header.formatVersion == "1.1")
+        #expect(probe.sections.contains { $0.kind == "item_first_seen" })
         #expect(!probe.sections.isEmpty && probe.sections.allSatisfy(\.checksumOK))
         #expect(probe.sections.contains { $0.kind == "item_factors" && $0.codec == "none" })
         #expect(probe.sections.contains { $0.kind == "item_attributes" })

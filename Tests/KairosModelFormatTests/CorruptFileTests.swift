@@ -27,6 +27,7 @@ import Testing
         let folder = TempFolder()
         var p = FilePatcher(bytes: Self.valid)
         p.write(UInt16(2), at: 8)
+        p.write(UInt16(0), at: 10)
         p.reseal()
         let error = loadError(p.bytes, in: folder)
         #expect(error?.code == .unsupportedVersion)

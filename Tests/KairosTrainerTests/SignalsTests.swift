@@ -1,3 +1,4 @@
+import Glibc
 import KairosModelFormat
 import Testing
 
@@ -35,6 +36,26 @@ import Testing
         #expect(value[new]! > value[old]!)
         // Per-user normalisation: the user's values average 1.
         #expect(abs(m.values.reduce(0, +) / Float(m.values.count) - 1) < 1e-5)
+    }
+
+    /// First-seen is each item's earliest event whatever the log order; freshness follows from it: the new item
+    /// (first seen 1 day before `now`) has 0.5^(1/7) with a 7-day half-life, the old one (60 days) 0.5^(60/7).
+    @Test func firstSeenAndFreshness() throws {
+        let log = try driftLog()
+        let old = log.itemIds.firstIndex(of: "old")!
+        let new = log.itemIds.firstIndex(of: "new")!
+        let f = Signals.firstSeen(log, reference: now)
+        #expect(f.times[old] == now - 60 * day && f.times[new] == now - day && f.referenceTime == now)
+        let c = ScoringComponents(
+            log: log, decay: .exponential(halfLifeDays: 7), trendingDecay: .exponential(halfLifeDays: 7), reference: now,
+            historyCap: 10, categories: nil, factors: nil, freshnessHalfLifeDays: 7)
+        #expect(c.hasFreshness)
+        #expect(abs(Double(c.freshness[new]) - pow(0.5, 1.0 / 7)) < 1e-6)
+        #expect(abs(Double(c.freshness[old]) - pow(0.5, 60.0 / 7)) < 1e-6)
+        let none = ScoringComponents(
+            log: log, decay: .exponential(halfLifeDays: 7), trendingDecay: .exponential(halfLifeDays: 7), reference: now,
+            historyCap: 10, categories: nil, factors: nil)
+        #expect(!none.hasFreshness && none.freshness == [0, 0])
     }
 
     /// Activity profiles peak at the hour-of-week where the generated events peak, per user and for the population.
