@@ -104,7 +104,11 @@ public final class ModelSnapshot: Sendable {
         }
         self.trend = trend
         let freshHalfLife = model.metadata.parameters["freshness_half_life_days"] ?? 0
-        fresh = model.firstSeen?.freshness(halfLifeDays: freshHalfLife) ?? [Float](repeating: 0, count: n)
+        if let firstSeen = model.firstSeen, freshHalfLife > 0 {
+            fresh = firstSeen.freshness(halfLifeDays: freshHalfLife)
+        } else {
+            fresh = [Float](repeating: 0, count: n)
+        }
         let biases = model.itemBiases.map(Array.init) ?? [Float](repeating: 0, count: n)
         self.biases = biases
         if let users = model.userFactors, users.rows > 0 {
