@@ -64,7 +64,7 @@ public enum ModelWriter {
         for e in entries { e.encode(into: &table) }
         let header = FileHeader(
             majorVersion: FileHeader.currentMajorVersion,
-            minorVersion: contents.firstSeen != nil ? 1 : 0,
+            minorVersion: contents.firstSeen != nil ? FileHeader.currentMinorVersion : 0,  // 1.1 added only kind 16
             sectionCount: entries.count,
             sectionTableOffset: tableOffset,
             fileSize: fileSize,

@@ -32,14 +32,14 @@ package struct BlendScorer {
         affinity = set.users.map { c.categoryAffinity($0) }
     }
 
-    /// The same set and factors with other item signals (another freshness half-life), reusing the cached products.
-    package init(_ other: BlendScorer, components c: ScoringComponents) {
+    /// The same scorer with another per-item freshness (another half-life); everything cached is reused.
+    package init(_ other: BlendScorer, freshness: [Float]) {
         set = other.set
-        components = c
+        components = other.components.withFreshness(freshness)
         k = other.k
         dots = other.dots
-        buy = set.users.map { c.buyAgain($0) }
-        affinity = set.users.map { c.categoryAffinity($0) }
+        buy = other.buy
+        affinity = other.affinity
     }
 
     /// `out[i] = user . item_i` for every item.
@@ -148,10 +148,11 @@ package struct BlendScorer {
     /// The weights each search tries, log-spaced.
     static let grid: [Double] = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
 
-    /// The best freshness weight added to `base` (others fixed): the weights and their run, or nil if none beats `base`.
-    func bestFreshness(added base: BlendWeights) -> (BlendWeights, MetricsAccumulator)? {
+    /// The best freshness weight added to `base` (others fixed): the weights and their run, or nil if none beats
+    /// `baseline`, the NDCG of `base` itself.
+    func bestFreshness(added base: BlendWeights, baseline: Double) -> (BlendWeights, MetricsAccumulator)? {
         var best: (BlendWeights, MetricsAccumulator)?
-        var top = accumulate(base).result.ndcg
+        var top = baseline
         for v in Self.grid where v > 0 {
             var w = base
             w.freshness = v

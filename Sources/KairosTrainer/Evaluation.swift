@@ -64,9 +64,9 @@ package struct ScoringComponents: Sendable {
     /// Factors for the dot product, if any.
     package let factors: ALSFactors?
     /// Freshness per item (all zeros without a freshness half-life).
-    package let freshness: [Float]
+    package private(set) var freshness: [Float]
     /// Whether ``freshness`` was computed (a half-life was given).
-    package let hasFreshness: Bool
+    package private(set) var hasFreshness: Bool
 
     /// Computes trending, popularity and history from `log` as of `reference`.
     package init(
@@ -92,6 +92,14 @@ package struct ScoringComponents: Sendable {
         self.categories = categories
         categoryCount = Int(categories?.filter { $0 != ItemAttributes.none }.max().map { $0 + 1 } ?? 0)
         self.factors = factors
+    }
+
+    /// The same components with another per-item freshness (another half-life), nothing recomputed.
+    package func withFreshness(_ f: [Float]) -> ScoringComponents {
+        var c = self
+        c.freshness = f
+        c.hasFreshness = true
+        return c
     }
 
     static func unitMax(_ v: [Float]) -> [Float] {

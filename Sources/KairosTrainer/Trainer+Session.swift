@@ -203,14 +203,15 @@ struct Session {
     func chooseFreshness(sub: EventLog, sets: [EvaluationProtocol: EvaluationSet], factors: ALSFactors, tuned: inout Tuned) {
         guard let set = sets[.excludeSeen], !set.users.isEmpty else { return }
         var t = tuned
-        t.freshnessHalfLifeDays = 0
+        t.freshnessHalfLifeDays = 0  // the components without freshness; each half-life below only swaps it in
         let baseScorer = BlendScorer(set: set, components: components(sub, decayed: true, tuned: t, factors: factors), k: config.k)
         let (base, _) = baseScorer.tune()
-        var chosen = (days: 0.0, run: baseScorer.accumulate(base))
+        let baseRun = baseScorer.accumulate(base)
+        var chosen = (days: 0.0, run: baseRun)
+        let firstSeen = Signals.firstSeen(sub, reference: sub.timeRange?.upperBound ?? 0)
         for days in Self.freshnessGrid {
-            t.freshnessHalfLifeDays = days
-            let scorer = BlendScorer(baseScorer, components: components(sub, decayed: true, tuned: t, factors: factors))
-            guard let (w, run) = scorer.bestFreshness(added: base) else { continue }
+            let scorer = BlendScorer(baseScorer, freshness: firstSeen.freshness(halfLifeDays: days))
+            guard let (w, run) = scorer.bestFreshness(added: base, baseline: baseRun.result.ndcg) else { continue }
             let kept = BlendScorer.clearlyBetter(run.userNDCG, than: chosen.run.userNDCG)
             if kept { chosen = (days, run) }
             progress.line(
