@@ -125,18 +125,18 @@ package struct BlendScorer {
         for _ in 0..<rounds {
             var changed = false
             for path in paths {
-                // The best candidate for this weight, then whether it clears the noise.
-                var candidate: (BlendWeights, MetricsAccumulator)?
+                // The best candidate for this weight, if it clears the noise.
+                var candidates: [BlendWeights] = []
                 for v in grid where v != best[keyPath: path] {
                     var w = best
                     w[keyPath: path] = v
                     if w.dot == 0 && w.trending == 0 && w.buyAgain == 0 && w.category == 0 && w.freshness == 0 { continue }
-                    let run = accumulate(w)
-                    if run.result.ndcg > (candidate?.1.result.ndcg ?? bestRun.result.ndcg) + 1e-9 { candidate = (w, run) }
+                    candidates.append(w)
                 }
-                if let (w, run) = candidate, Self.clearlyBetter(run.userNDCG, than: bestRun.userNDCG) {
-                    best = w
-                    bestRun = run
+                let runs = candidates.map { accumulate($0) }
+                if let j = Self.clearWinner(runs, over: bestRun) {
+                    best = candidates[j]
+                    bestRun = runs[j]
                     changed = true
                 }
             }
@@ -163,6 +163,18 @@ package struct BlendScorer {
             }
         }
         return best
+    }
+
+    /// The run with the best mean NDCG (the first of equals), if its gain over `reference` (the same users) clears
+    /// ``clearlyBetter``; nil keeps the reference. Blend weights, the freshness half-life and the factorization
+    /// search all choose by this rule.
+    static func clearWinner(_ runs: [MetricsAccumulator], over reference: MetricsAccumulator) -> Int? {
+        var top: Int?
+        for (j, run) in runs.enumerated() where run.result.ndcg > (top.map { runs[$0] } ?? reference).result.ndcg + 1e-9 {
+            top = j
+        }
+        guard let top, clearlyBetter(runs[top].userNDCG, than: reference.userNDCG) else { return nil }
+        return top
     }
 
     /// Whether the mean of `a - b` (same users, same order) exceeds one standard error of that difference.

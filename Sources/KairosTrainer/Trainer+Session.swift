@@ -47,7 +47,7 @@ struct Session {
 
     /// Candidate trending half-lives in days (0 = all-time), searched on validation when not given.
     static let trendingGrid: [Double] = [0.5, 1, 2, 4, 7, 14, 30, 60, 120, 365, 0]
-    /// Candidate freshness half-lives in days, shortest first (see ``chooseFreshness``).
+    /// Candidate freshness half-lives in days (see ``chooseFreshness``).
     static let freshnessGrid: [Double] = [3, 7, 14, 30, 60, 120]
 
     /// Factorizes `m` with per-iteration progress lines (loss and ETA).
@@ -195,11 +195,11 @@ struct Session {
 
     /// Picks the freshness half-life ("new arrivals": items whose first event is recent) on validation, exclude-seen.
     ///
-    /// The blend without freshness is tuned once; each half-life, shortest first, then gets its best freshness
-    /// weight on top of it. The shortest half-life whose gain clears the noise rule (``BlendScorer/clearlyBetter``)
-    /// is kept, and a longer one replaces it only when clearly better again: on ml-100k, validation mildly prefers
-    /// ever longer half-lives while the future is ranked best by 30-60 days. None clearing the rule leaves freshness
-    /// out of the model (Instacart's steady catalogue).
+    /// The blend without freshness is tuned once; each half-life then gets its best freshness weight on top of it.
+    /// The half-life with the best validation NDCG is kept if its gain over no freshness clears the noise rule
+    /// (``BlendScorer/clearlyBetter``); none clearing it leaves freshness out (Instacart's steady catalogue). An
+    /// earlier rule (the shortest half-life that clears the rule, replaced only when another is clearly better
+    /// again) let 14 days win on 5 of 8 seeds on ml-100k and cost 0.015-0.02 test NDCG each time.
     func chooseFreshness(sub: EventLog, sets: [EvaluationProtocol: EvaluationSet], factors: ALSFactors, tuned: inout Tuned) {
         guard let set = sets[.excludeSeen], !set.users.isEmpty else { return }
         var t = tuned
@@ -207,19 +207,19 @@ struct Session {
         let baseScorer = BlendScorer(set: set, components: components(sub, decayed: true, tuned: t, factors: factors), k: config.k)
         let (base, _) = baseScorer.tune()
         let baseRun = baseScorer.accumulate(base)
-        var chosen = (days: 0.0, run: baseRun)
         let firstSeen = Signals.firstSeen(sub, reference: sub.timeRange?.upperBound ?? 0)
+        var tried: [(days: Double, run: MetricsAccumulator)] = []
         for days in Self.freshnessGrid {
             let scorer = BlendScorer(baseScorer, freshness: firstSeen.freshness(halfLifeDays: days))
             guard let (w, run) = scorer.bestFreshness(added: base, baseline: baseRun.result.ndcg) else { continue }
-            let kept = BlendScorer.clearlyBetter(run.userNDCG, than: chosen.run.userNDCG)
-            if kept { chosen = (days, run) }
+            tried.append((days, run))
             progress.line(
                 "validation",
                 "freshness half-life \(Format.number(days)) d, weight \(Format.number(w.freshness)) -> ndcg@\(config.k) "
-                    + "\(Format.fixed(run.result.ndcg, 4))\(kept ? " (kept)" : "")"
+                    + "\(Format.fixed(run.result.ndcg, 4))"
             )
         }
+        let chosen = BlendScorer.clearWinner(tried.map(\.run), over: baseRun).map { tried[$0] } ?? (days: 0, run: baseRun)
         tuned.freshnessHalfLifeDays = chosen.days
         progress.line(
             "validation",
@@ -234,9 +234,9 @@ struct Session {
     /// data set (ml-100k and instacart both want 30-100, far above the customary 0.01), which is why it is searched.
     mutating func tuneFactorization(sub: EventLog, sets: [EvaluationProtocol: EvaluationSet]) {
         guard let set = sets[.excludeSeen], !set.users.isEmpty else { return }
-        var cache: [String: Double] = [:]
+        var cache: [String: MetricsAccumulator] = [:]
         var pairs = 0
-        func score(_ c: TrainerConfig) -> Double {
+        func score(_ c: TrainerConfig) -> MetricsAccumulator {
             let key = "\(c.als.regularization) \(c.als.alpha) \(c.decay.halfLifeSeconds ?? -1)"
             if let v = cache[key] { return v }
             let m = Interactions.matrix(
@@ -261,49 +261,53 @@ struct Session {
                 categories: nil,
                 factors: f
             )
-            let v = BlendScorer(set: set, components: comps, k: c.k).evaluate(BlendWeights()).ndcg
-            cache[key] = v
+            let run = BlendScorer(set: set, components: comps, k: c.k).accumulate(BlendWeights())
+            let v = run.result.ndcg
+            cache[key] = run
             progress.line(
                 "validation",
                 "factors: regularization \(Format.number(Double(c.als.regularization))) alpha \(Format.number(Double(c.als.alpha))) "
                     + "decay \(c.decay.summary) -> als ndcg@\(c.k) \(Format.fixed(v, 4))"
             )
-            return v
+            return run
         }
         var best = config
-        var bestScore = score(best)
-        func consider(_ c: TrainerConfig) {
-            let v = score(c)
-            if v > bestScore + 1e-9 {
-                best = c
-                bestScore = v
+        var bestRun = score(best)
+        // One coordinate at a time: its best candidate replaces the incumbent only when clearly better (the noise
+        // rule of the blend search). Measured on Instacart: validation differences of 0.0001 NDCG flipped the decay
+        // half-life between 30 and 120 days across seeds, which moved test NDCG by 0.005.
+        func consider(_ candidates: [TrainerConfig]) {
+            let runs = candidates.map { score($0) }
+            if let j = BlendScorer.clearWinner(runs, over: bestRun) {
+                best = candidates[j]
+                bestRun = runs[j]
             }
         }
         let grid: [Float] = [5, 10, 40, 60, 100, 150, 250]
-        for reg in grid {
+        consider(grid.map { reg in
             var c = best
             c.als.regularization = reg
-            consider(c)
-        }
+            return c
+        })
         // Best at the top of the grid: keep going up while it still helps (a few more fits at most).
         var top = grid.last!
         for _ in 0..<3 where best.als.regularization == top {
             top *= 2
             var c = best
             c.als.regularization = top
-            consider(c)
+            consider([c])
         }
-        for alpha: Float in [3, 10, 30] {
+        consider([3, 10, 30].map { (alpha: Float) in
             var c = best
             c.als.alpha = alpha
-            consider(c)
-        }
+            return c
+        })
         if best.decay.form == .exponential {
-            for days in [3.0, 10, 30, 120] {
+            consider([3.0, 10, 30, 120].map { days in
                 var c = best
                 c.decay = .exponential(halfLifeDays: days)
-                consider(c)
-            }
+                return c
+            })
         }
         config = best
         regularizationPerPair = Double(best.als.regularization) / Double(max(pairs, 1))

@@ -57,6 +57,37 @@ import Testing
         #expect(!BlendScorer.clearlyBetter(base, than: base))
     }
 
+    /// A run over `users` users where exactly the users in `hits` have NDCG 1 (a hit at rank 1), the rest 0.
+    static func run(_ hits: Set<Int>, users: Int = 20) -> MetricsAccumulator {
+        var acc = MetricsAccumulator(k: 1, catalogue: 2)
+        for u in 0..<users { acc.add(ranked: [hits.contains(u) ? 0 : 1], truth: [0]) }
+        return acc
+    }
+
+    /// Validation choices take the best candidate, and only when it clears the noise rule against the incumbent.
+    @Test func clearWinnerIsTheBestCandidateThatClearsTheNoise() {
+        let incumbent = Self.run(Set(0..<7))
+        // Paired differences over 20 users: 3 wins -> mean 0.15, SE 0.08; 6 wins -> mean 0.30, SE 0.11.
+        let good = Self.run(Set(0..<7).union([7, 8, 9]))
+        let better = Self.run(Set(0..<7).union(7..<13))
+        #expect(good.userNDCG.filter { $0 == 1 }.count == 10)
+        // Both clear the rule; the better one wins even though the good one comes first (the old freshness rule
+        // kept the first and let a later one replace it only if clearly better than the first).
+        #expect(BlendScorer.clearWinner([good, better], over: incumbent) == 1)
+        #expect(BlendScorer.clearWinner([better, good], over: incumbent) == 0)
+        // Equal runs: the first.
+        #expect(BlendScorer.clearWinner([better, better], over: incumbent) == 0)
+        // 11 wins and 7 losses: mean 0.20 but SE 0.21, so within the noise, and it is the best candidate: the rule
+        // judges the best, it does not fall back to the weaker `good`.
+        let noisy = Self.run(Set(7..<18))
+        #expect(BlendScorer.clearWinner([good, noisy], over: incumbent) == nil)
+        #expect(BlendScorer.clearWinner([noisy], over: incumbent) == nil)
+        // Worse, equal or no candidates: nil.
+        #expect(BlendScorer.clearWinner([incumbent], over: better) == nil)
+        #expect(BlendScorer.clearWinner([incumbent], over: incumbent) == nil)
+        #expect(BlendScorer.clearWinner([], over: incumbent) == nil)
+    }
+
     /// The accumulator keeps each user's NDCG in order, and their mean is the reported NDCG.
     @Test func perUserNDCGMatchesTheMean() {
         var acc = MetricsAccumulator(k: 3, catalogue: 10)
