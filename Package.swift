@@ -89,7 +89,7 @@ let package = Package(
         ),
         .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),
-        .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosKernels", "KairosModelFormat"]),
+        .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosKernels", "KairosModelFormat", "KairosScoring", "KairosProtocol"]),
         .testTarget(
             name: "KairosCLITests",
             dependencies: ["KairosCLI", "KairosKernels", "KairosModelFormat", "KairosTrainer", argumentParser]

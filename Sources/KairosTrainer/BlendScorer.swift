@@ -74,38 +74,53 @@ package struct BlendScorer {
 
     /// Every user's ranking under the blend `w`, accumulated.
     func accumulate(_ w: BlendWeights) -> MetricsAccumulator {
+        var acc = MetricsAccumulator(k: k, catalogue: components.items)
+        var buffer = [Float](repeating: 0, count: components.items)
+        for n in 0..<set.users.count {
+            buffer.withUnsafeMutableBufferPointer { b in
+                scores(user: n, w, into: b)
+                acc.add(ranked: topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n]), truth: set.truth[n])
+            }
+        }
+        return acc
+    }
+
+    /// The top `k` items of the set's `n`-th user under the blend `w` (its excluded items skipped), best first, with
+    /// their blend scores: what the validation and test metrics rank, and what the server must reproduce.
+    package func ranking(user n: Int, _ w: BlendWeights) -> [(item: Int32, score: Float)] {
+        var buffer = [Float](repeating: 0, count: components.items)
+        return buffer.withUnsafeMutableBufferPointer { b in
+            scores(user: n, w, into: b)
+            return topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n]).map { ($0, b[Int($0)]) }
+        }
+    }
+
+    /// The blend `w` of every item for the set's `n`-th user, written into `b` (one entry per item).
+    func scores(user n: Int, _ w: BlendWeights, into b: UnsafeMutableBufferPointer<Float>) {
         let c = components
-        var acc = MetricsAccumulator(k: k, catalogue: c.items)
-        var buffer = [Float](repeating: 0, count: c.items)
         let wd = Float(w.dot)
         let wt = Float(w.trending)
         let wb = Float(w.buyAgain)
         let wc = Float(w.category)
         let wf = Float(w.freshness)
-        for n in 0..<set.users.count {
-            buffer.withUnsafeMutableBufferPointer { b in
-                dots.withUnsafeBufferPointer { D in
-                    c.trending.withUnsafeBufferPointer { T in
-                        if D.isEmpty || wd == 0 {
-                            for i in 0..<b.count { b[i] = wt * T[i] }
-                        } else {
-                            let base = n * c.items
-                            for i in 0..<b.count { b[i] = wd * D[base + i] + wt * T[i] }
-                        }
-                    }
+        dots.withUnsafeBufferPointer { D in
+            c.trending.withUnsafeBufferPointer { T in
+                if D.isEmpty || wd == 0 {
+                    for i in 0..<b.count { b[i] = wt * T[i] }
+                } else {
+                    let base = n * c.items
+                    for i in 0..<b.count { b[i] = wd * D[base + i] + wt * T[i] }
                 }
-                if wf != 0 {
-                    c.freshness.withUnsafeBufferPointer { F in for i in 0..<b.count { b[i] += wf * F[i] } }
-                }
-                if wb != 0 { for (i, v) in buy[n] { b[Int(i)] += wb * v } }
-                if wc != 0, let cats = c.categories, !affinity[n].isEmpty {
-                    let a = affinity[n]
-                    for i in 0..<b.count where cats[i] < a.count { b[i] += wc * a[Int(cats[i])] }
-                }
-                acc.add(ranked: topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n]), truth: set.truth[n])
             }
         }
-        return acc
+        if wf != 0 {
+            c.freshness.withUnsafeBufferPointer { F in for i in 0..<b.count { b[i] += wf * F[i] } }
+        }
+        if wb != 0 { for (i, v) in buy[n] { b[Int(i)] += wb * v } }
+        if wc != 0, let cats = c.categories, !affinity[n].isEmpty {
+            let a = affinity[n]
+            for i in 0..<b.count where cats[i] < a.count { b[i] += wc * a[Int(cats[i])] }
+        }
     }
 
     /// Coordinate ascent on NDCG@K over a log-spaced grid per weight, starting from the dot product alone.
