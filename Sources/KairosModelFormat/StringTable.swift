@@ -24,10 +24,11 @@ public struct StringTable: @unchecked Sendable {
         let blobLength = bytes.count - headerBytes
         var previous: UInt32 = 0
         guard offsets[0] == 0 else { throw ModelFormatError(.badSection, section: section, "first offset is not 0") }
-        for i in 1...count {
-            let o = UInt32(littleEndian: offsets[i])
+        // An empty table (a model whose attributes name no brand) is one offset, 0, and no blob.
+        for i in 0..<count {
+            let o = UInt32(littleEndian: offsets[i + 1])
             guard o >= previous, o - previous <= UInt32(Self.maxStringBytes) else {
-                throw ModelFormatError(.badSection, section: section, "string \(i - 1) has a bad offset or is over 1024 bytes")
+                throw ModelFormatError(.badSection, section: section, "string \(i) has a bad offset or is over 1024 bytes")
             }
             previous = o
         }

@@ -76,6 +76,32 @@ import Testing
         #expect(m.golden.count == 16)
     }
 
+    /// Attributes that name no brand (an items file with only a category column, like MovieLens') or no category
+    /// write empty name tables, and the file loads: an empty table once crashed the loader (`1...0`).
+    @Test func attributesWithEmptyNameTablesLoad() throws {
+        let folder = TempFolder()
+        for (noCategories, noBrands) in [(false, true), (true, false), (true, true)] {
+            var c = smallContents(encoding: .float32)
+            var a = c.attributes!
+            if noBrands {
+                a.brand = a.brand.map { _ in ItemAttributes.none }
+                a.brandNames = []
+            }
+            if noCategories {
+                a.category = a.category.map { _ in ItemAttributes.none }
+                a.categoryNames = []
+            }
+            c.attributes = a
+            let path = "\(folder.path)/m.kmodel"
+            try ModelWriter.write(c, to: path)
+            let m = try MappedModel(path: path)
+            #expect(m.brandNames?.count == a.brandNames.count && m.categoryNames?.count == a.categoryNames.count)
+            let attrs = try #require(m.attributes)
+            #expect(attrs.brand(7) == (noBrands ? nil : a.brand[7]))
+            #expect(attrs.category(7) == (noCategories ? nil : a.category[7]))
+        }
+    }
+
     /// The file's dense rows are 64-byte aligned in the mapping, so kernels can use them in place.
     @Test func matricesAreAlignedAndUncompressed() throws {
         let folder = TempFolder()

@@ -183,6 +183,29 @@ import Testing
         #expect(a.price[1] == 3.5 && a.price[0].isNaN)
     }
 
+    /// A model trained with an items file that has categories but no brand column (MovieLens' shape) loads, with the
+    /// categories in place: its empty brand table once crashed the loader, so `kairos serve` died on such a model.
+    @Test func modelWithCategoriesButNoBrandsLoads() throws {
+        let dir = TempFolder()
+        let events = dir.write(Logs.twoGroups(), to: "g.csv")
+        let (log, _) = try EventLogReader.read(path: events)
+        let genres = ["Drama|Comedy", "Action", "Comedy"]
+        let lines = log.itemIds.enumerated().map { "\($1),Title \($0),1998,\(genres[$0 % 3])" }
+        let items = dir.write((["item,title,year,genres"] + lines).joined(separator: "\n") + "\n", to: "items.csv")
+        var c = smallConfig(events, out: "\(dir.path)/m.kmodel")
+        c.itemsPath = items
+        _ = try Trainer.run(c)
+        let model = try MappedModel(path: "\(dir.path)/m.kmodel")
+        #expect(model.brandNames?.count == 0)
+        let names = try #require(model.categoryNames)
+        let attributes = try #require(model.attributes)
+        for row in 0..<min(6, model.itemCount) {
+            let n = log.itemIds.firstIndex(of: model.items.table[row])!
+            #expect(names[Int(try #require(attributes.category(row)))] == genres[n % 3].split(separator: "|")[0])
+            #expect(attributes.brand(row) == nil)
+        }
+    }
+
     /// `now` sets the decay reference of the final model (trending, history) and the default creation time.
     @Test func nowSetsTheReferenceTime() throws {
         let dir = TempFolder()
