@@ -96,8 +96,8 @@ public struct Train: ParsableCommand {
     var freshnessHalfLife: Double?
     @Option(help: "Decay reference time for the final model (unix seconds or ISO-8601); default: newest event.")
     var now: String?
-    @Option(help: "History items kept per user.")
-    var historyCap = 200
+    @Option(help: "History items kept per user, heaviest first: what the server excludes (exclude-seen) and boosts (buy-again).")
+    var historyCap = 1000
     @Option(help: "Factor encoding in the model file: float32 (default), float16 (half the size) or int8 (a quarter); evaluation scores the encoded factors.")
     var encoding: RowEncoding?
 

@@ -27,6 +27,18 @@ public enum Signals {
 
     /// Each user's items by decayed, strength-weighted sum, heaviest first, at most `cap` per user.
     public static func history(_ log: EventLog, decay: DecaySpec, reference: Int64, cap: Int) -> UserHistory {
+        cappedHistory(log, decay: decay, reference: reference, cap: cap).history
+    }
+
+    /// ``history(_:decay:reference:cap:)`` and the number of users who had more than `cap` items: the server excludes
+    /// and boosts only the kept ones, so their lightest items can come back under exclude-seen.
+    public static func cappedHistory(
+        _ log: EventLog,
+        decay: DecaySpec,
+        reference: Int64,
+        cap: Int
+    ) -> (history: UserHistory, usersOverCap: Int) {
+        var usersOverCap = 0
         let nUsers = log.userIds.count
         var acc = [Double](repeating: 0, count: log.itemIds.count)
         var touched: [Int] = []
@@ -44,6 +56,7 @@ public enum Signals {
             }
             // Heaviest first; ties by item row so the order is deterministic.
             touched.sort { acc[$0] != acc[$1] ? acc[$0] > acc[$1] : $0 < $1 }
+            if touched.count > cap { usersOverCap += 1 }
             for i in touched.prefix(cap) {
                 items.append(UInt32(i))
                 weights.append(Float(acc[i]))
@@ -51,7 +64,7 @@ public enum Signals {
             for i in touched { acc[i] = 0 }
             indptr.append(UInt64(items.count))
         }
-        return UserHistory(indptr: indptr, items: items, weights: weights, referenceTime: reference)
+        return (UserHistory(indptr: indptr, items: items, weights: weights, referenceTime: reference), usersOverCap)
     }
 
     /// Hour-of-week profiles (Monday 00:00 UTC = bucket 0) from decayed event counts, each row scaled to max 255,

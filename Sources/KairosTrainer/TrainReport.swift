@@ -22,6 +22,8 @@ public struct TrainReport: Sendable, Codable {
         public var firstEventTime: Int64 = 0
         /// Newest event, unix seconds.
         public var lastEventTime: Int64 = 0
+        /// Users with more items than the history cap (the model keeps their heaviest `history_cap`).
+        public var usersOverHistoryCap = 0
     }
 
     /// The temporal splits.

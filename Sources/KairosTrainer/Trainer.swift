@@ -132,7 +132,7 @@ public enum Trainer {
             "\(config.als.iterations) iterations in \(Format.seconds(fitSeconds)), \(matrix.nonZeros) user-item pairs, \(config.als.threads) threads, solver \(config.als.kernel.effectiveDescription)"
         )
 
-        let ((contents, signalsSeconds)) = Progress.timed { () -> ModelContents in
+        let ((contents, usersOverCap), signalsSeconds) = Progress.timed { () -> (ModelContents, Int) in
             makeContents(
                 log: log,
                 factors: factors,
@@ -144,7 +144,15 @@ public enum Trainer {
             )
         }
         report.timings["signals"] = signalsSeconds
+        report.data.usersOverHistoryCap = usersOverCap
         progress.line("signals", "popularity, trending, history, activity in \(Format.seconds(signalsSeconds))")
+        if usersOverCap > 0 {
+            progress.line(
+                "signals",
+                "\(usersOverCap) users have more than --history-cap \(config.historyCap) items: the model keeps their "
+                    + "\(config.historyCap) heaviest, so the server can recommend their lightest ones again"
+            )
+        }
         var result = Result(contents: contents, report: report)
         if let out = config.output {
             let t = ContinuousClock.now
@@ -169,11 +177,11 @@ public enum Trainer {
         reference: Int64,
         attributes: ItemAttributes?,
         report: TrainReport
-    ) -> ModelContents {
+    ) -> (ModelContents, usersOverHistoryCap: Int) {
         let trendingDecay = tuned.trendingDecay(fallback: config.decay)
         var popularity = Signals.popularity(log, decay: trendingDecay, reference: reference)
         popularity.referenceTime = reference
-        let history = Signals.history(
+        let (history, usersOverCap) = Signals.cappedHistory(
             log,
             decay: tuned.historyDecay(fallback: config.decay),
             reference: reference,
@@ -199,7 +207,7 @@ public enum Trainer {
             scoring: report.scoring
         )
         let k = config.als.factors
-        return ModelContents(
+        let contents = ModelContents(
             name: config.name,
             version: config.version,
             createdAt: config.createdAt ?? reference,
@@ -214,6 +222,7 @@ public enum Trainer {
             history: history,
             activity: activity
         )
+        return (contents, usersOverCap)
     }
 
     /// The hyper-parameters stored in metadata `parameters` and the metrics JSON.

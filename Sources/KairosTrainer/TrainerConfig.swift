@@ -31,8 +31,10 @@ public struct TrainerConfig: Sendable {
     public var normalizePerUser = true
     /// Decay reference time for the final model; nil means the newest event.
     public var now: Int64?
-    /// Most history items kept per user.
-    public var historyCap = 200
+    /// Most history items kept per user. The server excludes only these, so the cap must cover whole histories:
+    /// at 200, 148 of ml-100k's 943 users (37 of its 107 test users) had more, and served exclude-seen NDCG@10
+    /// would have been 0.255 where the evaluation (all training items excluded) reported 0.286.
+    public var historyCap = 1000
     /// How the model file stores the factors (float16 halves them, int8 quarters them).
     public var encoding = RowEncoding.float32
     /// Quantile of event times where the test split starts; 0 turns test evaluation off.

@@ -33,7 +33,8 @@ import Testing
         c.trendingHalfLifeDays = 7
         c.freshnessHalfLifeDays = 10
         c.historyCap = 12  // below most users' item counts: exclusion and buy-again see the capped history
-        var contents = try Trainer.run(c).contents
+        let trained = try Trainer.run(c)
+        var contents = trained.contents
         let weights: [EvaluationProtocol: KairosTrainer.BlendWeights] = [
             .excludeSeen: KairosTrainer.BlendWeights(dot: 2, trending: 0.5, buyAgain: 0, category: 0.3, freshness: 0.2),
             .allowRepeats: KairosTrainer.BlendWeights(dot: 0.7, trending: 0.2, buyAgain: 1.5, category: 0.1, freshness: 0.05),
@@ -47,6 +48,10 @@ import Testing
         let (log, _) = try EventLogReader.read(path: events)
         let (attributes, _) = try ItemAttributesReader.read(path: items, itemIds: log.itemIds)
         let reference = log.timeRange!.upperBound
+        var itemsPerUser = [Set<UInt32>](repeating: [], count: log.userIds.count)
+        for e in 0..<log.count { itemsPerUser[Int(log.users[e])].insert(log.items[e]) }
+        let overCap = itemsPerUser.filter { $0.count > c.historyCap }.count
+        #expect(overCap > 10 && trained.report.data.usersOverHistoryCap == overCap)
         let k = c.als.factors
         let factors = ALSFactors(factors: k, user: contents.userFactors!.values, item: contents.itemFactors.values, losses: [])
         let components = ScoringComponents(
