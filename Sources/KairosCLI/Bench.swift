@@ -29,6 +29,7 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "User ids are USER_PREFIX + 0..<USERS.") var userPrefix = "user-"
     @Option(help: "Number of users in the model.") var users = 500
     @Option(help: "Event-loop threads for the load generator.") var threads = 1
+    @Flag(help: "TOPK with repeats allowed (the user's history is scored and merged in).") var allowRepeats = false
     @Flag(help: "Print one JSON object.") var json = false
 
     public init() {}
@@ -48,7 +49,7 @@ public struct Bench: AsyncParsableCommand {
             let request: Request = switch op {
             case "ping": .ping
             case "score": .score(ScoreRequest(model: ref, user: user, candidates: IdList((0..<candidates).map { _ in "\(itemPrefix)\(rng.next() % UInt64(items))" })))
-            case "topk": .topK(TopKRequest(model: ref, user: user, k: k))
+            case "topk": .topK(TopKRequest(model: ref, user: user, k: k, options: allowRepeats ? .allowRepeats : []))
             case "similar": .similar(SimilarRequest(model: ref, item: "\(itemPrefix)\(rng.next() % UInt64(items))", k: k))
             default: .pushDecide(PushDecideRequest(model: ref, user: user, k: k))
             }

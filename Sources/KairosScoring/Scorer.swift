@@ -181,13 +181,19 @@ public enum Scorer {
         }
         if allowRepeats, let history {
             let top = history.weights.first ?? 0
+            func better(_ a: ScoredRow, _ b: ScoredRow) -> Bool { a.score != b.score ? a.score > b.score : a.row < b.row }
+            // Only a history item that beats the scan's k-th can be in the answer: merging just those keeps the sort
+            // small for users with long histories (up to the trainer's history cap, 1000 by default).
+            let floor = best.count >= k ? best[k - 1] : nil
             for (j, item) in history.items.enumerated() where !excluded.contains(Int32(item)) && inCategory(Int(item)) {
                 let row = Int(item)
                 let dot = query.withUnsafeBufferPointer { s.kernels.dot($0, row: row, of: m.itemFactors) }
                 let boost = top > 0 ? blend.buyAgain * history.weights[j] / top : 0
-                best.append(ScoredRow(row: Int32(row), score: dot + offsets[row] + boost))
+                let scored = ScoredRow(row: Int32(row), score: dot + offsets[row] + boost)
+                if let floor, !better(scored, floor) { continue }
+                best.append(scored)
             }
-            best.sort { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
+            best.sort(by: better)
             if best.count > k { best.removeLast(best.count - k) }
         }
         let items = best.filter { $0.score.isFinite }.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) }

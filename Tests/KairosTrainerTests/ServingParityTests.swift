@@ -64,8 +64,22 @@ import Testing
             factors: factors,
             freshnessHalfLifeDays: 10
         )
+        // The stored weights of each protocol, plus repeats allowed with the request's own weights and no buy-again
+        // boost: the user's history then competes with the catalogue on equal terms, so a merge that drops history
+        // items which belong in the top k shows.
+        let cases: [(EvaluationProtocol, TopKRequest.Options, custom: (trending: Float, buyAgain: Float)?)] = [
+            (.excludeSeen, [], nil),
+            (.allowRepeats, .allowRepeats, nil),
+            (.allowRepeats, [.allowRepeats, .customWeights], (trending: 0.1, buyAgain: 0)),
+        ]
         var compared = 0
-        for p in EvaluationProtocol.allCases {
+        var historyInAnswers = 0
+        for (p, options, custom) in cases {
+            var w = weights[p]!
+            if let custom {
+                w.trending = Double(custom.trending)
+                w.buyAgain = Double(custom.buyAgain)
+            }
             var set = EvaluationSet()
             set.users = Array(0..<min(40, log.userIds.count))
             set.truth = set.users.map { _ in [] }
@@ -74,25 +88,33 @@ import Testing
             }
             let scorer = BlendScorer(set: set, components: components, k: 10)
             for (n, u) in set.users.enumerated() {
-                let expected = scorer.ranking(user: n, weights[p]!)
+                let expected = scorer.ranking(user: n, w)
                 let served = Scorer.topK(
                     TopKRequest(
                         model: ModelRef(name: contents.name),
                         user: log.userIds[u],
                         k: 10,
-                        options: p == .allowRepeats ? .allowRepeats : []
+                        options: options,
+                        trendingWeight: custom?.trending ?? 0,
+                        buyAgainWeight: custom?.buyAgain ?? 0
                     ),
                     on: snapshot,
                     now: reference
                 ).items
-                #expect(served.map(\.item) == expected.map { log.itemIds[Int($0.item)] }, "\(p) user \(u)")
+                #expect(served.map(\.item) == expected.map { log.itemIds[Int($0.item)] }, "\(p) \(options) user \(u)")
                 for (s, e) in zip(served, expected) {
                     #expect(abs(s.score - e.score) <= 1e-4 * max(1, abs(e.score)), "\(p) user \(u) \(s.item)")
+                }
+                if custom != nil {
+                    let history = Set(components.buyAgain(u).map(\.0))
+                    historyInAnswers += expected.filter { history.contains($0.item) }.count
                 }
                 compared += 1
             }
         }
-        #expect(compared == 80)
+        #expect(compared == 120)
+        // Without the boost, history items are still a good part of the answers (and not all of them).
+        #expect(historyInAnswers > 40 && historyInAnswers < 360, "\(historyInAnswers)")
         // Every term reached the rankings: the fixture has categories, fresh items and histories.
         #expect(components.categoryCount > 1 && components.freshness.contains { $0 > 0.01 })
     }
