@@ -60,6 +60,9 @@ public final class ModelSnapshot: Sendable {
     public let typicalUserNorm: Float
     /// Category name -> id.
     public let categoryIDs: [String: UInt32]
+    /// Category id per item (`ItemAttributes.none` for none); empty without attributes. A plain array, because TOPK
+    /// reads it for every item when it adds the user's category affinity or filters by category.
+    public let itemCategories: [UInt32]
     /// Every item row, 0..<n, for full scans through the gather kernel.
     public let allRows: [Int32]
     /// The trainer's blend for ranking with the user's history excluded (metadata `scoring["exclude-seen"]`).
@@ -123,6 +126,11 @@ public final class ModelSnapshot: Sendable {
         var ids: [String: UInt32] = [:]
         if let names = model.categoryNames { for c in 0..<names.count { ids[names[c]] = UInt32(c) } }
         categoryIDs = ids
+        if let attributes = model.attributes {
+            itemCategories = (0..<n).map { attributes.category($0) ?? ItemAttributes.none }
+        } else {
+            itemCategories = []
+        }
         allRows = Array(0..<Int32(n))
         excludeSeenBlend = BlendWeights(model.metadata.scoring?["exclude-seen"])
         allowRepeatsBlend = BlendWeights(model.metadata.scoring?["allow-repeats"])
