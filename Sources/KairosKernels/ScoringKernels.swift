@@ -46,7 +46,16 @@ public struct ExclusionSet: Sendable {
 
     /// Builds the set from any rows (duplicates and order do not matter).
     public init(_ rows: some Sequence<Int32>) {
-        sortedRows = Array(Set(rows)).sorted()
+        var sorted = Array(rows)
+        sorted.sort()
+        // Drop adjacent duplicates in place.
+        var kept = 0
+        for i in sorted.indices where kept == 0 || sorted[kept - 1] != sorted[i] {
+            sorted[kept] = sorted[i]
+            kept += 1
+        }
+        sorted.removeLast(sorted.count - kept)
+        sortedRows = sorted
     }
 
     /// Whether `row` is excluded (binary search; called only for rows that beat the current top-k threshold).

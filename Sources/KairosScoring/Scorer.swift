@@ -141,9 +141,14 @@ public enum Scorer {
 
         var history: (items: UnsafeBufferPointer<UInt32>, weights: UnsafeBufferPointer<Float>)? = nil
         if let row = u.userRow, let h = m.history { history = h.entries(ofUser: row) }
-        var skip = excluded
-        if let history { for item in history.items { skip.insert(Int32(item)) } }
-        if !allowRepeats { for row in u.eventRows { skip.insert(Int32(row)) } }
+        // Rows the scan skips, gathered in an array: ExclusionSet sorts and de-duplicates them (hashing up to the
+        // history cap of rows into a Set first cost more than the sort).
+        var skip = Array(excluded)
+        if let history {
+            skip.reserveCapacity(skip.count + history.items.count + u.eventRows.count)
+            for item in history.items { skip.append(Int32(item)) }
+        }
+        if !allowRepeats { for row in u.eventRows { skip.append(Int32(row)) } }
 
         // Category affinity: the user's share of history weight per category, dense by category id.
         var affinity: [Float] = []

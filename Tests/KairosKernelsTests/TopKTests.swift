@@ -155,6 +155,16 @@ import Testing
     }
 }
 
+@Suite struct ExclusionSetTests {
+    /// Rows in any order, with repeats, become one sorted copy of each; membership holds for exactly those rows.
+    @Test func sortsAndDeduplicates() {
+        let set = ExclusionSet([7, 1, 7, 3, 1, 1, 9, 3] as [Int32])
+        #expect(set.sortedRows == [1, 3, 7, 9])
+        #expect((0..<12).filter { set.contains(Int32($0)) } == [1, 3, 7, 9])
+        #expect(ExclusionSet([] as [Int32]).sortedRows.isEmpty && ExclusionSet([4, 4, 4] as [Int32]).sortedRows == [4])
+    }
+}
+
 @Suite struct BoundedScanTests {
     /// Bounds exist exactly on a CPU with AVX-512 VNNI (for every encoding), and not for rows holding a NaN.
     @Test func boundsExistOnlyWhereTheyCanRun() {
