@@ -1,6 +1,7 @@
 public import ArgumentParser
 import FoundationEssentials
 import Histogram
+import KairosModelFormat
 import KairosProtocol
 import NIOCore
 import NIOPosix
@@ -30,6 +31,7 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Number of users in the model.") var users = 500
     @Option(help: "Event-loop threads for the load generator.") var threads = 1
     @Flag(help: "TOPK with repeats allowed (the user's history is scored and merged in).") var allowRepeats = false
+    @Option(help: "Draw user and item ids from this model file (a real model's ids) instead of PREFIX + number.") var idsFrom: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     public init() {}
@@ -40,17 +42,41 @@ public struct Bench: AsyncParsableCommand {
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a positive number") }
     }
 
+    /// The ids requests draw from: a model file's own (`--ids-from`), or PREFIX + 0..<N.
+    struct IdSource {
+        var user: (inout SplitMix) -> String
+        var item: (inout SplitMix) -> String
+    }
+
+    func idSource() throws -> IdSource {
+        guard let idsFrom else {
+            let (userPrefix, users, itemPrefix, items) = (userPrefix, users, itemPrefix, items)
+            return IdSource(
+                user: { "\(userPrefix)\($0.next() % UInt64(users))" },
+                item: { "\(itemPrefix)\($0.next() % UInt64(items))" }
+            )
+        }
+        let m = try MappedModel(path: idsFrom)
+        let itemIds = (0..<m.itemCount).map { m.items.table[$0] }
+        let userIds = m.users.map { u in (0..<m.userCount).map { u.table[$0] } } ?? []
+        guard !itemIds.isEmpty, !userIds.isEmpty else { throw ValidationError("\(idsFrom) has no users or no items") }
+        return IdSource(
+            user: { userIds[Int($0.next() % UInt64(userIds.count))] },
+            item: { itemIds[Int($0.next() % UInt64(itemIds.count))] }
+        )
+    }
+
     /// Distinct request frames to cycle through (random users and candidates, deterministic).
-    func frames(seed: UInt64) -> [ByteBuffer] {
+    func frames(seed: UInt64, ids: IdSource) -> [ByteBuffer] {
         var rng = SplitMix(seed)
         let ref = ModelRef(name: model)
         return (0..<64).map { _ in
-            let user = "\(userPrefix)\(rng.next() % UInt64(users))"
+            let user = ids.user(&rng)
             let request: Request = switch op {
             case "ping": .ping
-            case "score": .score(ScoreRequest(model: ref, user: user, candidates: IdList((0..<candidates).map { _ in "\(itemPrefix)\(rng.next() % UInt64(items))" })))
+            case "score": .score(ScoreRequest(model: ref, user: user, candidates: IdList((0..<candidates).map { _ in ids.item(&rng) })))
             case "topk": .topK(TopKRequest(model: ref, user: user, k: k, options: allowRepeats ? .allowRepeats : []))
-            case "similar": .similar(SimilarRequest(model: ref, item: "\(itemPrefix)\(rng.next() % UInt64(items))", k: k))
+            case "similar": .similar(SimilarRequest(model: ref, item: ids.item(&rng), k: k))
             default: .pushDecide(PushDecideRequest(model: ref, user: user, k: k))
             }
             var b = ByteBuffer()
@@ -60,6 +86,7 @@ public struct Bench: AsyncParsableCommand {
     }
 
     public func run() async throws {
+        let ids = try idSource()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let results = BenchTotals()
         let stopAt = NIODeadline.now() + .nanoseconds(Int64(duration * 1e9))
@@ -67,7 +94,7 @@ public struct Bench: AsyncParsableCommand {
         // Open loop: each connection has a request due every `connections / rate` seconds, phases spread evenly.
         let interval = rate.map { TimeAmount.nanoseconds(max(1, Int64(Double(connections) / $0 * 1e9))) }
         for c in 0..<connections {
-            let frames = self.frames(seed: UInt64(c) &* 0x9E37_79B9)
+            let frames = self.frames(seed: UInt64(c) &* 0x9E37_79B9, ids: ids)
             let depth = pipeline
             let schedule = interval.map { (every: $0, phase: TimeAmount.nanoseconds($0.nanoseconds * Int64(c) / Int64(connections))) }
             let channel = try await ClientBootstrap(group: group)

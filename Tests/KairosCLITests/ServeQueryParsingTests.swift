@@ -1,6 +1,7 @@
 import ArgumentParser
 @testable import KairosCLI
 import KairosKernels
+import KairosModelFormat
 import KairosProtocol
 import KairosTrainer
 import Testing
@@ -56,6 +57,29 @@ import Testing
         for rate in ["0", "-5", "nan", "inf"] {  // "=" so that "-5" is a value, not an option
             #expect(throws: (any Error).self, "--rate \(rate)") { _ = try KairosCommand.parseAsRoot(["bench", "--rate=\(rate)"]) }
         }
+    }
+
+    /// `--ids-from` draws users and items from a model file's own ids (the shipped default model's here); without
+    /// it ids are PREFIX + number; a file that is not a model is an error, not an empty id list.
+    @Test func benchDrawsIdsFromAModel() throws {
+        let path = "\(repositoryRoot)/models/default.kmodel"
+        let bench = try #require(try KairosCommand.parseAsRoot(["bench", "--ids-from", path]) as? Bench)
+        let ids = try bench.idSource()
+        let model = try MappedModel(path: path)
+        var rng = SplitMix(1)
+        var users = Set<String>()
+        for _ in 0..<200 {
+            let user = ids.user(&rng)
+            let item = ids.item(&rng)
+            #expect(model.users?.row(of: user) != nil && model.items.row(of: item) != nil, "\(user) \(item)")
+            users.insert(user)
+        }
+        #expect(users.count > 100)  // drawn across the model's 500 users, not one
+        let plain = try #require(try KairosCommand.parseAsRoot(["bench", "--user-prefix", "u", "--users", "3"]) as? Bench)
+        let u = try plain.idSource().user(&rng)
+        #expect(["u0", "u1", "u2"].contains(u))
+        let notModel = try #require(try KairosCommand.parseAsRoot(["bench", "--ids-from", "\(repositoryRoot)/README.md"]) as? Bench)
+        #expect(throws: (any Error).self) { _ = try notModel.idSource() }
     }
 
     /// `kairos serve` refuses a negative idle timeout (0 means never) or no scan thread, `kairos train` an unknown solver.
