@@ -57,12 +57,12 @@ import Testing
         let components = ScoringComponents(
             log: log,
             decay: c.decay,
-            trendingDecay: .exponential(halfLifeDays: 7),
+            trendingDecay: .exponential(halfLifeDays: c.trendingHalfLifeDays!),
             reference: reference,
             historyCap: c.historyCap,
             categories: attributes.category,
             factors: factors,
-            freshnessHalfLifeDays: 10
+            freshnessHalfLifeDays: c.freshnessHalfLifeDays!
         )
         // The stored weights of each protocol, plus repeats allowed with the request's own weights and no buy-again
         // boost: the user's history then competes with the catalogue on equal terms, so a merge that drops history
