@@ -126,20 +126,25 @@ extension ALSFactors {
 /// and the Gram matrix is reduced in a fixed order, so the result is bit-identical whatever the thread scheduling.
 public enum WeightedALS {
     /// Fits user and item factors to `r` (users x items).
-    /// - Parameter progress: called after each iteration with (iteration, loss if computed).
+    /// - Parameters:
+    ///   - initial: factors to start from instead of the seeded random start (a warm start); used only when its
+    ///     shape matches `r` and `config.factors`.
+    ///   - progress: called after each iteration with (iteration, loss if computed).
     package static func fit(
         _ r: SparseMatrix,
         config: ALSConfig,
+        initial: ALSFactors? = nil,
         progress: (Int, Double?) -> Void = { _, _ in }
     ) -> ALSFactors {
         let rt = r.transposed()
-        return fit(r, transposed: rt, config: config, progress: progress)
+        return fit(r, transposed: rt, config: config, initial: initial, progress: progress)
     }
 
     static func fit(
         _ r: SparseMatrix,
         transposed rt: SparseMatrix,
         config: ALSConfig,
+        initial: ALSFactors? = nil,
         progress: (Int, Double?) -> Void
     ) -> ALSFactors {
         let k = config.factors
@@ -147,10 +152,18 @@ public enum WeightedALS {
         var rng = SplitMix64(seed: config.seed)
         let users = FactorBlock(rows: r.rows, chunks: chunks)
         let items = FactorBlock(rows: r.cols, chunks: chunks)
-        // Same initialisation as `implicit`: uniform [0, 0.01), users first, padding lanes stay 0.
-        for block in [users, items] {
-            for row in 0..<block.rows {
-                for d in 0..<k { block.set(row, d, Float(rng.uniform()) * 0.01) }
+        if let initial, initial.factors == k, initial.user.count == r.rows * k, initial.item.count == r.cols * k {
+            for (block, values) in [(users, initial.user), (items, initial.item)] {
+                for row in 0..<block.rows {
+                    for d in 0..<k { block.set(row, d, values[row * k + d]) }
+                }
+            }
+        } else {
+            // Same initialisation as `implicit`: uniform [0, 0.01), users first, padding lanes stay 0.
+            for block in [users, items] {
+                for row in 0..<block.rows {
+                    for d in 0..<k { block.set(row, d, Float(rng.uniform()) * 0.01) }
+                }
             }
         }
         let scaled = ConfidenceRows(r, alpha: config.alpha)

@@ -56,6 +56,21 @@ import Testing
         #expect(WeightedALS.fit(m, config: other).user != a.user)
     }
 
+    /// A warm start begins where the given factors are: one sweep from a converged fit keeps its loss, far below one
+    /// sweep from the random start. Factors of another shape are ignored (the seeded start, bit for bit).
+    @Test func warmStartBeginsFromTheGivenFactors() throws {
+        let (_, m) = try groupsMatrix()
+        let converged = WeightedALS.fit(m, config: config(iterations: 8))
+        let cold = WeightedALS.fit(m, config: config(iterations: 1))
+        let warm = WeightedALS.fit(m, config: config(iterations: 1), initial: converged)
+        #expect(warm.losses[0] <= converged.losses.last! * 1.001)
+        #expect(warm.losses[0] < cold.losses[0] * 0.9)
+        var wrongShape = converged
+        wrongShape.factors = 2
+        let ignored = WeightedALS.fit(m, config: config(iterations: 1), initial: wrongShape)
+        #expect(ignored.user == cold.user && ignored.item == cold.item)
+    }
+
     /// The C solver at every level agrees with the Swift reference solver: to float rounding after one sweep, and
     /// closely after several on a well-conditioned problem (fused multiply-adds round differently, and weak
     /// regularization on this symmetric toy problem amplifies that over sweeps, so the strict check is one sweep).
