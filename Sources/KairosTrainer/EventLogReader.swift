@@ -21,8 +21,10 @@ public struct EventLogReader {
     var delimiter: UInt8 = UInt8(ascii: ",")
     /// Column index -> role raw value, or -1.
     var roleOfColumn: [Int] = []
-    /// JSON key -> role, by name.
+    /// JSON key -> role, by lowercased name.
     var roleOfKey: [String: Role] = [:]
+    /// The ASCII names of ``roleOfKey`` as lowercase bytes, compared in place without allocating.
+    var asciiKeys: [([UInt8], Role)] = []
     var headerSeen = false
     var lineNumber = 0
     var strength: IngestOptions.StrengthSource = .auto
@@ -194,6 +196,9 @@ public struct EventLogReader {
             for name in explicitName(role).map({ [$0.lowercased()] }) ?? IngestOptions.defaultNames[role]! {
                 roleOfKey[name] = role
             }
+        }
+        for (name, role) in roleOfKey.sorted(by: { $0.key < $1.key }) {
+            if name.utf8.allSatisfy({ $0 < 0x80 }) { asciiKeys.append((Array(name.utf8), role)) }
         }
         strength = options.strength
         if strength == .auto {

@@ -96,6 +96,44 @@ import Testing
         #expect(report.badRows == 1 && report.firstBadRows.first?.line == 3)
     }
 
+    /// JSON keys match whatever their case or escaping, the first non-null value of a repeated key wins, string
+    /// escapes decode (`\n`, `\u00e9`), and a null or unterminated value makes the row bad.
+    @Test func jsonKeysAndValuesEdgeCases() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            #"""
+            {"USER": "a", "Item": "i1", "timestamp": 10}
+            {"us\u0065r": "b", "item": "i\u00e9", "timestamp": 11}
+            {"user": null, "user": "c", "user": "x", "item": "i1", "timestamp": 12}
+            {\#t"user" : "d\n" ,"item":"i1" , "timestamp":13 }
+            {"user": "e", "item": null, "timestamp": 14}
+            {"user": "f", "item": "i1", "timestamp": 15, "note": "unterminated}
+            {"user": "g", "item": "i1", "timestamp": 16, "note": "bad escape \uZZ"}
+
+            """#,
+            to: "e.jsonl"
+        )
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(log.userIds == ["a", "b", "c", "d\n"])
+        #expect(log.itemIds == ["i1", "i\u{e9}"])
+        #expect(log.times == [10, 11, 12, 13])
+        #expect(report.badRows == 3)
+        #expect(report.firstBadRows.map(\.line) == [5, 6, 7])
+        // A configured key with non-ASCII letters matches case-insensitively too.
+        let other = dir.write(
+            #"""
+            {"WHO\u00c9": "u1", "item": "i", "timestamp": 1}
+            {"whoÉ": "u2", "item": "i", "timestamp": 2}
+
+            """#,
+            to: "o.jsonl"
+        )
+        var options = IngestOptions()
+        options.userColumn = "whoé"
+        let (o, _) = try EventLogReader.read(path: other, options: options)
+        #expect(o.userIds == ["u1", "u2"])
+    }
+
     /// TSV, custom column names and quoted CSV fields with escaped quotes.
     @Test func tsvCustomColumnsAndQuotes() throws {
         let dir = TempFolder()
