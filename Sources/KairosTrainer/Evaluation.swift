@@ -179,22 +179,47 @@ package enum Evaluation {
         return out
     }
 
-    /// A fixed-method ranking of the set against its truth.
+    /// A ranking that is the same for every user (popularity, trending) against the set's truth: the catalogue is
+    /// sorted once, then each user takes their first K items not excluded. Equal to ranking each user with
+    /// ``topK(_:k:skip:)`` (best first, ties by lower row, non-finite scores left out) at the cost of one sort.
+    package static func evaluate(_ set: EvaluationSet, k: Int, catalogue: Int, sameForAll scores: [Float]) -> RankingMetrics {
+        let order = ranked(scores.indices.lazy.map { (Int32($0), scores[$0]) })
+        var acc = MetricsAccumulator(k: k, catalogue: catalogue)
+        for n in 0..<set.users.count {
+            acc.add(ranked: firstK(order, k: k, skip: set.seen[n]), truth: set.truth[n])
+        }
+        return acc.result
+    }
+
+    /// Rankings that score only a few items per user (buy-again: the user's own history), against the set's truth;
+    /// items not listed are not ranked. Equal to ``topK(_:k:skip:)`` over a vector of -infinity with those entries.
     package static func evaluate(
         _ set: EvaluationSet,
         k: Int,
         catalogue: Int,
-        score: (Int, UnsafeMutableBufferPointer<Float>) -> Void
+        listed: (Int) -> [(Int32, Float)]
     ) -> RankingMetrics {
         var acc = MetricsAccumulator(k: k, catalogue: catalogue)
-        var buffer = [Float](repeating: 0, count: catalogue)
         for (n, u) in set.users.enumerated() {
-            buffer.withUnsafeMutableBufferPointer { b in
-                score(u, b)
-                acc.add(ranked: topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n]), truth: set.truth[n])
-            }
+            acc.add(ranked: firstK(ranked(listed(u)), k: k, skip: set.seen[n]), truth: set.truth[n])
         }
         return acc.result
+    }
+
+    /// The finite-scored rows, best first, ties by lower row.
+    static func ranked(_ scored: some Sequence<(Int32, Float)>) -> [Int32] {
+        scored.filter { $0.1.isFinite }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }.map(\.0)
+    }
+
+    /// The first `k` rows of `order` not in `skip`.
+    static func firstK(_ order: [Int32], k: Int, skip: Set<Int32>) -> [Int32] {
+        var out: [Int32] = []
+        out.reserveCapacity(k)
+        for row in order {
+            if out.count == k { break }
+            if skip.isEmpty || !skip.contains(row) { out.append(row) }
+        }
+        return out
     }
 
     /// Baselines that need no factors: popularity, trending and (with repeats allowed) buy-again.
@@ -205,18 +230,14 @@ package enum Evaluation {
         k: Int
     ) -> [String: RankingMetrics] {
         var out: [String: RankingMetrics] = [:]
-        out["popularity"] = evaluate(set, k: k, catalogue: c.items) { _, b in
-            for i in 0..<b.count { b[i] = c.popularity[i] }
-        }
-        out["trending"] = evaluate(set, k: k, catalogue: c.items) { _, b in
-            for i in 0..<b.count { b[i] = c.trending[i] }
-        }
-        if p == .allowRepeats {
-            out["buy-again"] = evaluate(set, k: k, catalogue: c.items) { u, b in
-                for i in 0..<b.count { b[i] = -.infinity }
-                for (i, w) in c.buyAgain(u) { b[Int(i)] = w }
-            }
-        }
+        out["popularity"] = evaluate(set, k: k, catalogue: c.items, sameForAll: c.popularity)
+        out["trending"] = evaluate(set, k: k, catalogue: c.items, sameForAll: c.trending)
+        if p == .allowRepeats { out["buy-again"] = buyAgain(set, c, k: k) }
         return out
+    }
+
+    /// The buy-again baseline: each user's own history items by decayed weight.
+    package static func buyAgain(_ set: EvaluationSet, _ c: ScoringComponents, k: Int) -> RankingMetrics {
+        evaluate(set, k: k, catalogue: c.items) { c.buyAgain($0) }
     }
 }

@@ -126,10 +126,7 @@ struct Session {
                 )
                 var score = 0.0
                 for p in EvaluationProtocol.allCases {
-                    score +=
-                        Evaluation.evaluate(sets[p]!, k: config.k, catalogue: sub.itemIds.count) { _, b in
-                            for i in 0..<b.count { b[i] = trend[i] }
-                        }.ndcg
+                    score += Evaluation.evaluate(sets[p]!, k: config.k, catalogue: sub.itemIds.count, sameForAll: trend).ndcg
                 }
                 if score > best.0 + 1e-9 { best = (score, h) }
             }
@@ -153,7 +150,7 @@ struct Session {
                     categories: nil,
                     factors: nil
                 )
-                let v = Evaluation.baselines(set, .allowRepeats, comps, k: config.k)["buy-again"]!.ndcg
+                let v = Evaluation.buyAgain(set, comps, k: config.k).ndcg
                 if v > best.0 + 1e-9 { best = (v, h) }
             }
             if best.0 > 0 {

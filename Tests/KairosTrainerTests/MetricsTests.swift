@@ -19,6 +19,46 @@ import Testing
         #expect(abs(m.coverage - 0.3) < 1e-12)
     }
 
+    /// The one-sort rankings of the baselines (one score vector for all users; a few listed items per user) equal
+    /// ranking every user with `topK` over a full score vector: same items in the same order, so the same metrics,
+    /// with tied scores, non-finite scores and excluded items in play.
+    @Test func baselineRankingsEqualPerUserTopK() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let items = Int.random(in: 1...60, using: &rng)
+            let k = Int.random(in: 1...12, using: &rng)
+            // Few distinct values, so ties are common; some NaN and infinities.
+            let pool: [Float] = [0, 0.5, 1, 1, 2, -1, .nan, -.infinity, .infinity]
+            let scores = (0..<items).map { _ in pool.randomElement(using: &rng)! }
+            var set = EvaluationSet()
+            var lists: [[(Int32, Float)]] = []
+            for u in 0..<15 {
+                set.users.append(u)
+                set.truth.append(Set((0..<3).map { _ in Int32.random(in: 0..<Int32(items), using: &rng) }))
+                set.seen.append(Set((0..<Int.random(in: 0...8, using: &rng)).map { _ in Int32.random(in: 0..<Int32(items), using: &rng) }))
+                var seenItems = Set<Int32>()
+                lists.append((0..<Int.random(in: 0...10, using: &rng)).compactMap { _ in
+                    let i = Int32.random(in: 0..<Int32(items), using: &rng)
+                    return seenItems.insert(i).inserted ? (i, pool.randomElement(using: &rng)!) : nil
+                })
+            }
+            var global = MetricsAccumulator(k: k, catalogue: items)
+            var listed = MetricsAccumulator(k: k, catalogue: items)
+            for n in 0..<set.users.count {
+                let g = scores.withUnsafeBufferPointer { topK($0, k: k, skip: set.seen[n]) }
+                #expect(Evaluation.firstK(Evaluation.ranked(scores.indices.map { (Int32($0), scores[$0]) }), k: k, skip: set.seen[n]) == g)
+                global.add(ranked: g, truth: set.truth[n])
+                var v = [Float](repeating: -.infinity, count: items)
+                for (i, w) in lists[n] { v[Int(i)] = w }
+                let l = v.withUnsafeBufferPointer { topK($0, k: k, skip: set.seen[n]) }
+                #expect(Evaluation.firstK(Evaluation.ranked(lists[n]), k: k, skip: set.seen[n]) == l)
+                listed.add(ranked: l, truth: set.truth[n])
+            }
+            #expect(Evaluation.evaluate(set, k: k, catalogue: items, sameForAll: scores) == global.result)
+            #expect(Evaluation.evaluate(set, k: k, catalogue: items) { lists[$0] } == listed.result)
+        }
+    }
+
     /// A perfect ranking scores 1 on NDCG and MAP; users without truth are skipped; averages are over users.
     @Test func perfectAndAveraged() {
         var acc = MetricsAccumulator(k: 2, catalogue: 4)
