@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trainer speed bar (issue 3): Kairos' ALS fit vs the `implicit` library on a MovieLens-1M-shaped synthetic log
 # (6,040 users, 3,706 items, 1,000,209 distinct user-item events, from ml1m_shaped.py), 64 factors, 15 iterations, 2 threads, both in the same run, alternating;
-# plus CSV ingest throughput on a 10M-event synthetic log. Prints every run, medians and the ratio.
+# plus CSV ingest throughput on a 10M-event synthetic log (and JSON Lines on its first 2M events). Prints every run,
+# medians and the ratio.
 #
 # Usage: Tests/Benchmarks/run-trainer-bench.sh [runs=5]
 # Needs: a release build (`swift build -c release --product kairos`) and a venv with implicit 0.7.3 in
@@ -45,3 +46,21 @@ for r in $(seq 3); do
         | tee -a "$WORK/ingest.txt" | awk -v r="$r" '{printf "ingest run %s: %.2fM events/s (%.2f s)\n", r, $1/1e6, $2}'
 done
 echo "median ingest: $(cut -d' ' -f1 "$WORK/ingest.txt" | median | awk '{printf "%.2fM events/s", $1/1e6}')"
+
+# JSON Lines ingest (no bar in the issue; tracked so the JSON reader stays near the CSV one): the first 2M events of
+# the same log as one object per line.
+JSONL=$WORK/events-2m-v2.jsonl
+[ -s "$JSONL" ] || python3 - "$BIG" "$JSONL" <<'PY'
+import csv, itertools, json, sys
+with open(sys.argv[1]) as src, open(sys.argv[2], "w") as out:
+    for row in itertools.islice(csv.DictReader(src), 2_000_000):
+        row["timestamp"] = int(row["timestamp"])
+        out.write(json.dumps(row) + "\n")
+PY
+: > "$WORK/ingest-jsonl.txt"
+for r in $(seq 3); do
+    "$KAIROS" train "$JSONL" --holdout 0 --no-tune --iterations 0 --quiet --metrics-json "$WORK/j.json" > /dev/null
+    python3 -c "import json;d=json.load(open('$WORK/j.json'));print(d['ingestEventsPerSecond'], d['timings']['ingest'])" \
+        | tee -a "$WORK/ingest-jsonl.txt" | awk -v r="$r" '{printf "jsonl ingest run %s: %.2fM lines/s (%.2f s)\n", r, $1/1e6, $2}'
+done
+echo "median jsonl ingest: $(cut -d' ' -f1 "$WORK/ingest-jsonl.txt" | median | awk '{printf "%.2fM lines/s", $1/1e6}')"
