@@ -225,6 +225,27 @@ public struct ScoringKernels: Sendable {
         return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in exact(start, n, out) }
     }
 
+    /// The `k` best rows of `matrix` by their dot product with `query` after `transform(start, block)` rewrote each
+    /// block of dot products in place (rows `start..<start + block.count`); a row the transform sets to NaN is left
+    /// out. Best first, ties by lower row. The transform runs inside the scan, block by block, so a per-row rescaling
+    /// (cosine similarity) or filter costs no second pass over a full score vector.
+    public func topK(
+        _ query: UnsafeBufferPointer<Float>,
+        of matrix: MatrixView,
+        k: Int,
+        transform: (Int, UnsafeMutableBufferPointer<Float>) -> Void
+    ) -> [ScoredRow] {
+        precondition(k >= 0 && k <= Self.maxK)
+        precondition(query.count == matrix.cols)
+        guard k > 0, matrix.rows > 0 else { return [] }
+        let scan = scanKernel(matrix.encoding)
+        let q = query.baseAddress!
+        return scanTopK(rows: matrix.rows, k: k, excluding: nil) { start, n, _, out in
+            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
+            transform(start, UnsafeMutableBufferPointer(start: out, count: n))
+        }
+    }
+
     /// Scores all rows block by block with `scoreBlock(start, count, threshold, out)` (a row scored below the
     /// current threshold may come back as -infinity) and keeps the best `k` in a bounded
     /// heap. Once the heap is full, the C filter picks the few scores above the k-th best; only those reach the

@@ -63,8 +63,6 @@ public final class ModelSnapshot: Sendable {
     /// Category id per item (`ItemAttributes.none` for none); empty without attributes. A plain array, because TOPK
     /// reads it for every item when it adds the user's category affinity or filters by category.
     public let itemCategories: [UInt32]
-    /// Every item row, 0..<n, for full scans through the gather kernel.
-    public let allRows: [Int32]
     /// The trainer's blend for ranking with the user's history excluded (metadata `scoring["exclude-seen"]`).
     public let excludeSeenBlend: BlendWeights
     /// The trainer's blend for ranking with repeats allowed (metadata `scoring["allow-repeats"]`).
@@ -131,7 +129,6 @@ public final class ModelSnapshot: Sendable {
         } else {
             itemCategories = []
         }
-        allRows = Array(0..<Int32(n))
         excludeSeenBlend = BlendWeights(model.metadata.scoring?["exclude-seen"])
         allowRepeatsBlend = BlendWeights(model.metadata.scoring?["allow-repeats"])
         excludeSeenOffsets = excludeSeenBlend.offsets(biases: biases, trend: trend, fresh: fresh)

@@ -227,61 +227,33 @@ public enum Scorer {
         guard let row = m.items.row(of: r.item) else { return nil }
         let n = m.itemCount
         let q = RowEncoder.decodeRow(row, of: m.itemFactors)
-        var scores = [Float](repeating: 0, count: n)
-        q.withUnsafeBufferPointer { qp in
-            s.allRows.withUnsafeBufferPointer { rows in
-                scores.withUnsafeMutableBufferPointer { out in s.kernels.gather(qp, rows: rows, of: m.itemFactors, into: out) }
+        // A category filter naming no known category (or a model without categories) matches no item.
+        var category: UInt32?
+        if !r.category.isEmpty {
+            guard let c = s.categoryIDs[r.category], !s.itemCategories.isEmpty else {
+                return ItemListResponse(model: stamp(s), flags: [], items: [])
             }
+            category = c
         }
         let norms = s.itemNorms
         let qNorm = norms[row]
-        for i in 0..<n {
-            let d = qNorm * norms[i]
-            scores[i] = d > 0 ? scores[i] / d : -.infinity
-        }
-        scores[row] = -.infinity
-        if !r.category.isEmpty {
-            let c = s.categoryIDs[r.category]
-            for i in 0..<n where c == nil || m.attributes?.category(i) != c { scores[i] = -.infinity }
-        }
-        let best = TopKSelector.select(scores, k: min(Int(r.k), n))
-        return ItemListResponse(model: stamp(s), flags: [], items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
-    }
-}
-
-/// Picks the k largest finite scores, best first, ties by lower row (deterministic).
-enum TopKSelector {
-    static func select(_ scores: [Float], k: Int) -> [ScoredRow] {
-        guard k > 0 else { return [] }
-        var heap: [ScoredRow] = []  // min-heap by (score, -row): the root is the worst kept
-        heap.reserveCapacity(k)
-        func worse(_ a: ScoredRow, _ b: ScoredRow) -> Bool { a.score != b.score ? a.score < b.score : a.row > b.row }
-        func siftDown(_ start: Int) {
-            var i = start
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < heap.count && worse(heap[l], heap[m]) { m = l }
-                if r < heap.count && worse(heap[r], heap[m]) { m = r }
-                if m == i { return }
-                heap.swapAt(i, m)
-                i = m
-            }
-        }
-        for (i, score) in scores.enumerated() where score.isFinite {
-            let candidate = ScoredRow(row: Int32(i), score: score)
-            if heap.count < k {
-                heap.append(candidate)
-                var c = heap.count - 1
-                while c > 0 {
-                    let p = (c - 1) / 2
-                    if worse(heap[c], heap[p]) { heap.swapAt(c, p); c = p } else { break }
+        // The contiguous scan with cosine applied block by block: a full-catalogue gather into a score vector, then
+        // a heap over it, cost about 3x the scan (perf on a 50k-item model: the gather alone was 55% of SIMILAR).
+        let best = q.withUnsafeBufferPointer { qp in
+            norms.withUnsafeBufferPointer { N in
+                s.itemCategories.withUnsafeBufferPointer { C in
+                    s.kernels.topK(qp, of: m.itemFactors, k: min(Int(r.k), n)) { start, block in
+                        for j in 0..<block.count {
+                            let i = start + j
+                            let d = qNorm * N[i]
+                            let v = d > 0 ? block[j] / d : .nan
+                            let keep = v.isFinite && i != row && (category == nil || C[i] == category!)
+                            block[j] = keep ? v : .nan
+                        }
+                    }
                 }
-            } else if worse(heap[0], candidate) {
-                heap[0] = candidate
-                siftDown(0)
             }
         }
-        return heap.sorted { worse($1, $0) }
+        return ItemListResponse(model: stamp(s), flags: [], items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
     }
 }

@@ -159,6 +159,28 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         #expect(r.items.map(\.item) == expected.map { "item-\($0)" })
         #expect(Scorer.similar(SimilarRequest(model: ref, item: "nope", k: 5), on: testSnapshot) == nil)
     }
+
+    /// SIMILAR with a category filter returns every item of that category (k above their count), never the query
+    /// item, scores non-increasing and equal to the cosine; an unknown category returns nothing.
+    @Test func similarFiltersByCategory() throws {
+        let s = testSnapshot
+        let m = s.model
+        let names = try #require(m.categoryNames)
+        let q = RowEncoder.decodeRow(20, of: m.itemFactors)
+        let c = s.itemCategories[20]
+        let r = try #require(Scorer.similar(SimilarRequest(model: ref, item: "item-20", k: 400, category: names[Int(c)]), on: s))
+        let expected = (0..<400).filter { $0 != 20 && s.itemCategories[$0] == c }
+        #expect(expected.count > 1 && expected.count < 399)
+        #expect(Set(r.items.map(\.item)) == Set(expected.map { "item-\($0)" }))
+        for (a, b) in zip(r.items, r.items.dropFirst()) { #expect(a.score >= b.score) }
+        for item in r.items {
+            let v = RowEncoder.decodeRow(Int(item.item.dropFirst(5))!, of: m.itemFactors)
+            let cosine = zip(q, v).reduce(0.0) { $0 + Double($1.0 * $1.1) } / Double(ModelSnapshot.norm(q) * ModelSnapshot.norm(v))
+            #expect(abs(Double(item.score) - cosine) < 1e-5)
+        }
+        let none = try #require(Scorer.similar(SimilarRequest(model: ref, item: "item-20", k: 5, category: "no-such"), on: s))
+        #expect(none.items.isEmpty)
+    }
 }
 
 @Suite struct StoredBlendTests {
