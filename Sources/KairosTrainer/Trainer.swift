@@ -83,6 +83,15 @@ public enum Trainer {
             report.split.testStartTime = cut
             report.split.trainEvents = trainPart.count
             report.split.testEvents = testPart!.count
+            if trainPart.count == 0 {
+                // Every event is at or after the cut (one timestamp for the whole log, say): say so rather than
+                // silently skipping validation and test.
+                progress.line(
+                    "split",
+                    "no event is older than the holdout cut \(cut): no validation, no test evaluation; the model keeps the "
+                        + "default blend (dot product only)"
+                )
+            }
         } else {
             trainPart = log
         }

@@ -1,5 +1,6 @@
 import KairosKernels
 import KairosModelFormat
+import Synchronization
 import Testing
 
 @testable import KairosTrainer
@@ -224,5 +225,24 @@ import Testing
         let ratio = later.popularity!.decayed[0] / base.popularity!.decayed[0]
         #expect(ratio > 0.2 && ratio < 0.3)
         #expect(later.popularity!.allTime == base.popularity!.allTime)
+    }
+}
+
+@Suite struct DegenerateSplitTests {
+    /// A log whose events all share one timestamp has nothing before the holdout cut: training still writes a model
+    /// with the default blend, and the progress output says why nothing was evaluated.
+    @Test func allEventsAtOneTimeSaySoAndKeepTheDefaultBlend() throws {
+        let dir = TempFolder()
+        var lines = ["user,item,timestamp"]
+        for u in 0..<20 { for i in 0..<5 { lines.append("u\(u),i\((u + i) % 30),1700000000") } }
+        var config = TrainerConfig(input: dir.write(lines.joined(separator: "\n") + "\n", to: "same.csv"))
+        config.als.factors = 4
+        config.als.iterations = 2
+        let said = Mutex<[String]>([])
+        let result = try Trainer.run(config, progress: Progress { line in said.withLock { $0.append(line) } })
+        #expect(result.report.split.trainEvents == 0)
+        #expect(result.report.test.isEmpty)
+        #expect(result.report.scoring["exclude-seen"] == BlendWeights().dictionary)
+        #expect(said.withLock { $0.contains { $0.contains("split: no event is older than the holdout cut") } })
     }
 }
