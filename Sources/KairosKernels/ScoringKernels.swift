@@ -246,6 +246,31 @@ public struct ScoringKernels: Sendable {
         }
     }
 
+    /// Turns a block of dot products into cosines in place: `dot / (queryNorm * norms[j])`, or NaN (row left out)
+    /// where that product is not positive or the cosine is not finite. `norms` holds the block's own rows.
+    public static func cosines(_ block: UnsafeMutableBufferPointer<Float>, norms: UnsafeBufferPointer<Float>, queryNorm: Float) {
+        precondition(norms.count >= block.count)
+        guard let out = block.baseAddress, let n = norms.baseAddress else { return }
+        let count = block.count
+        let nan = SIMD16<Float>(repeating: .nan)
+        var j = 0
+        // 16 lanes at a time: the same division as the scalar tail, so the values are identical.
+        while j + 16 <= count {
+            let dots = UnsafeRawPointer(out + j).loadUnaligned(as: SIMD16<Float>.self)
+            let d = queryNorm * UnsafeRawPointer(n + j).loadUnaligned(as: SIMD16<Float>.self)
+            let v = dots / d
+            let keep = (d .> 0) .& ((v - v) .== 0)  // v - v is 0 exactly when v is finite
+            UnsafeMutableRawPointer(out + j).storeBytes(of: nan.replacing(with: v, where: keep), as: SIMD16<Float>.self)
+            j += 16
+        }
+        while j < count {
+            let d = queryNorm * n[j]
+            let v = d > 0 ? out[j] / d : .nan
+            out[j] = v.isFinite ? v : .nan
+            j += 1
+        }
+    }
+
     /// Scores all rows block by block with `scoreBlock(start, count, threshold, out)` (a row scored below the
     /// current threshold may come back as -infinity) and keeps the best `k` in a bounded
     /// heap. Once the heap is full, the C filter picks the few scores above the k-th best; only those reach the

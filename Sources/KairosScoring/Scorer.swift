@@ -243,12 +243,11 @@ public enum Scorer {
             norms.withUnsafeBufferPointer { N in
                 s.itemCategories.withUnsafeBufferPointer { C in
                     s.kernels.topK(qp, of: m.itemFactors, k: min(Int(r.k), n)) { start, block in
-                        for j in 0..<block.count {
-                            let i = start + j
-                            let d = qNorm * N[i]
-                            let v = d > 0 ? block[j] / d : .nan
-                            let keep = v.isFinite && i != row && (category == nil || C[i] == category!)
-                            block[j] = keep ? v : .nan
+                        let end = start + block.count
+                        ScoringKernels.cosines(block, norms: UnsafeBufferPointer(rebasing: N[start..<end]), queryNorm: qNorm)
+                        if (start..<end).contains(row) { block[row - start] = .nan }
+                        if let category {
+                            for j in 0..<block.count where C[start + j] != category { block[j] = .nan }
                         }
                     }
                 }

@@ -4,6 +4,27 @@ import Glibc
 import KairosKernels
 import Testing
 
+/// The vectorised cosine rescaling equals the scalar formula bit for bit: `dot / (queryNorm * norm)`, NaN where that
+/// product is not positive or the result is not finite, on lengths that are and are not multiples of 16.
+@Test func cosinesMatchTheScalarFormula() {
+    var rng = SystemRandomNumberGenerator()
+    let specialDots: [Float] = [.nan, .infinity, -.infinity, 3e38, -3e38, 0]
+    let specialNorms: [Float] = [0, -1, 1e-30, .nan, .infinity]
+    for count in [0, 1, 15, 16, 17, 100] {
+        let dots = (0..<count).map { _ in Bool.random(using: &rng) ? Float.random(in: -5...5, using: &rng) : specialDots.randomElement(using: &rng)! }
+        let norms = (0..<count).map { _ in Bool.random(using: &rng) ? Float.random(in: 0.1...3, using: &rng) : specialNorms.randomElement(using: &rng)! }
+        let q: Float = 0.7
+        var out = dots
+        norms.withUnsafeBufferPointer { n in out.withUnsafeMutableBufferPointer { ScoringKernels.cosines($0, norms: n, queryNorm: q) } }
+        for j in 0..<count {
+            let d = q * norms[j]
+            let v = d > 0 ? dots[j] / d : .nan
+            let expected: Float = v.isFinite ? v : .nan
+            #expect(out[j].bitPattern == expected.bitPattern || (out[j].isNaN && expected.isNaN), "row \(j): dot \(dots[j]) norm \(norms[j])")
+        }
+    }
+}
+
 @Suite struct TopKTests {
     /// Row counts around the scan block size (1024): a single row, less than a block, two blocks plus one.
     static let cases: [(KernelCase, Int)] = KernelCase.all.flatMap { c in [1, 1000, 2049].map { (c, $0) } }
