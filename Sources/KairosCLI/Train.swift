@@ -238,6 +238,18 @@ public struct Train: ParsableCommand {
             guard let methods = r.test[p] else { continue }
             let parts = methods.keys.sorted().map { "\($0) \(fmt(methods[$0]!["ndcg@\(k)"] ?? 0, 4))" }
             lines.append("test ndcg@\(k) \(p): " + parts.joined(separator: ", "))
+            // The model against the best other method (first by name among equals), with the paired noise of the
+            // test users: a gain is read against it.
+            let ndcg = { (name: String) in methods[name]?["ndcg@\(k)"] ?? 0 }
+            let others = methods.keys.sorted().filter { $0 != "model" && $0 != "model-no-decay" }
+            if let model = methods["model"], let best = others.max(by: { ndcg($0) < ndcg($1) || ndcg($0) == ndcg($1) && $0 > $1 }),
+                let gain = r.comparisons[p]?[best]
+            {
+                lines.append(
+                    "test ndcg@\(k) \(p): model \(fmt(model["ndcg@\(k)"] ?? 0, 4)) (se \(fmt(model["ndcg@\(k)_se"] ?? 0, 4))), "
+                        + "gain over \(best) \(fmt(gain["ndcg@\(k)_gain"] ?? 0, 4)) (paired se \(fmt(gain["ndcg@\(k)_gain_se"] ?? 0, 4)))"
+                )
+            }
         }
         for (p, w) in r.scoring.sorted(by: { $0.key < $1.key }) {
             lines.append("blend \(p): " + w.keys.sorted().map { "\($0) \(w[$0]!)" }.joined(separator: ", "))

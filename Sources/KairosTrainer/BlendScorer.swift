@@ -129,7 +129,7 @@ package struct BlendScorer {
     /// change of weights is kept only when its gain over the current best, user by user, exceeds one standard error
     /// of that paired difference: a validation set of a few hundred users has NDCG noise of the size of the small
     /// gains a search finds, and a weight fitted to that noise costs on new data.
-    package func tune(rounds: Int = 3) -> (BlendWeights, RankingMetrics) {
+    package func tune(rounds: Int = 3) -> (BlendWeights, MetricsAccumulator) {
         let grid = Self.grid
         var best = BlendWeights(dot: dots.isEmpty ? 0 : 1, trending: dots.isEmpty ? 1 : 0)
         var bestRun = accumulate(best)
@@ -157,7 +157,7 @@ package struct BlendScorer {
             }
             if !changed { break }
         }
-        return (best, bestRun.result)
+        return (best, bestRun)
     }
 
     /// The weights each search tries, log-spaced.
@@ -194,17 +194,8 @@ package struct BlendScorer {
 
     /// Whether the mean of `a - b` (same users, same order) exceeds one standard error of that difference.
     static func clearlyBetter(_ a: [Double], than b: [Double]) -> Bool {
-        let n = min(a.count, b.count)
-        guard n > 1 else { return (a.first ?? 0) > (b.first ?? 0) }
-        var sum = 0.0
-        var squares = 0.0
-        for i in 0..<n {
-            let d = a[i] - b[i]
-            sum += d
-            squares += d * d
-        }
-        let mean = sum / Double(n)
-        let variance = max(0, (squares - Double(n) * mean * mean) / Double(n - 1))
-        return mean > 1e-12 && mean > (variance / Double(n)).squareRoot()
+        guard min(a.count, b.count) > 1 else { return (a.first ?? 0) > (b.first ?? 0) }
+        let d = pairedDifference(a, b)
+        return d.mean > 1e-12 && d.mean > d.standardError
     }
 }

@@ -182,13 +182,15 @@ package enum Evaluation {
     /// A ranking that is the same for every user (popularity, trending) against the set's truth: the catalogue is
     /// sorted once, then each user takes their first K items not excluded. Equal to ranking each user with
     /// ``topK(_:k:skip:)`` (best first, ties by lower row, non-finite scores left out) at the cost of one sort.
-    package static func evaluate(_ set: EvaluationSet, k: Int, catalogue: Int, sameForAll scores: [Float]) -> RankingMetrics {
+    package static func evaluate(_ set: EvaluationSet, k: Int, catalogue: Int, sameForAll scores: [Float])
+        -> MetricsAccumulator
+    {
         let order = ranked(scores.indices.lazy.map { (Int32($0), scores[$0]) })
         var acc = MetricsAccumulator(k: k, catalogue: catalogue)
         for n in 0..<set.users.count {
             acc.add(ranked: firstK(order, k: k, skip: set.seen[n]), truth: set.truth[n])
         }
-        return acc.result
+        return acc
     }
 
     /// Rankings that score only a few items per user (buy-again: the user's own history), against the set's truth;
@@ -198,12 +200,12 @@ package enum Evaluation {
         k: Int,
         catalogue: Int,
         listed: (Int) -> [(Int32, Float)]
-    ) -> RankingMetrics {
+    ) -> MetricsAccumulator {
         var acc = MetricsAccumulator(k: k, catalogue: catalogue)
         for (n, u) in set.users.enumerated() {
             acc.add(ranked: firstK(ranked(listed(u)), k: k, skip: set.seen[n]), truth: set.truth[n])
         }
-        return acc.result
+        return acc
     }
 
     /// The finite-scored rows, best first, ties by lower row.
@@ -228,8 +230,8 @@ package enum Evaluation {
         _ p: EvaluationProtocol,
         _ c: ScoringComponents,
         k: Int
-    ) -> [String: RankingMetrics] {
-        var out: [String: RankingMetrics] = [:]
+    ) -> [String: MetricsAccumulator] {
+        var out: [String: MetricsAccumulator] = [:]
         out["popularity"] = evaluate(set, k: k, catalogue: c.items, sameForAll: c.popularity)
         out["trending"] = evaluate(set, k: k, catalogue: c.items, sameForAll: c.trending)
         if p == .allowRepeats { out["buy-again"] = buyAgain(set, c, k: k) }
@@ -237,7 +239,7 @@ package enum Evaluation {
     }
 
     /// The buy-again baseline: each user's own history items by decayed weight.
-    package static func buyAgain(_ set: EvaluationSet, _ c: ScoringComponents, k: Int) -> RankingMetrics {
+    package static func buyAgain(_ set: EvaluationSet, _ c: ScoringComponents, k: Int) -> MetricsAccumulator {
         evaluate(set, k: k, catalogue: c.items) { c.buyAgain($0) }
     }
 }

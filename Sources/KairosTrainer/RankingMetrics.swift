@@ -16,16 +16,47 @@ public struct RankingMetrics: Sendable, Equatable {
     public var coverage = 0.0
     /// Users averaged over.
     public var users = 0
+    /// Standard error of ``recall`` over users (sample standard deviation / sqrt(users)).
+    public var recallStandardError = 0.0
+    /// Standard error of ``ndcg`` over users.
+    public var ndcgStandardError = 0.0
+    /// Standard error of ``map`` over users.
+    public var mapStandardError = 0.0
 
     public init() {}
 
-    /// The metrics as `name@K -> value`, the shape stored in model metadata and the metrics JSON.
+    /// The metrics as `name@K -> value` (standard errors as `name@K_se`), the shape stored in model metadata and the
+    /// metrics JSON.
     public func dictionary(k: Int) -> [String: Double] {
         [
             "recall@\(k)": recall, "ndcg@\(k)": ndcg, "map@\(k)": map, "precision@\(k)": precision,
             "coverage@\(k)": coverage, "users": Double(users),
+            "recall@\(k)_se": recallStandardError, "ndcg@\(k)_se": ndcgStandardError, "map@\(k)_se": mapStandardError,
         ]
     }
+}
+
+/// Mean and standard error of `a - b`, paired element by element (the same users in the same order): how much one
+/// ranker beats another on one evaluation set, and how much of that the set's own noise could explain.
+package func pairedDifference(_ a: [Double], _ b: [Double]) -> (mean: Double, standardError: Double) {
+    let n = min(a.count, b.count)
+    guard n > 0 else { return (0, 0) }
+    var sum = 0.0
+    var squares = 0.0
+    for i in 0..<n {
+        let d = a[i] - b[i]
+        sum += d
+        squares += d * d
+    }
+    return (sum / Double(n), standardError(sum: sum, squares: squares, count: n))
+}
+
+/// Standard error of a mean from the sum and sum of squares of `count` values (0 below two values).
+func standardError(sum: Double, squares: Double, count n: Int) -> Double {
+    guard n > 1 else { return 0 }
+    let mean = sum / Double(n)
+    let variance = max(0, (squares - Double(n) * mean * mean) / Double(n - 1))
+    return (variance / Double(n)).squareRoot()
 }
 
 /// Accumulates per-user rankings into ``RankingMetrics``.
@@ -33,6 +64,8 @@ package struct MetricsAccumulator {
     let k: Int
     let catalogue: Int
     var sums = RankingMetrics()
+    /// Sums of squares of the per-user recall, NDCG and MAP (for their standard errors).
+    var squares = (recall: 0.0, ndcg: 0.0, map: 0.0)
     var recommended: Set<Int32> = []
     /// NDCG@K of each user added, in order (for paired comparisons of two rankers on the same users).
     package var userNDCG: [Double] = []
@@ -59,10 +92,16 @@ package struct MetricsAccumulator {
         }
         var idcg = 0.0
         for r in 0..<min(k, truth.count) { idcg += 1 / log2(Double(r + 2)) }
-        sums.recall += Double(hits) / Double(truth.count)
-        sums.ndcg += dcg / idcg
-        userNDCG.append(dcg / idcg)
-        sums.map += ap / Double(min(k, truth.count))
+        let recall = Double(hits) / Double(truth.count)
+        let ndcg = dcg / idcg
+        let map = ap / Double(min(k, truth.count))
+        sums.recall += recall
+        sums.ndcg += ndcg
+        sums.map += map
+        squares.recall += recall * recall
+        squares.ndcg += ndcg * ndcg
+        squares.map += map * map
+        userNDCG.append(ndcg)
         sums.precision += Double(hits) / Double(k)
         sums.users += 1
     }
@@ -77,7 +116,15 @@ package struct MetricsAccumulator {
         m.precision = sums.precision / n
         m.coverage = catalogue > 0 ? Double(recommended.count) / Double(catalogue) : 0
         m.users = sums.users
+        m.recallStandardError = standardError(sum: sums.recall, squares: squares.recall, count: sums.users)
+        m.ndcgStandardError = standardError(sum: sums.ndcg, squares: squares.ndcg, count: sums.users)
+        m.mapStandardError = standardError(sum: sums.map, squares: squares.map, count: sums.users)
         return m
+    }
+
+    /// This ranker's NDCG gain over `other`'s on the same users: mean and standard error of the per-user difference.
+    package func ndcgGain(over other: MetricsAccumulator) -> (mean: Double, standardError: Double) {
+        pairedDifference(userNDCG, other.userNDCG)
     }
 }
 

@@ -66,6 +66,9 @@ public struct TrainReport: Sendable, Codable {
     public var validation: [String: [String: [String: Double]]] = [:]
     /// protocol -> method -> metric -> value on the test split.
     public var test: [String: [String: [String: Double]]] = [:]
+    /// protocol -> method -> the model's NDCG gain over that method on the test split, paired user by user:
+    /// `ndcg@K_gain` (mean difference) and `ndcg@K_gain_se` (its standard error).
+    public var comparisons: [String: [String: [String: Double]]] = [:]
     /// Final training loss per iteration where computed.
     public var losses: [Double] = []
     /// Model file written.

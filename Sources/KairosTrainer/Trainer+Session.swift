@@ -126,7 +126,7 @@ struct Session {
                 )
                 var score = 0.0
                 for p in EvaluationProtocol.allCases {
-                    score += Evaluation.evaluate(sets[p]!, k: config.k, catalogue: sub.itemIds.count, sameForAll: trend).ndcg
+                    score += Evaluation.evaluate(sets[p]!, k: config.k, catalogue: sub.itemIds.count, sameForAll: trend).result.ndcg
                 }
                 if score > best.0 + 1e-9 { best = (score, h) }
             }
@@ -150,7 +150,7 @@ struct Session {
                     categories: nil,
                     factors: nil
                 )
-                let v = Evaluation.buyAgain(set, comps, k: config.k).ndcg
+                let v = Evaluation.buyAgain(set, comps, k: config.k).result.ndcg
                 if v > best.0 + 1e-9 { best = (v, h) }
             }
             if best.0 > 0 {
@@ -171,13 +171,14 @@ struct Session {
             let comps = components(sub, decayed: decayed, tuned: tuned, factors: factors)
             for p in EvaluationProtocol.allCases {
                 let scorer = BlendScorer(set: sets[p]!, components: comps, k: config.k)
-                let (w, metrics) = scorer.tune()
+                let (w, run) = scorer.tune()
+                let metrics = run.result
                 if decayed {
                     tuned.weights[p] = w
                     var methods = Evaluation.baselines(sets[p]!, p, comps, k: config.k)
-                    methods["als"] = scorer.evaluate(BlendWeights())
-                    methods["model"] = metrics
-                    report.validation[p.rawValue] = methods.mapValues { $0.dictionary(k: config.k) }
+                    methods["als"] = scorer.accumulate(BlendWeights())
+                    methods["model"] = run
+                    report.validation[p.rawValue] = methods.mapValues { $0.result.dictionary(k: config.k) }
                 } else {
                     tuned.noDecayWeights[p] = w
                     report.validation[p.rawValue]?["model-no-decay"] = metrics.dictionary(k: config.k)
@@ -350,22 +351,38 @@ struct Session {
         let comps0 = components(train, decayed: false, tuned: tuned, factors: f0)
         for p in EvaluationProtocol.allCases {
             let set = sets[p]!
-            var methods = Evaluation.baselines(set, p, comps, k: config.k)
+            var runs = Evaluation.baselines(set, p, comps, k: config.k)
             let scorer = BlendScorer(set: set, components: comps, k: config.k)
-            methods["als"] = scorer.evaluate(BlendWeights())
-            methods["model"] = scorer.evaluate(tuned.weights[p]!)
+            runs["als"] = scorer.accumulate(BlendWeights())
+            runs["model"] = scorer.accumulate(tuned.weights[p]!)
             let scorer0 = BlendScorer(set: set, components: comps0, k: config.k)
-            methods["als-no-decay"] = scorer0.evaluate(BlendWeights())
-            methods["model-no-decay"] = scorer0.evaluate(tuned.noDecayWeights[p]!)
+            runs["als-no-decay"] = scorer0.accumulate(BlendWeights())
+            runs["model-no-decay"] = scorer0.accumulate(tuned.noDecayWeights[p]!)
+            let methods = runs.mapValues(\.result)
             report.test[p.rawValue] = methods.mapValues { $0.dictionary(k: config.k) }
             for name in methods.keys.sorted() {
                 let m = methods[name]!
                 progress.line(
                     "test",
                     "\(p.rawValue) \(name.padding(14)) recall@\(config.k) \(Format.fixed(m.recall, 4)) ndcg@\(config.k) \(Format.fixed(m.ndcg, 4)) "
-                        + "map@\(config.k) \(Format.fixed(m.map, 4)) coverage \(Format.fixed(m.coverage, 3)) (\(m.users) users)"
+                        + "(se \(Format.fixed(m.ndcgStandardError, 4))) map@\(config.k) \(Format.fixed(m.map, 4)) "
+                        + "coverage \(Format.fixed(m.coverage, 3)) (\(m.users) users)"
                 )
             }
+            // The model against every other method on the same users: a gain is worth reporting only next to the
+            // noise of this test set, which on a hundred users is of the size of the differences between methods.
+            let model = runs["model"]!
+            var gains: [String: [String: Double]] = [:]
+            for name in runs.keys.sorted() where name != "model" {
+                let g = model.ndcgGain(over: runs[name]!)
+                gains[name] = ["ndcg@\(config.k)_gain": g.mean, "ndcg@\(config.k)_gain_se": g.standardError]
+                progress.line(
+                    "test",
+                    "\(p.rawValue) model vs \(name.padding(14)) ndcg@\(config.k) gain \(Format.fixed(g.mean, 4)) "
+                        + "(paired se \(Format.fixed(g.standardError, 4)))"
+                )
+            }
+            report.comparisons[p.rawValue] = gains
         }
     }
 }

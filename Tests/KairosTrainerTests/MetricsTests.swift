@@ -55,8 +55,8 @@ import Testing
                 #expect(Evaluation.firstK(Evaluation.ranked(lists[n]), k: k, skip: set.seen[n]) == l)
                 listed.add(ranked: l, truth: set.truth[n])
             }
-            #expect(Evaluation.evaluate(set, k: k, catalogue: items, sameForAll: scores) == global.result)
-            #expect(Evaluation.evaluate(set, k: k, catalogue: items) { lists[$0] } == listed.result)
+            #expect(Evaluation.evaluate(set, k: k, catalogue: items, sameForAll: scores).result == global.result)
+            #expect(Evaluation.evaluate(set, k: k, catalogue: items) { lists[$0] }.result == listed.result)
         }
     }
 
@@ -71,6 +71,45 @@ import Testing
         #expect(abs(m.ndcg - 0.5) < 1e-12)
         #expect(abs(m.map - 0.5) < 1e-12)
         #expect(abs(m.recall - 0.5) < 1e-12)
+    }
+
+    /// Standard errors of the user means (sample standard deviation / sqrt(users)) against values computed by hand.
+    @Test func standardErrorsOverUsers() {
+        var acc = MetricsAccumulator(k: 2, catalogue: 10)
+        acc.add(ranked: [1, 2], truth: [1])  // recall 1, NDCG 1, AP 1
+        acc.add(ranked: [1, 2], truth: [5])  // 0, 0, 0
+        acc.add(ranked: [1, 2], truth: [2])  // recall 1, NDCG 1/log2(3), AP 1/2
+        let m = acc.result
+        // Recall 1, 0, 1: mean 2/3, sample variance 1/3, SE sqrt(1/9).
+        #expect(abs(m.recallStandardError - 1.0 / 3) < 1e-12)
+        // MAP 1, 0, 1/2: mean 1/2, sample variance 1/4, SE sqrt(1/12).
+        #expect(abs(m.mapStandardError - 0.28867513459481287) < 1e-12)
+        // NDCG 1, 0, 0.6309...: SE 0.29196 (computed by hand from the three values).
+        #expect(abs(m.ndcgStandardError - 0.291955590300664) < 1e-12)
+        let d = m.dictionary(k: 2)
+        #expect(d["ndcg@2_se"] == m.ndcgStandardError && d["recall@2_se"] == m.recallStandardError)
+        // One user: no spread to measure.
+        var one = MetricsAccumulator(k: 2, catalogue: 10)
+        one.add(ranked: [1, 2], truth: [1])
+        #expect(one.result.ndcgStandardError == 0)
+    }
+
+    /// The paired gain of one ranker over another: the mean of per-user differences and their standard error.
+    @Test func pairedGainOverAnotherRanker() {
+        var a = MetricsAccumulator(k: 3, catalogue: 10)
+        var b = MetricsAccumulator(k: 3, catalogue: 10)
+        a.add(ranked: [1, 2, 3], truth: [1])  // 1
+        b.add(ranked: [7, 8, 1], truth: [1])  // 0.5
+        a.add(ranked: [4, 5, 6], truth: [9])  // 0
+        b.add(ranked: [4, 5, 6], truth: [9])  // 0
+        a.add(ranked: [7, 8, 9], truth: [9])  // 0.5
+        b.add(ranked: [7, 8, 6], truth: [9])  // 0
+        // Differences 0.5, 0, 0.5: mean 1/3, sample variance 1/12, SE sqrt(1/36).
+        let g = a.ndcgGain(over: b)
+        #expect(abs(g.mean - 1.0 / 3) < 1e-12)
+        #expect(abs(g.standardError - 1.0 / 6) < 1e-12)
+        // Against itself: nothing.
+        #expect(a.ndcgGain(over: a) == (0, 0))
     }
 
     /// Top-K is best first, breaks ties by lower row, skips excluded rows and non-finite scores.

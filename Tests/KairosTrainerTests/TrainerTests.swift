@@ -72,6 +72,29 @@ import Testing
         #expect(Set(model.metadata.scoring?.keys ?? [:].keys) == ["exclude-seen", "allow-repeats"])
         #expect(model.metadata.evaluation["allow-repeats"]?["buy-again"]?["ndcg@5"] != nil)
         #expect(model.metadata.evaluation["exclude-seen"]?["model"]?["recall@5"] != nil)
+        #expect(model.metadata.evaluation["exclude-seen"]?["model"]?["ndcg@5_se"] != nil)
+    }
+
+    /// The report compares the model with every other method on the same test users: the paired gain is the
+    /// difference of the two NDCGs, with a standard error that is zero only against the model itself.
+    @Test func testComparisonsArePairedGains() throws {
+        let dir = TempFolder()
+        let result = try Trainer.run(smallConfig(try synthetic(dir), out: nil))
+        for p in ["exclude-seen", "allow-repeats"] {
+            let methods = try #require(result.report.test[p])
+            let gains = try #require(result.report.comparisons[p])
+            #expect(Set(gains.keys) == Set(methods.keys).subtracting(["model"]), "\(p)")
+            let model = try #require(methods["model"]?["ndcg@5"])
+            for (name, g) in gains {
+                let other = try #require(methods[name]?["ndcg@5"])
+                let gain = try #require(g["ndcg@5_gain"])
+                #expect(abs(gain - (model - other)) < 1e-12, "\(p) \(name)")
+                let se = try #require(g["ndcg@5_gain_se"])
+                #expect(se >= 0 && se.isFinite)
+            }
+            // The popularity ranking is not the model's: their per-user NDCGs differ somewhere.
+            #expect(gains["popularity"]!["ndcg@5_gain_se"]! > 0, "\(p)")
+        }
     }
 
     /// `encoding` decides how the file stores the factors; the file loads with its golden triples verified, and the
