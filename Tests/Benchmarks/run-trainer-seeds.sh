@@ -25,12 +25,16 @@ import json, statistics, sys
 out, n_ml, n_ic = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rows = [("ml-100k", n_ml, "exclude-seen", 0.294), ("instacart", n_ic, "exclude-seen", 0.073),
         ("instacart", n_ic, "allow-repeats", 0.679)]
-print(f"{'data, protocol':26}{'seeds':>6}{'mean':>8}{'median':>8}{'min':>8}{'max':>8}{'calibration':>13}  per seed")
+# se: the test set's own standard error of NDCG@10 over its users (mean over seeds); gap/se: how far the seed mean
+# is below the calibration in those units (negative: above it).
+print(f"{'data, protocol':26}{'seeds':>6}{'mean':>8}{'median':>8}{'min':>8}{'max':>8}{'se':>8}{'calibration':>13}"
+      f"{'gap/se':>8}  per seed")
 for name, n, proto, calib in rows:
     runs = [json.load(open(f"{out}/{name}-{s}.json")) for s in range(n)]
     v = [r["test"][proto]["model"]["ndcg@10"] for r in runs]
+    se = statistics.mean(r["test"][proto]["model"]["ndcg@10_se"] for r in runs)
     print(f"{name + ', ' + proto:26}{n:6d}{statistics.mean(v):8.4f}{statistics.median(v):8.4f}{min(v):8.4f}{max(v):8.4f}"
-          f"{calib:13.3f}  " + " ".join(f"{x:.3f}" for x in v))
+          f"{se:8.4f}{calib:13.3f}{(calib - statistics.mean(v)) / se:8.2f}  " + " ".join(f"{x:.3f}" for x in v))
 for name, n in [("ml-100k", n_ml), ("instacart", n_ic)]:
     runs = [json.load(open(f"{out}/{name}-{s}.json")) for s in range(n)]
     print(f"{name}: freshness half-life per seed {[r['parameters'].get('freshness_half_life_days') for r in runs]}, "
