@@ -234,6 +234,7 @@ public struct Train: ParsableCommand {
         lines.append(
             "time: " + order.compactMap { key in r.timings[key].map { "\(key) \(fmt($0)) s" } }.joined(separator: ", ")
         )
+        if let peak = r.peakResidentBytes { lines.append("memory: peak resident \(fmt(Double(peak) / 1e6, 1)) MB") }
         for p in ["exclude-seen", "allow-repeats"] {
             guard let methods = r.test[p] else { continue }
             let parts = methods.keys.sorted().map { "\($0) \(fmt(methods[$0]!["ndcg@\(k)"] ?? 0, 4))" }

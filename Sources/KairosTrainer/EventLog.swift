@@ -39,16 +39,91 @@ public struct EventLog: Sendable {
         return lo...hi
     }
 
-    /// The events whose index passes `keep`, with the same id tables.
-    package func filtered(_ keep: (Int) -> Bool) -> EventLog {
-        var out = EventLog(userIds: userIds, itemIds: itemIds, users: [], items: [], times: [], strengths: [])
-        for e in 0..<count where keep(e) {
-            out.users.append(users[e])
-            out.items.append(items[e])
-            out.times.append(times[e])
-            out.strengths.append(strengths[e])
+    /// The events before `cut` and those at or after it, in their order, with the same id tables.
+    ///
+    /// Each part's arrays are allocated at their exact size: grown by appending, they kept up to twice the capacity
+    /// they needed, and the splits of a 10M-event log (train, test, then validation inside train) are held together.
+    package func split(at cut: Int64) -> (before: EventLog, after: EventLog) {
+        var n = 0
+        for t in times where t < cut { n += 1 }
+        func part(_ size: Int) -> EventLog {
+            var p = EventLog(userIds: userIds, itemIds: itemIds, users: [], items: [], times: [], strengths: [])
+            p.users.reserveCapacity(size)
+            p.items.reserveCapacity(size)
+            p.times.reserveCapacity(size)
+            p.strengths.reserveCapacity(size)
+            return p
         }
+        var before = part(n)
+        var after = part(count - n)
+        for e in 0..<count {
+            if times[e] < cut {
+                before.append(e, of: self)
+            } else {
+                after.append(e, of: self)
+            }
+        }
+        return (before, after)
+    }
+
+    /// The log of `before` and `after` (the two parts of ``split(at:)``) in the order the split log had, each user's
+    /// events before the cut then theirs after it; `before` and `after` are emptied as it is built, so the events are
+    /// held once, not twice. Parts not grouped by user (a log that skipped ingest's sort) are sorted again.
+    package static func rejoining(_ before: inout EventLog, _ after: inout EventLog) -> EventLog {
+        var out = EventLog(userIds: before.userIds, itemIds: before.itemIds, users: [], items: [], times: [], strengths: [])
+        guard before.isGroupedByUser, after.isGroupedByUser else {
+            for part in [before, after] {
+                out.users += part.users
+                out.items += part.items
+                out.times += part.times
+                out.strengths += part.strengths
+            }
+            before.removeEvents()
+            after.removeEvents()
+            _ = out.sortAndDeduplicate()
+            return out
+        }
+        let n = before.count + after.count
+        out.users.reserveCapacity(n)
+        out.items.reserveCapacity(n)
+        out.times.reserveCapacity(n)
+        out.strengths.reserveCapacity(n)
+        var a = 0
+        var b = 0
+        while a < before.count || b < after.count {
+            // The next user's events: the lower user row of the two heads, `before`'s first on a tie.
+            let takeBefore = b == after.count || a < before.count && before.users[a] <= after.users[b]
+            let u = takeBefore ? before.users[a] : after.users[b]
+            while a < before.count && before.users[a] == u {
+                out.append(a, of: before)
+                a += 1
+            }
+            while b < after.count && after.users[b] == u {
+                out.append(b, of: after)
+                b += 1
+            }
+        }
+        before.removeEvents()
+        after.removeEvents()
         return out
+    }
+
+    /// Whether each user's events are contiguous, users ascending (as ingest leaves them).
+    var isGroupedByUser: Bool { zip(users, users.dropFirst()).allSatisfy { $0 <= $1 } }
+
+    /// Drops every event (and its memory), keeping the id tables.
+    package mutating func removeEvents() {
+        users = []
+        items = []
+        times = []
+        strengths = []
+    }
+
+    private mutating func append(_ e: Int, of log: EventLog) {
+        users.append(log.users[e])
+        items.append(log.items[e])
+        times.append(log.times[e])
+        strengths.append(log.strengths[e])
     }
 
     /// Sorts events by (user, time, item, strength) and drops exact repeats; returns how many were dropped.

@@ -56,6 +56,8 @@ public struct TrainReport: Sendable, Codable {
     public var timings: [String: Double] = [:]
     /// Ingest speed, events per second.
     public var ingestEventsPerSecond = 0.0
+    /// The process's peak resident memory when training ended, bytes (nil where the OS does not say).
+    public var peakResidentBytes: Int?
     /// Hyper-parameters used.
     public var parameters: [String: Double] = [:]
     /// Decay summary, e.g. `exponential(half-life 30 d)`.

@@ -1,3 +1,4 @@
+import KairosModelFormat
 import Testing
 
 @testable import KairosTrainer
@@ -176,5 +177,65 @@ import Testing
     func badTimestamps(text: String) {
         var s = text
         #expect(s.withUTF8 { Timestamp.parse(UnsafeRawBufferPointer($0)) } == nil)
+    }
+}
+
+@Suite struct EventLogSplitTests {
+    /// A random log of `users` users, grouped by user as ingest leaves it (sorted by user, then time).
+    static func log(users: Int, events: Int, rng: inout SplitMix64) -> EventLog {
+        var rows: [(UInt32, UInt32, Int64, Float)] = (0..<events).map { _ in
+            (
+                UInt32.random(in: 0..<UInt32(users), using: &rng), UInt32.random(in: 0..<20, using: &rng),
+                Int64.random(in: 1000...1100, using: &rng), Float(Int.random(in: 1...8, using: &rng))
+            )
+        }
+        rows.sort { ($0.0, $0.2, $0.1, $0.3) < ($1.0, $1.2, $1.1, $1.3) }
+        return EventLog(
+            userIds: (0..<users).map { "u\($0)" },
+            itemIds: (0..<20).map { "i\($0)" },
+            users: rows.map(\.0),
+            items: rows.map(\.1),
+            times: rows.map(\.2),
+            strengths: rows.map(\.3)
+        )
+    }
+
+    static func same(_ a: EventLog, _ b: EventLog) -> Bool {
+        a.users == b.users && a.items == b.items && a.times == b.times && a.strengths == b.strengths
+            && a.userIds == b.userIds && a.itemIds == b.itemIds
+    }
+
+    /// Splitting at a time keeps each side's events in order, and rejoining the two sides gives back the original
+    /// log exactly (the trainer drops the whole log while it holds the parts, and rebuilds it for the final fit).
+    @Test func splitThenRejoinIsTheOriginal() {
+        var rng = SplitMix64(seed: 7)
+        for cut: Int64 in [999, 1000, 1037, 1050, 1100, 1101] {
+            let original = Self.log(users: 9, events: 300, rng: &rng)
+            var (before, after) = original.split(at: cut)
+            #expect(before.times.allSatisfy { $0 < cut } && after.times.allSatisfy { $0 >= cut })
+            #expect(before.count + after.count == original.count)
+            #expect(before.users == original.users.indices.filter { original.times[$0] < cut }.map { original.users[$0] })
+            let rejoined = EventLog.rejoining(&before, &after)
+            let same = Self.same(rejoined, original)
+            #expect(same, "cut \(cut)")
+            #expect(before.count == 0 && after.count == 0 && before.itemIds.count == 20)
+        }
+    }
+
+    /// Parts that are not grouped by user (a log that skipped ingest's sort) come back sorted by user and time.
+    @Test func ungroupedPartsAreSortedOnRejoin() {
+        var rng = SplitMix64(seed: 8)
+        let grouped = Self.log(users: 5, events: 80, rng: &rng)
+        let order = Array(grouped.users.indices.reversed())
+        var shuffled = grouped
+        shuffled.users = order.map { grouped.users[$0] }
+        shuffled.items = order.map { grouped.items[$0] }
+        shuffled.times = order.map { grouped.times[$0] }
+        shuffled.strengths = order.map { grouped.strengths[$0] }
+        var (before, after) = shuffled.split(at: 1050)
+        var expected = grouped
+        _ = expected.sortAndDeduplicate()
+        let same = Self.same(EventLog.rejoining(&before, &after), expected)
+        #expect(same)
     }
 }

@@ -73,6 +73,10 @@ import Testing
         #expect(model.metadata.evaluation["allow-repeats"]?["buy-again"]?["ndcg@5"] != nil)
         #expect(model.metadata.evaluation["exclude-seen"]?["model"]?["recall@5"] != nil)
         #expect(model.metadata.evaluation["exclude-seen"]?["model"]?["ndcg@5_se"] != nil)
+        #if os(Linux)
+            // A real process high-water mark: at least the model file's bytes, which were built in memory.
+            #expect((a.report.peakResidentBytes ?? 0) > bytesA.count)
+        #endif
     }
 
     /// The report compares the model with every other method on the same test users: the paired gain is the

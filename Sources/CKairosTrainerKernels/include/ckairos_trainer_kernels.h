@@ -17,4 +17,7 @@ int ckt_best_isa(void);
 void ckt_cg_solve(int isa, float *X, const float *Y, int stride, const float *G, const int64_t *indptr,
                   const int32_t *indices, const float *values, int64_t begin, int64_t end, int steps);
 
+/* Hands freed heap memory back to the system (glibc's malloc_trim; nothing elsewhere). */
+void ckt_release_free_memory(void);
+
 #endif
