@@ -267,17 +267,7 @@ struct Session {
             // logs), and by 4 from the incumbent's factors: the search fits stop there.
             als.iterations = min(als.iterations, incumbentFactors == nil ? Self.coldSearchIterations : Self.warmSearchIterations)
             let raw = WeightedALS.fit(m, config: als, initial: incumbentFactors)
-            let f = raw.stored(as: c.encoding)
-            let comps = ScoringComponents(
-                log: sub,
-                decay: c.decay,
-                trendingDecay: DecaySpec(form: .none),
-                reference: sub.timeRange!.upperBound,
-                historyCap: 1,
-                categories: nil,
-                factors: f
-            )
-            let run = BlendScorer(set: set, components: comps, k: c.k).accumulate(BlendWeights())
+            let run = BlendScorer.dotProductRun(set: set, factors: raw.stored(as: c.encoding), items: sub.itemIds.count, k: c.k)
             let v = run.result.ndcg
             cache[key] = run
             progress.line(
