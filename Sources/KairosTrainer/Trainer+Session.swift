@@ -103,8 +103,8 @@ struct Session {
 
     /// Learns blend weights (and trending's half-life) on a validation split cut inside `train`.
     ///
-    /// `train` is handed back as it came; meanwhile its events live only in the two validation parts (on a 10M-event
-    /// log, 190 MB less at the peak, which is the factorization search).
+    /// `train` is handed back as it came; meanwhile its events live only in the two validation parts, not twice (190 MB
+    /// on a 10M-event log).
     mutating func tune(on train: inout EventLog, report: inout TrainReport) -> Tuned {
         var tuned = Tuned(config: config)
         let vcut = Evaluation.cutTime(train, quantile: config.validation)
