@@ -110,31 +110,37 @@ package struct BlendScorer {
         }
     }
 
-    /// The blend `w` of every item for the set's `n`-th user, written into `b` (one entry per item).
-    func scores(user n: Int, _ w: BlendWeights, into b: UnsafeMutableBufferPointer<Float>) {
+    /// The blend `w` of every item for the set's `user`-th user, written into `b` (one entry per item).
+    func scores(user: Int, _ w: BlendWeights, into b: UnsafeMutableBufferPointer<Float>) {
         let c = components
         let wd = Float(w.dot)
         let wt = Float(w.trending)
         let wb = Float(w.buyAgain)
         let wc = Float(w.category)
         let wf = Float(w.freshness)
-        dots.withUnsafeBufferPointer { D in
-            c.trending.withUnsafeBufferPointer { T in
-                if D.isEmpty || wd == 0 {
-                    for i in 0..<b.count { b[i] = wt * T[i] }
-                } else {
-                    let base = n * c.items
-                    for i in 0..<b.count { b[i] = wd * D[base + i] + wt * T[i] }
+        // Rows are rebased so that the loops index from 0 with no offset arithmetic: an overflow-checked
+        // `base + i` kept the first loop scalar (a third of the search's time on a 50k catalogue).
+        let n = b.count
+        c.trending.withUnsafeBufferPointer { T in
+            if dots.isEmpty || wd == 0 {
+                for i in 0..<n { b[i] = wt * T[i] }
+            } else {
+                dots.withUnsafeBufferPointer { all in
+                    let D = UnsafeBufferPointer(rebasing: all[(user * c.items)..<((user + 1) * c.items)])
+                    for i in 0..<n { b[i] = wd * D[i] + wt * T[i] }
                 }
             }
         }
         if wf != 0 {
-            c.freshness.withUnsafeBufferPointer { F in for i in 0..<b.count { b[i] += wf * F[i] } }
+            c.freshness.withUnsafeBufferPointer { F in for i in 0..<n { b[i] += wf * F[i] } }
         }
-        if wb != 0 { for (i, v) in buy[n] { b[Int(i)] += wb * v } }
-        if wc != 0, let cats = c.categories, !affinity[n].isEmpty {
-            let a = affinity[n]
-            for i in 0..<b.count where cats[i] < a.count { b[i] += wc * a[Int(cats[i])] }
+        if wb != 0 { for (i, v) in buy[user] { b[Int(i)] += wb * v } }
+        if wc != 0, let cats = c.categories, !affinity[user].isEmpty {
+            affinity[user].withUnsafeBufferPointer { A in
+                cats.withUnsafeBufferPointer { C in
+                    for i in 0..<n where C[i] < A.count { b[i] += wc * A[Int(C[i])] }
+                }
+            }
         }
     }
 
