@@ -62,12 +62,15 @@ final class GramMatrix: @unchecked Sendable {
     let chunks: Int
     let dim: Int
     let base: UnsafeMutablePointer<SIMD16<Float>>
+    /// The diagonal before the regularization was added (for ``innerProduct(_:)``).
+    private(set) var diagonal: [Float]
 
     init(chunks: Int) {
         self.chunks = chunks
         dim = chunks * 16
         base = .allocate(capacity: dim * chunks)
         base.initialize(repeating: SIMD16<Float>(), count: dim * chunks)
+        diagonal = [Float](repeating: 0, count: dim)
     }
 
     deinit { base.deallocate() }
@@ -93,6 +96,9 @@ final class GramMatrix: @unchecked Sendable {
             let out = box.pointer + p * size
             let lo = y.rows * p / parts
             let hi = y.rows * (p + 1) / parts
+            // Only chunks at or right of the diagonal's: the Gram is symmetric, and the mirror below copies each
+            // entry from its twin, which summed the same products (`a * b == b * a`) in the same order, so the
+            // result is bit for bit that of the full product at 5/8 of its work (64 factors).
             for r in lo..<hi {
                 let v = y.row(r)
                 for ca in 0..<chunks {
@@ -101,7 +107,7 @@ final class GramMatrix: @unchecked Sendable {
                         let s = va[l]
                         if s == 0 { continue }
                         let g = out + (ca &* 16 &+ l) &* chunks
-                        for c in 0..<chunks { g[c] = g[c] + SIMD16(repeating: s) * v[c] }
+                        for c in ca..<chunks { g[c] = g[c] + SIMD16(repeating: s) * v[c] }
                     }
                 }
             }
@@ -116,7 +122,27 @@ final class GramMatrix: @unchecked Sendable {
             for p in 1..<parts { s = s + partials[p * size + i] }
             base[i] = s
         }
-        for a in 0..<dim { base[a * chunks + a / 16][a % 16] += regularization }
+        for a in 0..<dim {
+            for b in 0..<((a / 16) * 16) { base[a * chunks + b / 16][b % 16] = base[b * chunks + a / 16][a % 16] }
+        }
+        for a in 0..<dim {
+            diagonal[a] = base[a * chunks + a / 16][a % 16]
+            base[a * chunks + a / 16][a % 16] += regularization
+        }
+    }
+
+    /// `sum_ab G_ab H_ab` over the two Gram matrices without their regularization: `sum_u x_u' (Y'Y) x_u` when
+    /// `self` is `X'X` and `other` is `Y'Y` (trace(X'X Y'Y)), in `dim^2` steps instead of one quadratic form per row.
+    func innerProduct(_ other: GramMatrix) -> Double {
+        var total = 0.0
+        for a in 0..<dim {
+            for b in 0..<dim {
+                let x = a == b ? diagonal[a] : row(a)[b / 16][b % 16]
+                let y = a == b ? other.diagonal[a] : other.row(a)[b / 16][b % 16]
+                total += Double(x) * Double(y)
+            }
+        }
+        return total
     }
 }
 

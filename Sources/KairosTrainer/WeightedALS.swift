@@ -179,7 +179,10 @@ public enum WeightedALS {
             if config.lossEvery > 0 && (it + 1) % config.lossEvery == 0
                 || it + 1 == config.iterations && config.lossEvery > 0
             {
-                loss = Self.loss(users, items, scaled, regularization: config.regularization, threads: config.threads)
+                // `gram` holds X'X from the item half-step; users have not changed since.
+                loss = Self.loss(
+                    users, items, scaled, regularization: config.regularization, threads: config.threads, userGram: gram
+                )
                 losses.append(loss!)
             }
             progress(it + 1, loss)
@@ -250,32 +253,59 @@ public enum WeightedALS {
 
     /// `sum_u x_u' (Y'Y) x_u + sum_(u,i) [c (1 - s)^2 - s^2] + lambda (|X|^2 + |Y|^2)`, divided by the total
     /// confidence weight, where `s = x_u . y_i`: the weighted squared error over all cells without visiting them.
-    static func loss(_ x: FactorBlock, _ y: FactorBlock, _ m: ConfidenceRows, regularization: Float, threads: Int)
-        -> Double
-    {
-        let gram = GramMatrix(chunks: x.chunks)
-        gram.compute(y, regularization: 0, threads: threads)
-        var total = 0.0
+    ///
+    /// `userGram` is `X'X` when the caller has it (``fit`` does: the item half-step just used it), so the first term
+    /// is trace(X'X Y'Y) rather than a quadratic form per user. The per-entry sum runs in two fixed halves of the
+    /// rows, one per thread, added in order: the result does not depend on the thread count.
+    static func loss(
+        _ x: FactorBlock,
+        _ y: FactorBlock,
+        _ m: ConfidenceRows,
+        regularization: Float,
+        threads: Int,
+        userGram: GramMatrix? = nil
+    ) -> Double {
+        let itemGram = GramMatrix(chunks: x.chunks)
+        itemGram.compute(y, regularization: 0, threads: threads)
+        let xtx: GramMatrix
+        if let userGram {
+            xtx = userGram
+        } else {
+            xtx = GramMatrix(chunks: x.chunks)
+            xtx.compute(x, regularization: 0, threads: threads)
+        }
+        let parts = 2
+        let partials = UnsafeMutablePointer<(total: Double, weight: Double)>.allocate(capacity: parts)
+        partials.initialize(repeating: (0, 0), count: parts)
+        defer { partials.deallocate() }
+        let box = SendablePointer(partials)
+        let work: @Sendable (Int) -> Void = { p in
+            var total = 0.0
+            var weight = 0.0
+            for u in (m.rows * p / parts)..<(m.rows * (p + 1) / parts) {
+                let xu = x.row(u)
+                for e in m.indptr[u]..<m.indptr[u + 1] {
+                    let yi = y.row(Int(m.indices[e]))
+                    var s = SIMD16<Float>()
+                    for c in 0..<x.chunks { s += xu[c] * yi[c] }
+                    let score = Double(s.sum())
+                    let c = 1 + Double(m.values[e])
+                    total += c * (1 - score) * (1 - score) - score * score
+                    weight += Double(m.values[e])
+                }
+            }
+            box.pointer[p] = (total, weight)
+        }
+        if threads == 1 {
+            for p in 0..<parts { work(p) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: parts, execute: work)
+        }
+        var total = xtx.innerProduct(itemGram)
         var weight = Double(m.rows) * Double(y.rows)
-        for u in 0..<m.rows {
-            let xu = x.row(u)
-            var quad = 0.0
-            for a in 0..<(x.chunks * 16) {
-                let g = gram.row(a)
-                var s = SIMD16<Float>()
-                for c in 0..<x.chunks { s += g[c] * xu[c] }
-                quad += Double(s.sum()) * Double(xu[a / 16][a % 16])
-            }
-            total += quad
-            for e in m.indptr[u]..<m.indptr[u + 1] {
-                let yi = y.row(Int(m.indices[e]))
-                var s = SIMD16<Float>()
-                for c in 0..<x.chunks { s += xu[c] * yi[c] }
-                let score = Double(s.sum())
-                let c = 1 + Double(m.values[e])
-                total += c * (1 - score) * (1 - score) - score * score
-                weight += Double(m.values[e])
-            }
+        for p in 0..<parts {
+            total += partials[p].total
+            weight += partials[p].weight
         }
         total += Double(regularization) * (x.squaredNorm() + y.squaredNorm())
         return total / weight

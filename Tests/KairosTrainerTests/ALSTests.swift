@@ -43,6 +43,32 @@ import Testing
         #expect(f.losses.last! < f.losses.first!)
     }
 
+    /// The reported loss is the confidence-weighted squared error over every cell plus the penalty, per unit of
+    /// confidence, computed here cell by cell from the returned factors; and it does not depend on the thread count.
+    @Test func lossIsTheWeightedErrorOverEveryCell() throws {
+        let (log, m) = try groupsMatrix()
+        let c = config(iterations: 3)
+        let f = WeightedALS.fit(m, config: c)
+        var error = 0.0
+        var weight = 0.0
+        for u in 0..<log.userIds.count {
+            var r = [Float](repeating: 0, count: log.itemIds.count)
+            for e in m.indptr[u]..<m.indptr[u + 1] { r[Int(m.indices[e])] = m.values[e] }
+            for i in 0..<log.itemIds.count {
+                let confidence = 1 + Double(c.alpha) * Double(r[i])
+                let preference = r[i] > 0 ? 1.0 : 0.0
+                let s = Double(f.score(user: u, item: i))
+                error += confidence * (preference - s) * (preference - s)
+                weight += confidence
+            }
+        }
+        let penalty = Double(c.regularization) * (f.user + f.item).reduce(0.0) { $0 + Double($1) * Double($1) }
+        let expected = (error + penalty) / weight
+        #expect(f.losses.count == 3)
+        #expect(abs(f.losses.last! - expected) <= 1e-4 * expected, "\(f.losses.last!) vs \(expected)")
+        #expect(WeightedALS.fit(m, config: config(threads: 1, iterations: 3)).losses == f.losses)
+    }
+
     /// Same seed, same factors, bit for bit, whatever the thread count.
     @Test func deterministicAcrossRunsAndThreads() throws {
         let (_, m) = try groupsMatrix()
