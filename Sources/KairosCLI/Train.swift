@@ -69,7 +69,7 @@ public struct Train: ParsableCommand {
     var cgSteps = 3
     @Option(help: "Random seed.")
     var seed: UInt64 = 42
-    @Option(help: "Worker threads.")
+    @Option(help: "Worker threads for the factorization and the evaluation (the results do not depend on it).")
     var threads = 2
     @Option(help: "ALS row solver: auto (best for this CPU), portable, avx2, avx512, swift. Results are deterministic per seed and solver; portable gives the same bytes on every x86-64 CPU.")
     var kernel = "auto"

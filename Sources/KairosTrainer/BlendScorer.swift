@@ -1,29 +1,34 @@
+import Dispatch
+
 /// Scores an evaluation set with ``BlendWeights``, caching each user's dot products so that trying many weight
 /// vectors (the validation search) costs one pass over the catalogue per try, not a factor product.
-package struct BlendScorer {
+package struct BlendScorer: Sendable {
     let set: EvaluationSet
     let components: ScoringComponents
     let k: Int
+    /// Threads the users are split over; results do not depend on it.
+    let threads: Int
     /// `set.users.count x items` dot products (empty without factors).
     let dots: [Float]
     let buy: [[(Int32, Float)]]
     let affinity: [[Float]]
 
     /// Caches the dot products of every user in `set`.
-    package init(set: EvaluationSet, components c: ScoringComponents, k: Int) {
+    package init(set: EvaluationSet, components c: ScoringComponents, k: Int, threads: Int = 1) {
         self.set = set
         components = c
         self.k = k
+        self.threads = threads
         var dots: [Float] = []
         if let f = c.factors {
             dots = [Float](repeating: 0, count: set.users.count * c.items)
             dots.withUnsafeMutableBufferPointer { out in
-                for (n, u) in set.users.enumerated() {
-                    Self.scoreAll(
-                        f,
-                        user: u,
-                        into: UnsafeMutableBufferPointer(rebasing: out[(n * c.items)..<((n + 1) * c.items)])
-                    )
+                let rows = SendablePointer(out.baseAddress!)
+                let items = c.items
+                forEachPart(of: set.users.count, threads: threads) { range in
+                    for n in range {
+                        Self.scoreAll(f, user: set.users[n], into: UnsafeMutableBufferPointer(start: rows.pointer + n * items, count: items))
+                    }
                 }
             }
         }
@@ -37,6 +42,7 @@ package struct BlendScorer {
         set = other.set
         components = other.components.withFreshness(freshness)
         k = other.k
+        threads = other.threads
         dots = other.dots
         buy = other.buy
         affinity = other.affinity
@@ -72,16 +78,15 @@ package struct BlendScorer {
     /// The metrics of the dot product alone (``BlendWeights``'s default) on `set`, one user at a time: the same
     /// rankings as `BlendScorer(...).accumulate(BlendWeights())` without caching every user's dot products, which
     /// on a 50k-item catalogue is the largest allocation of each factorization-search fit (about 120 MB).
-    package static func dotProductRun(set: EvaluationSet, factors f: ALSFactors, items: Int, k: Int) -> MetricsAccumulator {
-        var acc = MetricsAccumulator(k: k, catalogue: items)
-        var buffer = [Float](repeating: 0, count: items)
-        for (n, u) in set.users.enumerated() {
-            buffer.withUnsafeMutableBufferPointer { b in
-                scoreAll(f, user: u, into: b)
-                acc.add(ranked: topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n]), truth: set.truth[n])
-            }
-        }
-        return acc
+    package static func dotProductRun(
+        set: EvaluationSet,
+        factors f: ALSFactors,
+        items: Int,
+        k: Int,
+        threads: Int = 1
+    ) -> MetricsAccumulator {
+        let ranked = rankEachUser(set, items: items, k: k, threads: threads) { n, b in scoreAll(f, user: set.users[n], into: b) }
+        return accumulate(ranked, set: set, k: k, catalogue: items)
     }
 
     /// Metrics of the blend `w` on the set.
@@ -89,14 +94,43 @@ package struct BlendScorer {
 
     /// Every user's ranking under the blend `w`, accumulated.
     func accumulate(_ w: BlendWeights) -> MetricsAccumulator {
-        var acc = MetricsAccumulator(k: k, catalogue: components.items)
-        var buffer = [Float](repeating: 0, count: components.items)
-        for n in 0..<set.users.count {
-            buffer.withUnsafeMutableBufferPointer { b in
-                scores(user: n, w, into: b)
-                acc.add(ranked: topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n]), truth: set.truth[n])
+        let ranked = Self.rankEachUser(set, items: components.items, k: k, threads: threads) { n, b in
+            scores(user: n, w, into: b)
+        }
+        return Self.accumulate(ranked, set: set, k: k, catalogue: components.items)
+    }
+
+    /// Each user's top `k` (excluded items skipped) under `fill`, which writes the `n`-th user's score of every item.
+    /// The users are split over `threads`, each ranked alone, and the lists come back in user order: the result
+    /// does not depend on the thread count.
+    static func rankEachUser(
+        _ set: EvaluationSet,
+        items: Int,
+        k: Int,
+        threads: Int,
+        fill: @escaping @Sendable (Int, UnsafeMutableBufferPointer<Float>) -> Void
+    ) -> [[Int32]] {
+        var ranked = [[Int32]](repeating: [], count: set.users.count)
+        ranked.withUnsafeMutableBufferPointer { out in
+            guard let base = out.baseAddress else { return }
+            let lists = SendablePointer(base)
+            forEachPart(of: set.users.count, threads: threads) { range in
+                var buffer = [Float](repeating: 0, count: items)
+                buffer.withUnsafeMutableBufferPointer { b in
+                    for n in range {
+                        fill(n, b)
+                        lists.pointer[n] = topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n])
+                    }
+                }
             }
         }
+        return ranked
+    }
+
+    /// The metrics of per-user rankings, added in user order.
+    static func accumulate(_ ranked: [[Int32]], set: EvaluationSet, k: Int, catalogue: Int) -> MetricsAccumulator {
+        var acc = MetricsAccumulator(k: k, catalogue: catalogue)
+        for n in ranked.indices { acc.add(ranked: ranked[n], truth: set.truth[n]) }
         return acc
     }
 
@@ -219,4 +253,15 @@ package struct BlendScorer {
         let d = pairedDifference(a, b)
         return d.mean > 1e-12 && d.mean > d.standardError
     }
+}
+
+/// Runs `body` over `0..<count` in `threads` contiguous parts at once (one part when `threads` is 1 or the work is
+/// small), returning when all are done.
+func forEachPart(of count: Int, threads: Int, _ body: @escaping @Sendable (Range<Int>) -> Void) {
+    let parts = max(1, min(threads, count / 16))
+    if parts == 1 {
+        body(0..<count)
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: parts) { p in body((count * p / parts)..<(count * (p + 1) / parts)) }
 }

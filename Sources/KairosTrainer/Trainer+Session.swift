@@ -174,7 +174,7 @@ struct Session {
             let factors = decayed ? decayedFactors : fit(matrix(sub, decayed: false), label: "validation fit (no decay)")
             let comps = components(sub, decayed: decayed, tuned: tuned, factors: factors)
             for p in EvaluationProtocol.allCases {
-                let scorer = BlendScorer(set: sets[p]!, components: comps, k: config.k)
+                let scorer = BlendScorer(set: sets[p]!, components: comps, k: config.k, threads: config.als.threads)
                 let (w, run) = scorer.tune()
                 let metrics = run.result
                 if decayed {
@@ -210,7 +210,12 @@ struct Session {
         guard let set = sets[.excludeSeen], !set.users.isEmpty else { return }
         var t = tuned
         t.freshnessHalfLifeDays = 0  // the components without freshness; each half-life below only swaps it in
-        let baseScorer = BlendScorer(set: set, components: components(sub, decayed: true, tuned: t, factors: factors), k: config.k)
+        let baseScorer = BlendScorer(
+            set: set,
+            components: components(sub, decayed: true, tuned: t, factors: factors),
+            k: config.k,
+            threads: config.als.threads
+        )
         let (base, _) = baseScorer.tune()
         let baseRun = baseScorer.accumulate(base)
         let firstSeen = Signals.firstSeen(sub, reference: sub.timeRange?.upperBound ?? 0)
@@ -267,7 +272,9 @@ struct Session {
             // logs), and by 4 from the incumbent's factors: the search fits stop there.
             als.iterations = min(als.iterations, incumbentFactors == nil ? Self.coldSearchIterations : Self.warmSearchIterations)
             let raw = WeightedALS.fit(m, config: als, initial: incumbentFactors)
-            let run = BlendScorer.dotProductRun(set: set, factors: raw.stored(as: c.encoding), items: sub.itemIds.count, k: c.k)
+            let run = BlendScorer.dotProductRun(
+                set: set, factors: raw.stored(as: c.encoding), items: sub.itemIds.count, k: c.k, threads: c.als.threads
+            )
             let v = run.result.ndcg
             cache[key] = run
             progress.line(
@@ -346,10 +353,10 @@ struct Session {
         for p in EvaluationProtocol.allCases {
             let set = sets[p]!
             var runs = Evaluation.baselines(set, p, comps, k: config.k)
-            let scorer = BlendScorer(set: set, components: comps, k: config.k)
+            let scorer = BlendScorer(set: set, components: comps, k: config.k, threads: config.als.threads)
             runs["als"] = scorer.accumulate(BlendWeights())
             runs["model"] = scorer.accumulate(tuned.weights[p]!)
-            let scorer0 = BlendScorer(set: set, components: comps0, k: config.k)
+            let scorer0 = BlendScorer(set: set, components: comps0, k: config.k, threads: config.als.threads)
             runs["als-no-decay"] = scorer0.accumulate(BlendWeights())
             runs["model-no-decay"] = scorer0.accumulate(tuned.noDecayWeights[p]!)
             let methods = runs.mapValues(\.result)

@@ -199,7 +199,8 @@ import Testing
     }
 
     /// The factorization search's dot-product run, one user at a time, ranks exactly as the cached blend scorer
-    /// with the dot product alone: the same items per user, so the same per-user NDCG and coverage.
+    /// with the dot product alone: the same items per user, so the same per-user NDCG and coverage; and both give the
+    /// same lists, in the same order, when the users are split over threads.
     @Test func dotProductRunEqualsTheBlendScorersDotRanking() throws {
         let dir = TempFolder()
         var g = SyntheticLog()
@@ -226,10 +227,24 @@ import Testing
             factors: factors
         )
         for (p, set) in Evaluation.sets(train: train, test: test, maxUsers: 1000) {
-            #expect(set.users.count > 10, "\(p)")
-            let cached = BlendScorer(set: set, components: comps, k: 7).accumulate(BlendWeights())
+            // Enough users for three parts of at least 16: the split over threads is in play below.
+            #expect(set.users.count >= 48, "\(p)")
+            let serial = BlendScorer(set: set, components: comps, k: 7)
+            let cached = serial.accumulate(BlendWeights())
             let direct = BlendScorer.dotProductRun(set: set, factors: factors, items: train.itemIds.count, k: 7)
             #expect(direct.userNDCG == cached.userNDCG && direct.result == cached.result, "\(p)")
+            // Split over threads: the same lists for the same users, in the same order, so the same metrics.
+            let parallel = BlendScorer(set: set, components: comps, k: 7, threads: 3)
+            let blend = BlendWeights(dot: 1, trending: 2)
+            let lists = { (s: BlendScorer, threads: Int) in
+                BlendScorer.rankEachUser(set, items: train.itemIds.count, k: 7, threads: threads) { n, b in
+                    s.scores(user: n, blend, into: b)
+                }
+            }
+            #expect(lists(parallel, 3) == lists(serial, 1), "\(p)")
+            #expect(parallel.accumulate(blend).userNDCG == serial.accumulate(blend).userNDCG, "\(p)")
+            let directParallel = BlendScorer.dotProductRun(set: set, factors: factors, items: train.itemIds.count, k: 7, threads: 2)
+            #expect(directParallel.userNDCG == direct.userNDCG && directParallel.result == direct.result, "\(p)")
         }
     }
 
