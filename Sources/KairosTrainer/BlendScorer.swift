@@ -27,7 +27,8 @@ package struct BlendScorer: Sendable {
                 let items = c.items
                 forEachPart(of: set.users.count, threads: threads) { range in
                     for n in range {
-                        Self.scoreAll(f, user: set.users[n], into: UnsafeMutableBufferPointer(start: rows.pointer + n * items, count: items))
+                        let row = UnsafeMutableBufferPointer(start: rows.pointer + n * items, count: items)
+                        Self.scoreAll(f, user: set.users[n], into: row)
                     }
                 }
             }
@@ -85,7 +86,9 @@ package struct BlendScorer: Sendable {
         k: Int,
         threads: Int = 1
     ) -> MetricsAccumulator {
-        let ranked = rankEachUser(set, items: items, k: k, threads: threads) { n, b in scoreAll(f, user: set.users[n], into: b) }
+        let ranked = rankEachUser(set, items: items, k: k, threads: threads) { n, b in
+            scoreAll(f, user: set.users[n], into: b)
+        }
         return accumulate(ranked, set: set, k: k, catalogue: items)
     }
 
@@ -152,8 +155,8 @@ package struct BlendScorer: Sendable {
         let wb = Float(w.buyAgain)
         let wc = Float(w.category)
         let wf = Float(w.freshness)
-        // Rows are rebased so that the loops index from 0 with no offset arithmetic: an overflow-checked
-        // `base + i` kept the first loop scalar (a third of the search's time on a 50k catalogue).
+        // The dot row is rebased so that the loops index from 0: an overflow-checked `base + i` kept the first loop
+        // scalar (validation on a 2M-event, 50k-item log went from 40.0 s to 34.4 s once it vectorized).
         let n = b.count
         c.trending.withUnsafeBufferPointer { T in
             if dots.isEmpty || wd == 0 {

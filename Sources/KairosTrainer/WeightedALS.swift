@@ -254,26 +254,19 @@ public enum WeightedALS {
     /// `sum_u x_u' (Y'Y) x_u + sum_(u,i) [c (1 - s)^2 - s^2] + lambda (|X|^2 + |Y|^2)`, divided by the total
     /// confidence weight, where `s = x_u . y_i`: the weighted squared error over all cells without visiting them.
     ///
-    /// `userGram` is `X'X` when the caller has it (``fit`` does: the item half-step just used it), so the first term
-    /// is trace(X'X Y'Y) rather than a quadratic form per user. The per-entry sum runs in two fixed halves of the
-    /// rows, one per thread, added in order: the result does not depend on the thread count.
+    /// `userGram` is `X'X` (``fit`` passes the one its item half-step has just used), so the first term is
+    /// trace(X'X Y'Y) rather than a quadratic form per user. The per-entry sum runs in two fixed halves of the rows,
+    /// one per thread, added in order: the result does not depend on the thread count.
     static func loss(
         _ x: FactorBlock,
         _ y: FactorBlock,
         _ m: ConfidenceRows,
         regularization: Float,
         threads: Int,
-        userGram: GramMatrix? = nil
+        userGram: GramMatrix
     ) -> Double {
         let itemGram = GramMatrix(chunks: x.chunks)
         itemGram.compute(y, regularization: 0, threads: threads)
-        let xtx: GramMatrix
-        if let userGram {
-            xtx = userGram
-        } else {
-            xtx = GramMatrix(chunks: x.chunks)
-            xtx.compute(x, regularization: 0, threads: threads)
-        }
         let parts = 2
         let partials = UnsafeMutablePointer<(total: Double, weight: Double)>.allocate(capacity: parts)
         partials.initialize(repeating: (0, 0), count: parts)
@@ -301,7 +294,7 @@ public enum WeightedALS {
         } else {
             DispatchQueue.concurrentPerform(iterations: parts, execute: work)
         }
-        var total = xtx.innerProduct(itemGram)
+        var total = userGram.innerProduct(itemGram)
         var weight = Double(m.rows) * Double(y.rows)
         for p in 0..<parts {
             total += partials[p].total

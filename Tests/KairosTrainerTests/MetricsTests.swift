@@ -243,7 +243,9 @@ import Testing
             }
             #expect(lists(parallel, 3) == lists(serial, 1), "\(p)")
             #expect(parallel.accumulate(blend).userNDCG == serial.accumulate(blend).userNDCG, "\(p)")
-            let directParallel = BlendScorer.dotProductRun(set: set, factors: factors, items: train.itemIds.count, k: 7, threads: 2)
+            let directParallel = BlendScorer.dotProductRun(
+                set: set, factors: factors, items: train.itemIds.count, k: 7, threads: 2
+            )
             #expect(directParallel.userNDCG == direct.userNDCG && directParallel.result == direct.result, "\(p)")
         }
     }
