@@ -17,7 +17,7 @@ public struct MakeDefaultModel: ParsableCommand {
 
     public func run() throws {
         let result = try DefaultModel.train(progress: Progress { line in writeStandardError(line + "\n") })
-        try ModelWriter.write(result.contents, to: out)
+        try ModelWriter.write(result.requireContents(), to: out)
         print("wrote \(out): model trained on the synthetic log (\(result.report.data.events) events)")
     }
 }

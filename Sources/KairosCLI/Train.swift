@@ -18,7 +18,7 @@ public struct Train: ParsableCommand {
             """
     )
 
-    @Argument(help: "Event log (CSV, TSV or JSON Lines).")
+    @Argument(help: "Event log (CSV, TSV or JSON Lines); - reads standard input.")
     var input: String
 
     @Option(name: .shortAndLong, help: "Model file to write (omit to only train and evaluate).")
@@ -120,6 +120,20 @@ public struct Train: ParsableCommand {
     var evalUsers = 5000
     @Option(help: "Write every metric as JSON to this file.")
     var metricsJson: String?
+    @Flag(
+        help: """
+            Write no model (exit status 3) when the test evaluation is clearly worse (by more than 2 standard errors) \
+            than popularity, trending or buy-again.
+            """
+    )
+    var qualityGate = false
+    @Option(
+        help: """
+            Also refuse the model when its test NDCG is clearly worse than the one stored in this model file (the one \
+            being served, say); implies --quality-gate.
+            """
+    )
+    var qualityGateAgainst: String?
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
@@ -200,6 +214,8 @@ public struct Train: ParsableCommand {
         c.tuneFactorization = tuneFactorization
         c.k = k
         c.maxEvalUsers = evalUsers
+        c.qualityGate = qualityGate || qualityGateAgainst != nil
+        c.qualityGateAgainst = qualityGateAgainst
         return c
     }
 
@@ -223,7 +239,15 @@ public struct Train: ParsableCommand {
             fclose(f)
         }
         print(summary(r))
+        if let gate = r.qualityGate, !gate.passed {
+            // A distinct status, so that a retrain script can tell "refused" from "crashed".
+            writeStandardError("kairos train: the quality gate refused the model; no model file was written\n")
+            throw ExitCode(Self.refusedStatus)
+        }
     }
+
+    /// Exit status when `--quality-gate` refuses the model (the metrics JSON is still written).
+    static let refusedStatus: Int32 = 3
 
     func summary(_ r: TrainReport) -> String {
         var lines: [String] = []
@@ -254,6 +278,14 @@ public struct Train: ParsableCommand {
         }
         for (p, w) in r.scoring.sorted(by: { $0.key < $1.key }) {
             lines.append("blend \(p): " + w.keys.sorted().map { "\($0) \(w[$0]!)" }.joined(separator: ", "))
+        }
+        if let gate = r.qualityGate {
+            let failed = gate.checks.filter { !$0.passed }
+            lines.append(
+                gate.passed
+                    ? "quality gate: passed (\(gate.checks.count) checks)"
+                    : "quality gate: FAILED " + failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
+            )
         }
         if let out = r.output { lines.append("model: \(out) (\(r.outputBytes ?? 0) bytes)") }
         return lines.joined(separator: "\n")

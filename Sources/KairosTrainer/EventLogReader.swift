@@ -46,15 +46,17 @@ public struct EventLogReader {
             }
         }
         var reader = EventLogReader(options: options, format: format)
-        let fd = open(path, O_RDONLY)
+        // `-` is standard input, so that a compressed or exported log can be piped in (`zcat log.csv.gz | kairos train -`).
+        let fd = path == "-" ? 0 : open(path, O_RDONLY)
         guard fd >= 0 else { throw TrainerError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        defer { if fd != 0 { close(fd) } }
         let chunk = 8 << 20
         var buffer = [UInt8](repeating: 0, count: chunk)
         var carried = 0
         while true {
             if carried == buffer.count { buffer.append(contentsOf: [UInt8](repeating: 0, count: buffer.count)) }
             let got = buffer.withUnsafeMutableBytes { b in Glibc.read(fd, b.baseAddress! + carried, b.count - carried) }
+            if got < 0 && errno == EINTR { continue }  // a signal, not an error: read again
             guard got >= 0 else { throw TrainerError(.io, "read \(path): \(String(cString: strerror(errno)))") }
             reader.report.bytes += got
             let end = carried + got

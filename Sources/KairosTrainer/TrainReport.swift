@@ -71,6 +71,8 @@ public struct TrainReport: Sendable, Codable {
     /// protocol -> method -> the model's NDCG gain over that method on the test split, paired user by user:
     /// `ndcg@K_gain` (mean difference) and `ndcg@K_gain_se` (its standard error).
     public var comparisons: [String: [String: [String: Double]]] = [:]
+    /// The quality gate's outcome (`--quality-gate`); nil when it was not asked for.
+    public var qualityGate: QualityGate.Outcome?
     /// Final training loss per iteration where computed.
     public var losses: [Double] = []
     /// Model file written.

@@ -12,10 +12,19 @@ public enum Trainer {
 
     /// The result: the model contents (written when `config.output` is set) and the report.
     public struct Result: Sendable {
-        /// What was (or would be) written.
-        public var contents: ModelContents
+        /// What was (or would be) written; nil when the quality gate refused the model (`report.qualityGate`).
+        public var contents: ModelContents?
         /// Everything measured.
         public var report: TrainReport
+
+        /// ``contents``, or the gate's failed checks as an error.
+        public func requireContents() throws(TrainerError) -> ModelContents {
+            guard let contents else {
+                let failed = report.qualityGate?.checks.filter { !$0.passed }.map { "\($0.name): \($0.detail)" } ?? []
+                throw TrainerError(.qualityGate, "the model was refused: " + failed.joined(separator: "; "))
+            }
+            return contents
+        }
     }
 
     /// Trains according to `config`, reporting each phase through `progress`.
@@ -24,6 +33,10 @@ public enum Trainer {
     public static func run(_ requested: TrainerConfig, progress: Progress = .silent) throws(TrainerError) -> Result {
         try requested.validate()
         var config = requested
+        // Read before hours of training, so that a wrong path fails now.
+        let previous = try config.qualityGateAgainst.map { path throws(TrainerError) in
+            try QualityGate.Previous.load(path: path)
+        }
         let t0 = ContinuousClock.now
         var report = TrainReport()
         var ((log, ingest), ingestSeconds) = try Progress.timedThrowing { () throws(TrainerError) in
@@ -122,6 +135,21 @@ public enum Trainer {
             }
             report.timings["test"] = seconds
             releaseFreedMemory()
+        }
+
+        // The gate needs only the test evaluation: a refused model costs no final fit.
+        if config.qualityGate || previous != nil {
+            let outcome = QualityGate.Outcome(QualityGate.checks(report: report, k: config.k, previous: previous))
+            report.qualityGate = outcome
+            for c in outcome.checks {
+                progress.line("quality gate", "\(c.passed ? "pass" : "FAIL") \(c.name): \(c.detail)")
+            }
+            if !outcome.passed {
+                progress.line("quality gate", "the model is refused: no final fit, no model file")
+                report.timings["total"] = Progress.seconds(ContinuousClock.now - t0)
+                report.peakResidentBytes = peakResidentBytes()
+                return Result(contents: nil, report: report)
+            }
         }
 
         // 3. The final model on every event.

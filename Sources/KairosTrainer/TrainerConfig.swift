@@ -51,6 +51,11 @@ public struct TrainerConfig: Sendable {
     public var k = 10
     /// Most users per evaluation set (a deterministic spread is kept beyond this).
     public var maxEvalUsers = 5000
+    /// Refuse to write the model when its test evaluation is clearly worse than a simple baseline (``QualityGate``).
+    public var qualityGate = false
+    /// A model file (the one being served, typically) the new model must not be clearly worse than on test NDCG;
+    /// setting it turns ``qualityGate`` on.
+    public var qualityGateAgainst: String?
 
     /// The default configuration for the log at `input`.
     public init(input: String) { self.input = input }
@@ -71,6 +76,9 @@ public struct TrainerConfig: Sendable {
         guard validation > 0 && validation < 1 else { throw fail("validation must be in (0, 1)") }
         guard k >= 1 && k <= 1000 else { throw fail("k must be in 1...1000") }
         guard historyCap >= 1 else { throw fail("history cap must be >= 1") }
+        if (qualityGate || qualityGateAgainst != nil) && holdout == 0 {
+            throw fail("the quality gate checks the test split: it needs --holdout above 0")
+        }
         switch decay.form {
         case .none: break
         case .exponential: guard (decay.halfLifeSeconds ?? 0) > 0 else { throw fail("half-life must be > 0") }

@@ -12,6 +12,8 @@ public struct TrainerError: Error, Hashable, CustomStringConvertible {
         case empty
         /// A configuration value is out of range.
         case invalidConfiguration
+        /// `--quality-gate` refused the model (its test evaluation was clearly worse than a check allows).
+        case qualityGate
     }
 
     /// What went wrong.

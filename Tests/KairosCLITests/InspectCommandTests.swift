@@ -38,7 +38,7 @@ let repositoryRoot: String = {
     /// The committed default model is exactly what `kairos make-default-model` trains today (no drift).
     @Test func shippedDefaultModelMatchesItsRecipe() throws {
         let shipped = try readFile("\(repositoryRoot)/models/default.kmodel")
-        let retrained = try ModelWriter.encode(DefaultModel.train().contents)
+        let retrained = try ModelWriter.encode(DefaultModel.train().requireContents())
         #expect(shipped == retrained, "models/default.kmodel is stale: rebuild it with `swift run kairos make-default-model`")
     }
 

@@ -1,7 +1,12 @@
 import ArgumentParser
+import FoundationEssentials
 import KairosModelFormat
 import KairosTrainer
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @testable import KairosCLI
 
@@ -30,6 +35,43 @@ import Testing
         #expect(c.decay == .exponential(halfLifeDays: 30))
         #expect(c.als.factors == 64 && c.als.iterations == 15 && c.holdout == 0.8 && c.tune)
         #expect(c.trendingHalfLifeDays == nil)
+    }
+
+    /// `--quality-gate-against FILE` turns the gate on; the gate without a test split is refused before training.
+    @Test func qualityGateFlags() throws {
+        let train = try #require(try KairosCommand.parseAsRoot(["train", "e.csv", "--quality-gate-against", "old.kmodel"]) as? Train)
+        let c = train.makeConfig()
+        #expect(c.qualityGate && c.qualityGateAgainst == "old.kmodel")
+        let plain = try #require(try KairosCommand.parseAsRoot(["train", "e.csv"]) as? Train)
+        #expect(!plain.makeConfig().qualityGate)
+        var noTest = c
+        noTest.holdout = 0
+        #expect(throws: TrainerError(.invalidConfiguration, "the quality gate checks the test split: it needs --holdout above 0")) {
+            try noTest.validate()
+        }
+    }
+
+    /// A refused model ends `kairos train` with exit status 3 (not 1, a failure to run), writes no model file, and
+    /// still writes the metrics JSON with the gate's checks. Here every event has one timestamp, so there is no test
+    /// split for the model to be vouched for on.
+    @Test func refusedModelExitsWithStatusThree() throws {
+        var template = Array("/tmp/kairos-cli-test-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let input = "\(dir)/e.csv", out = "\(dir)/m.kmodel", metrics = "\(dir)/m.json"
+        defer { for p in [input, out, metrics] { unlink(p) }; rmdir(dir) }
+        let rows = (0..<40).map { "u\($0 % 8),i\($0 % 5),1767571200,purchase" }
+        try Data((["user,item,timestamp,event"] + rows).joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: input))
+        let train = try #require(
+            try KairosCommand.parseAsRoot([
+                "train", input, "-o", out, "--quality-gate", "--metrics-json", metrics, "--quiet", "--factors", "4",
+            ]) as? Train
+        )
+        #expect(throws: ExitCode(Train.refusedStatus)) { try train.run() }
+        #expect(Train.refusedStatus == 3)
+        #expect(access(out, F_OK) != 0)
+        let report = try JSONDecoder().decode(TrainReport.self, from: Data(contentsOf: URL(fileURLWithPath: metrics)))
+        let gate = try #require(report.qualityGate)
+        #expect(!gate.passed && gate.checks.map(\.name) == ["test evaluation"])
     }
 
     /// Invalid values are rejected at parse time.

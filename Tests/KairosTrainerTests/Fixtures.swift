@@ -56,6 +56,19 @@ enum Logs {
     /// 2026-01-05T00:00:00Z, a Monday.
     static let monday: Int64 = 1_767_571_200
 
+    /// A small synthetic log (120 users, 60 items in 6 categories, 60 days) written as `s.csv` in `dir`; its path.
+    static func synthetic(in dir: TempFolder) throws -> String {
+        var g = SyntheticLog()
+        g.users = 120
+        g.items = 60
+        g.categories = 6
+        g.days = 60
+        g.eventsPerUser = 15
+        let path = "\(dir.path)/s.csv"
+        try g.writeCSV(to: path)
+        return path
+    }
+
     /// Two user groups with disjoint tastes: users `a0..` use items `x0..x9`, users `b0..` use `y0..y9`.
     /// Each user touches 6 of their group's 10 items, so the rest of the group's items are the ones to recommend.
     static func twoGroups(usersPerGroup: Int = 30) -> String {

@@ -34,7 +34,7 @@ import Testing
         c.freshnessHalfLifeDays = 10
         c.historyCap = 12  // below most users' item counts: exclusion and buy-again see the capped history
         let trained = try Trainer.run(c)
-        var contents = trained.contents
+        var contents = try trained.requireContents()
         let weights: [EvaluationProtocol: KairosTrainer.BlendWeights] = [
             .excludeSeen: KairosTrainer.BlendWeights(dot: 2, trending: 0.5, buyAgain: 0, category: 0.3, freshness: 0.2),
             .allowRepeats: KairosTrainer.BlendWeights(dot: 0.7, trending: 0.2, buyAgain: 1.5, category: 0.1, freshness: 0.05),

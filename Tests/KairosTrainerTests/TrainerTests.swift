@@ -15,17 +15,7 @@ import Testing
         return c
     }
 
-    func synthetic(_ dir: TempFolder) throws -> String {
-        var g = SyntheticLog()
-        g.users = 120
-        g.items = 60
-        g.categories = 6
-        g.days = 60
-        g.eventsPerUser = 15
-        let path = "\(dir.path)/s.csv"
-        try g.writeCSV(to: path)
-        return path
-    }
+    func synthetic(_ dir: TempFolder) throws -> String { try Logs.synthetic(in: dir) }
 
     /// The synthetic log touches every catalogue item, and its attributes file puts item i in category i % n; a model
     /// trained on both has every item with the category the file gave it.
@@ -242,9 +232,9 @@ import Testing
         c.holdout = 0
         c.tune = false
         c.trendingHalfLifeDays = 30
-        let base = try Trainer.run(c).contents
+        let base = try Trainer.run(c).requireContents()
         c.now = Logs.monday + 60 * Logs.day
-        let later = try Trainer.run(c).contents
+        let later = try Trainer.run(c).requireContents()
         #expect(later.popularity?.referenceTime == c.now)
         #expect(later.createdAt == c.now)
         #expect(later.history?.referenceTime == c.now)
