@@ -1,3 +1,4 @@
+import Glibc
 import KairosModelFormat
 import Testing
 
@@ -24,6 +25,29 @@ import Testing
         #expect(log.itemIds == ["i1", "i2", "i3"])
         #expect(log.times.sorted() == [1_767_225_600, 1_767_225_600, 1_767_225_600, 1_767_225_630])
         #expect(log.strengths.sorted() == [1, 2, 4, 8])
+    }
+
+    /// `-` reads standard input (a pipe here, as from `zcat`), giving the same log as the file would.
+    @Test func dashReadsStandardInput() throws {
+        let text = "user,item,timestamp,event\nu1,i1,1767225600,view\nu2,i2,1767225700,purchase\nu1,i2,1767225800,cart\n"
+        let dir = TempFolder()
+        let (fromFile, _) = try EventLogReader.read(path: dir.write(text, to: "e.csv"))
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        let written = text.utf8CString.withUnsafeBufferPointer { write(ends[1], $0.baseAddress, text.utf8.count) }
+        #expect(written == text.utf8.count)
+        close(ends[1])
+        let savedStdin = dup(0)
+        dup2(ends[0], 0)
+        close(ends[0])
+        defer {
+            dup2(savedStdin, 0)
+            close(savedStdin)
+        }
+        let (fromStdin, report) = try EventLogReader.read(path: "-")
+        #expect(report.rows == 3)
+        #expect(fromStdin.userIds == fromFile.userIds && fromStdin.itemIds == fromFile.itemIds)
+        #expect(fromStdin.times == fromFile.times && fromStdin.strengths == fromFile.strengths)
     }
 
     /// Bad rows are counted, the first few reported with 1-based line numbers (header = line 1), the rest kept.
