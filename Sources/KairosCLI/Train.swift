@@ -50,6 +50,13 @@ public struct Train: ParsableCommand {
     var eventWeights: String?
     @Flag(help: "Fail on the first bad row instead of counting it.")
     var strict = false
+    @Option(
+        help: """
+            Rows stamped later are bad rows (unix seconds or ISO-8601; none: no limit); default: one day from now. \
+            The newest event is the decay reference, so one row from a wrong clock would decay all the others away.
+            """
+    )
+    var latestEventTime: String?
     @Option(help: "Item attributes CSV (item,category[,brand][,price]).")
     var items: String?
     @Option(help: "Category column of the attributes file.")
@@ -156,6 +163,9 @@ public struct Train: ParsableCommand {
             throw ValidationError("--event-weights must look like view=1,click=2 with non-negative numbers")
         }
         if let now, parseTime(now) == nil { throw ValidationError("--now must be unix seconds or ISO-8601") }
+        if let latestEventTime, latestEventTime != "none", parseTime(latestEventTime) == nil {
+            throw ValidationError("--latest-event-time must be unix seconds, ISO-8601 or none")
+        }
         guard halfLife > 0, window > 0, steepness > 0 else {
             throw ValidationError("--half-life, --window and --steepness must be positive")
         }
@@ -181,6 +191,7 @@ public struct Train: ParsableCommand {
         c.ingest.strength = IngestOptions.StrengthSource(rawValue: strength)!
         if let w = eventWeights { c.ingest.eventWeights = IngestOptions.parseEventWeights(w)! }
         c.ingest.strict = strict
+        if let latestEventTime { c.ingest.latestTime = latestEventTime == "none" ? nil : parseTime(latestEventTime) }
         c.itemsPath = items
         c.categoryColumn = categoryColumn
         c.output = out

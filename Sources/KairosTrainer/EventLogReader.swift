@@ -114,7 +114,9 @@ public struct EventLogReader {
         report.events = log.count
         report.strengthSource = strength
         guard log.count > 0 else {
-            throw TrainerError(.empty, "\(path): no usable events (\(report.rows) rows, \(report.badRows) bad)")
+            // The first bad row says why, even with progress lines off.
+            let first = report.firstBadRows.first.map { "; first bad row: \($0)" } ?? ""
+            throw TrainerError(.empty, "\(path): no usable events (\(report.rows) rows, \(report.badRows) bad)\(first)")
         }
         return (log, report)
     }
@@ -343,6 +345,9 @@ public struct EventLogReader {
         guard let time, !time.isEmpty else { return try bad("missing timestamp") }
         guard let t = Timestamp.parse(time) else {
             return try bad("unparsable timestamp \"\(String(decoding: time.prefix(40), as: UTF8.self))\"")
+        }
+        if let limit = options.latestTime, t > limit {
+            return try bad("timestamp \(t) is in the future (after the latest allowed time \(limit))")
         }
         var s: Float = 1
         var source = strength

@@ -44,6 +44,9 @@ public struct IngestOptions: Sendable, Equatable {
     public var strict = false
     /// How many bad rows are described in the report.
     public var reportedBadRows = 5
+    /// Rows stamped later than this (unix seconds) are bad rows; nil: no limit. The newest event is the decay
+    /// reference, so one row from a wrong clock (year 2100, say) would otherwise decay every real event to nothing.
+    public var latestTime: Int64?
 
     /// View 1, click 2, add-to-cart 4, purchase 8 (DOMAIN.md), with common spellings.
     public static let defaultEventWeights: [String: Float] = [

@@ -1,6 +1,10 @@
 public import KairosKernels
 public import KairosModelFormat
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Everything `kairos train` can be told; the defaults are the configuration the quality bar applies to.
 public struct TrainerConfig: Sendable {
     /// Event log path (CSV, TSV or JSON Lines).
@@ -57,8 +61,15 @@ public struct TrainerConfig: Sendable {
     /// setting it turns ``qualityGate`` on.
     public var qualityGateAgainst: String?
 
-    /// The default configuration for the log at `input`.
-    public init(input: String) { self.input = input }
+    /// The default configuration for the log at `input`; rows stamped more than ``futureTolerance`` after the present
+    /// are bad rows (``IngestOptions/latestTime``).
+    public init(input: String) {
+        self.input = input
+        ingest.latestTime = Int64(time(nil)) + Self.futureTolerance
+    }
+
+    /// Seconds a row may be stamped after the present (clocks disagree by minutes, time zones mislabelled by hours).
+    public static let futureTolerance: Int64 = 86400
 
     /// Checks ranges.
     /// - Throws: ``TrainerError`` with code `invalidConfiguration`.

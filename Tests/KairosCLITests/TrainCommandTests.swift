@@ -74,8 +74,24 @@ import Testing
         #expect(!gate.passed && gate.checks.map(\.name) == ["test evaluation"])
     }
 
+    /// `--latest-event-time` takes a time or `none`; by default rows may be stamped up to a day after the present.
+    @Test func latestEventTime() throws {
+        func config(_ extra: [String]) throws -> TrainerConfig {
+            try #require(try KairosCommand.parseAsRoot(["train", "e.csv"] + extra) as? Train).makeConfig()
+        }
+        #expect(try config(["--latest-event-time", "2026-01-01T00:00:00Z"]).ingest.latestTime == 1_767_225_600)
+        #expect(try config(["--latest-event-time", "none"]).ingest.latestTime == nil)
+        let before = Int64(time(nil))
+        let limit = try #require(try config([]).ingest.latestTime)
+        #expect(limit >= before + TrainerConfig.futureTolerance && limit <= Int64(time(nil)) + TrainerConfig.futureTolerance)
+        #expect(TrainerConfig.futureTolerance == 86400)
+    }
+
     /// Invalid values are rejected at parse time.
-    @Test(arguments: [["--decay", "cubic"], ["--event-weights", "view"], ["--now", "soon"], ["--format", "xml"]])
+    @Test(arguments: [
+        ["--decay", "cubic"], ["--event-weights", "view"], ["--now", "soon"], ["--format", "xml"],
+        ["--latest-event-time", "later"],
+    ])
     func rejectsInvalid(extra: [String]) {
         #expect(throws: (any Error).self) { _ = try KairosCommand.parseAsRoot(["train", "e.csv"] + extra) }
     }

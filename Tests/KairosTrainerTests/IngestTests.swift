@@ -77,6 +77,36 @@ import Testing
         #expect(log.strengths.sorted() == [1, 3.5])
     }
 
+    /// A row stamped after `latestTime` (a wrong clock) is a bad row with its line; `--strict` makes it fatal; with no
+    /// limit it is an ordinary event. A log of nothing but such rows is refused, saying why.
+    @Test func rowsFromTheFutureAreBadRows() throws {
+        let dir = TempFolder()
+        let path = dir.write("user,item,timestamp\nu1,i1,1000\nu2,i1,4102444800\nu1,i2,2000\n", to: "e.csv")
+        var options = IngestOptions()
+        options.latestTime = 2000
+        let (log, report) = try EventLogReader.read(path: path, options: options)
+        #expect(report.badRows == 1 && log.count == 2)
+        #expect(report.firstBadRows.map(\.line) == [3])
+        #expect(report.firstBadRows[0].reason.contains("future"))
+        #expect(log.timeRange == 1000...2000)  // the limit itself is allowed
+
+        options.strict = true
+        #expect(throws: TrainerError(.badRow, "line 3: timestamp 4102444800 is in the future (after the latest allowed time 2000)")) {
+            _ = try EventLogReader.read(path: path, options: options)
+        }
+        let (unlimited, _) = try EventLogReader.read(path: path)
+        #expect(unlimited.count == 3 && unlimited.timeRange?.upperBound == 4_102_444_800)
+
+        options.strict = false
+        options.latestTime = 10
+        #expect {
+            _ = try EventLogReader.read(path: path, options: options)
+        } throws: { error in
+            let e = error as? TrainerError
+            return e?.code == .empty && e?.context.contains("line 2: timestamp 1000 is in the future") == true
+        }
+    }
+
     /// `--strict` turns the first bad row into an error naming its line.
     @Test func strictFailsOnFirstBadRow() throws {
         let dir = TempFolder()

@@ -17,6 +17,21 @@ import Testing
 
     func synthetic(_ dir: TempFolder) throws -> String { try Logs.synthetic(in: dir) }
 
+    /// One row from a wrong clock (year 2100) would be the newest event, the decay reference, and decay every real
+    /// event to nothing. The default configuration drops it as a bad row: the model file is byte for byte the one
+    /// trained without that row.
+    @Test func rowFromAWrongClockDoesNotBecomeTheDecayReference() throws {
+        let dir = TempFolder()
+        let clean = try synthetic(dir)
+        let text = String(decoding: dir.read("s.csv"), as: UTF8.self)
+        let tainted = dir.write(text + "user-1,item-1,4102444800,purchase\n", to: "tainted.csv")
+        let a = try Trainer.run(smallConfig(clean, out: "\(dir.path)/a.kmodel"))
+        let b = try Trainer.run(smallConfig(tainted, out: "\(dir.path)/b.kmodel"))
+        #expect(a.report.data.badRows == 0 && b.report.data.badRows == 1)
+        #expect(b.report.data.lastEventTime == a.report.data.lastEventTime)
+        #expect(dir.read("a.kmodel") == dir.read("b.kmodel"))
+    }
+
     /// The synthetic log touches every catalogue item, and its attributes file puts item i in category i % n; a model
     /// trained on both has every item with the category the file gave it.
     @Test func syntheticLogAndAttributesCoverTheCatalogue() throws {
