@@ -136,7 +136,12 @@ public final class MappedModel: Sendable {
         }
         if let e = sections.entry(.itemPopularity) {
             let raw = try sections.fixedRecords(e, count: itemCount, recordSize: 8, cols: 2, encoding: .float32)
-            popularity = PopularityView(count: itemCount, referenceTime: e.param, pairs: raw.baseAddress!.assumingMemoryBound(to: Float.self))
+            let pairs = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            // Scores add popularity in: one NaN or infinity would poison every ranking it enters.
+            for i in 0..<(2 * itemCount) where !(pairs[i].isFinite && pairs[i] >= 0) {
+                throw ModelFormatError(.badSection, section: "item_popularity", "item row \(i / 2) has popularity \(pairs[i])")
+            }
+            popularity = PopularityView(count: itemCount, referenceTime: e.param, pairs: pairs)
         } else {
             popularity = nil
         }
@@ -233,8 +238,15 @@ public final class MappedModel: Sendable {
             throw ModelFormatError(.countMismatch, section: name, "\(nnz) entries do not match the \(raw.count)-byte section")
         }
         let itemPtr = (raw.baseAddress! + headerBytes).assumingMemoryBound(to: UInt32.self)
-        for i in 0..<Int(nnz) where Int(itemPtr[i]) >= items {
-            throw ModelFormatError(.badSection, section: name, "entry \(i) names item row \(itemPtr[i]) of \(items)")
+        let weights = (raw.baseAddress! + headerBytes + Int(nnz) * 4).assumingMemoryBound(to: Float.self)
+        for i in 0..<Int(nnz) {
+            guard Int(itemPtr[i]) < items else {
+                throw ModelFormatError(.badSection, section: name, "entry \(i) names item row \(itemPtr[i]) of \(items)")
+            }
+            // Buy-again adds the weight to scores: a NaN or infinity would poison the user's rankings.
+            guard weights[i].isFinite && weights[i] >= 0 else {
+                throw ModelFormatError(.badSection, section: name, "entry \(i) has weight \(weights[i])")
+            }
         }
         return HistoryView(
             users: users,
@@ -242,7 +254,7 @@ public final class MappedModel: Sendable {
             referenceTime: e.param,
             indptr: indptr,
             items: itemPtr,
-            weights: (raw.baseAddress! + headerBytes + Int(nnz) * 4).assumingMemoryBound(to: Float.self)
+            weights: weights
         )
     }
 }

@@ -160,6 +160,10 @@ public enum ModelWriter {
         }
         if let p = c.popularity {
             try check(p.allTime.count == items && p.decayed.count == items, "popularity needs \(items) values per kind")
+            try check(
+                (p.allTime + p.decayed).allSatisfy { $0.isFinite && $0 >= 0 },
+                "popularity must be finite and non-negative"
+            )
             var w = ByteWriter(capacity: items * 8)
             for i in 0..<items {
                 w.append(p.allTime[i])
@@ -204,6 +208,7 @@ public enum ModelWriter {
             let nnz = Int(h.indptr.last!)
             try check(h.items.count == nnz && h.weights.count == nnz, "history offsets end at \(nnz), arrays differ")
             try check(h.items.allSatisfy { Int($0) < items }, "history names an item row out of range")
+            try check(h.weights.allSatisfy { $0.isFinite && $0 >= 0 }, "history weights must be finite and non-negative")
             var w = ByteWriter(capacity: (users + 1) * 8 + nnz * 8)
             for v in h.indptr { w.append(v) }
             for v in h.items { w.append(v) }

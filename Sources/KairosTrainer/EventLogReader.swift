@@ -370,6 +370,9 @@ public struct EventLogReader {
                 return try bad("unparsable value \"\(String(decoding: value.prefix(40), as: UTF8.self))\"")
             }
             guard v >= 0 else { return try bad("negative value \(v)") }
+            guard v <= IngestOptions.largestStrength else {
+                return try bad("value \(v) is above \(IngestOptions.largestStrength), the largest strength")
+            }
             s = v
         case .constant, .auto:
             s = 1

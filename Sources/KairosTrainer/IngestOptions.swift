@@ -48,6 +48,10 @@ public struct IngestOptions: Sendable, Equatable {
     /// reference, so one row from a wrong clock (year 2100, say) would otherwise decay every real event to nothing.
     public var latestTime: Int64?
 
+    /// The largest strength a row (value or event weight) may have: 10^9 events of it still sum to a finite float32
+    /// (popularity and confidences are float sums), where one absurd value (3e38) made an item's popularity infinite.
+    public static let largestStrength: Float = 1e9
+
     /// View 1, click 2, add-to-cart 4, purchase 8 (DOMAIN.md), with common spellings.
     public static let defaultEventWeights: [String: Float] = [
         "view": 1, "click": 2, "cart": 4, "add_to_cart": 4, "addtocart": 4, "add-to-cart": 4, "purchase": 8,
@@ -75,7 +79,7 @@ public struct IngestOptions: Sendable, Equatable {
         var out: [String: Float] = [:]
         for part in text.split(separator: ",") {
             let kv = part.split(separator: "=", maxSplits: 1)
-            guard kv.count == 2, let w = Float(kv[1].trimmingSpaces), w >= 0, w.isFinite else { return nil }
+            guard kv.count == 2, let w = Float(kv[1].trimmingSpaces), w >= 0, w <= largestStrength else { return nil }
             out[String(kv[0].trimmingSpaces).lowercased()] = w
         }
         return out.isEmpty ? nil : out

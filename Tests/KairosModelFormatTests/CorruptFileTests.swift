@@ -126,6 +126,30 @@ import Testing
         }
     }
 
+    /// Sealed sections whose numbers are not finite (popularity, history weights: both are added into scores) are
+    /// refused by name, as a checksum-valid file from a faulty writer would otherwise poison every ranking.
+    @Test func nonFiniteScoreInputsAreRejected() throws {
+        let folder = TempFolder()
+        var p = FilePatcher(bytes: Self.valid)
+        p.write(Float.infinity.bitPattern, at: p.range(of: .itemPopularity).offset + 8 * 7 + 4)  // item 7, decayed
+        p.reseal()
+        let popularity = loadError(p.bytes, in: folder)
+        #expect(popularity?.code == .badSection && popularity?.section == "item_popularity", "\(String(describing: popularity))")
+
+        // History is LZ4-compressed by default; an uncompressed file lets the weight be patched in place.
+        let plain = try ModelWriter.encode(smallContents(), compress: false)
+        var h = FilePatcher(bytes: plain)
+        let range = h.range(of: .userHistory)
+        let users = Int(h.read(UInt64.self, at: h.entryOffset(h.index(of: .userHistory)) + 32))
+        let entries = Int(h.read(UInt64.self, at: range.offset + users * 8))
+        #expect(entries > 0 && range.size == (users + 1) * 8 + entries * 8)
+        h.write(Float.nan.bitPattern, at: range.offset + (users + 1) * 8 + entries * 4)  // the first weight
+        h.reseal()
+        #expect(loadError(plain, in: folder, name: "ok.kmodel") == nil)
+        let history = loadError(h.bytes, in: folder, name: "h.kmodel")
+        #expect(history?.code == .badSection && history?.section == "user_history", "\(String(describing: history))")
+    }
+
     /// A compressed section claiming an impossible raw size is refused before its buffer is allocated.
     @Test func hostileRawSizeIsRejected() {
         let folder = TempFolder()

@@ -168,7 +168,17 @@ import Testing
         dup.itemIds[1] = dup.itemIds[0]
         var rows = smallContents()
         rows.itemIds.removeLast()
-        for (label, c) in [("nan", nan), ("dims", dims), ("name", name), ("duplicate", dup), ("rows", rows)] {
+        var popularity = smallContents()
+        popularity.popularity!.decayed[5] = .infinity
+        var negative = smallContents()
+        negative.popularity!.allTime[0] = -1
+        var history = smallContents()
+        history.history!.weights[2] = .nan
+        let cases = [
+            ("nan", nan), ("dims", dims), ("name", name), ("duplicate", dup), ("rows", rows), ("popularity", popularity),
+            ("negative popularity", negative), ("history weight", history),
+        ]
+        for (label, c) in cases {
             do {
                 _ = try ModelWriter.encode(c)
                 Issue.record("\(label): accepted")

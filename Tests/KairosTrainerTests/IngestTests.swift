@@ -107,6 +107,19 @@ import Testing
         }
     }
 
+    /// A strength above `largestStrength` (10^9) is a bad row, as sums of such values overflow float32 popularity;
+    /// the bound itself is accepted, and event weights above it are refused when parsed.
+    @Test func absurdStrengthsAreBadRows() throws {
+        let dir = TempFolder()
+        let path = dir.write("user,item,timestamp,value\nu1,i1,100,1e9\nu1,i2,100,3e38\nu2,i1,100,2\n", to: "e.csv")
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(report.badRows == 1 && report.firstBadRows.map(\.line) == [3])
+        #expect(report.firstBadRows[0].reason.contains("largest strength"))
+        #expect(log.strengths.sorted() == [2, 1e9])
+        #expect(IngestOptions.parseEventWeights("view=1,buy=1000000000") == ["view": 1, "buy": 1e9])
+        #expect(IngestOptions.parseEventWeights("view=1,buy=2e9") == nil)
+    }
+
     /// `--strict` turns the first bad row into an error naming its line.
     @Test func strictFailsOnFirstBadRow() throws {
         let dir = TempFolder()
