@@ -138,7 +138,7 @@ public final class MappedModel: Sendable {
             let raw = try sections.fixedRecords(e, count: itemCount, recordSize: 8, cols: 2, encoding: .float32)
             let pairs = raw.baseAddress!.assumingMemoryBound(to: Float.self)
             // Scores add popularity in: one NaN or infinity would poison every ranking it enters.
-            for i in 0..<(2 * itemCount) where !(pairs[i].isFinite && pairs[i] >= 0) {
+            if let i = Self.firstNonFiniteOrNegative(UnsafeBufferPointer(start: pairs, count: 2 * itemCount)) {
                 throw ModelFormatError(.badSection, section: "item_popularity", "item row \(i / 2) has popularity \(pairs[i])")
             }
             popularity = PopularityView(count: itemCount, referenceTime: e.param, pairs: pairs)
@@ -221,6 +221,15 @@ public final class MappedModel: Sendable {
                 )
             }
         }
+    }
+
+    /// The index of the first value that is NaN, infinite or negative, if any. The scan is branch-free so that it
+    /// vectorizes (a 1M-item popularity section took 3 ms of a 70 ms load with a per-value early exit).
+    static func firstNonFiniteOrNegative(_ values: UnsafeBufferPointer<Float>) -> Int? {
+        var bad = 0
+        for v in values { bad &+= (v >= 0 && v <= .greatestFiniteMagnitude) ? 0 : 1 }  // NaN fails both compares
+        guard bad > 0 else { return nil }
+        return values.firstIndex { !($0 >= 0 && $0 <= .greatestFiniteMagnitude) }
     }
 
     static func historyView(_ e: SectionEntry, raw: UnsafeRawBufferPointer, users: Int, items: Int) throws(ModelFormatError) -> HistoryView {
