@@ -1,3 +1,5 @@
+import KairosModelFormat
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -342,6 +344,12 @@ public struct EventLogReader {
     ) throws(TrainerError) {
         guard let user, !user.isEmpty else { return try bad("missing user") }
         guard let item, !item.isEmpty else { return try bad("missing item") }
+        // The model file (and the wire protocol) hold ids of at most 1024 bytes: one longer id would otherwise fail
+        // the whole run when the file is written, after all the training.
+        if user.count > StringTable.maxStringBytes || item.count > StringTable.maxStringBytes {
+            let (role, bytes) = user.count > StringTable.maxStringBytes ? ("user", user.count) : ("item", item.count)
+            return try bad("\(role) id of \(bytes) bytes (at most \(StringTable.maxStringBytes))")
+        }
         guard let time, !time.isEmpty else { return try bad("missing timestamp") }
         guard let t = Timestamp.parse(time) else {
             return try bad("unparsable timestamp \"\(String(decoding: time.prefix(40), as: UTF8.self))\"")

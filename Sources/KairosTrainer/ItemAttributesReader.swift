@@ -52,7 +52,9 @@ public enum ItemAttributesReader {
                 skipped += 1
                 continue
             }
-            if let c = catCol, c < f.count, let name = f[c].split(separator: "|").first.map(String.init), !name.isEmpty
+            // Names are stored as model strings (at most 1024 bytes); a longer one is left out like an empty one.
+            if let c = catCol, c < f.count, let name = f[c].split(separator: "|").first.map(String.init), !name.isEmpty,
+                name.utf8.count <= StringTable.maxStringBytes
             {
                 let id =
                     categoryIndex[name]
@@ -64,7 +66,7 @@ public enum ItemAttributesReader {
                     }()
                 category[row] = id
             }
-            if let c = brandCol, c < f.count, !f[c].isEmpty {
+            if let c = brandCol, c < f.count, !f[c].isEmpty, f[c].utf8.count <= StringTable.maxStringBytes {
                 let name = f[c]
                 let id =
                     brandIndex[name]

@@ -120,6 +120,18 @@ import Testing
         #expect(IngestOptions.parseEventWeights("view=1,buy=2e9") == nil)
     }
 
+    /// Ids longer than a model string (1024 bytes) are bad rows, user or item; 1024 bytes is accepted.
+    @Test func overlongIdsAreBadRows() throws {
+        let dir = TempFolder()
+        let ok = String(repeating: "a", count: 1024), long = String(repeating: "b", count: 1025)
+        let path = dir.write("user,item,timestamp\nu1,\(ok),100\nu1,\(long),100\n\(long),i1,100\nu2,i1,100\n", to: "e.csv")
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(report.badRows == 2 && report.firstBadRows.map(\.line) == [3, 4])
+        #expect(report.firstBadRows[0].reason.hasPrefix("item id of 1025 bytes"))
+        #expect(report.firstBadRows[1].reason.hasPrefix("user id of 1025 bytes"))
+        #expect(Set(log.itemIds) == [ok, "i1"] && log.count == 2)
+    }
+
     /// `--strict` turns the first bad row into an error naming its line.
     @Test func strictFailsOnFirstBadRow() throws {
         let dir = TempFolder()

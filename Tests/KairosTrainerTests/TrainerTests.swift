@@ -216,6 +216,24 @@ import Testing
         #expect(a.price[1] == 3.5 && a.price[0].isNaN)
     }
 
+    /// Category and brand names are model strings (at most 1024 bytes): a longer one is left out, so the model is
+    /// still written (it once failed the whole run at the write).
+    @Test func overlongAttributeNamesAreLeftOut() throws {
+        let dir = TempFolder()
+        let long = String(repeating: "c", count: 1025), longest = String(repeating: "k", count: 1024)
+        let path = dir.write("item,category,brand\nx1,\(long),\(long)\nx2,\(longest),\(longest)\n", to: "items.csv")
+        let (a, _) = try ItemAttributesReader.read(path: path, itemIds: ["x1", "x2"])
+        #expect(a.category == [ItemAttributes.none, 0] && a.brand == [ItemAttributes.none, 0])
+        #expect(a.categoryNames == [longest] && a.brandNames == [longest])
+
+        let events = dir.write("user,item,timestamp\nu1,x1,100\nu1,x2,200\nu2,x2,300\n", to: "e.csv")
+        var c = smallConfig(events, out: "\(dir.path)/m.kmodel")
+        c.itemsPath = path
+        c.holdout = 0
+        _ = try Trainer.run(c)
+        #expect(try MappedModel(path: "\(dir.path)/m.kmodel").categoryNames?.count == 1)
+    }
+
     /// A model trained with an items file that has categories but no brand column (MovieLens' shape) loads, with the
     /// categories in place: its empty brand table once crashed the loader, so `kairos serve` died on such a model.
     @Test func modelWithCategoriesButNoBrandsLoads() throws {
