@@ -234,6 +234,7 @@ public struct Train: ParsableCommand {
         let progress = quiet ? Progress.silent : Progress { line in writeStandardError(line + "\n") }
         let result: Trainer.Result
         do {
+            if let metricsJson { try Trainer.checkWritable(metricsJson, what: "--metrics-json") }
             result = try Trainer.run(makeConfig(), progress: progress)
         } catch {
             writeStandardError("kairos train: \(error)\n")

@@ -33,7 +33,8 @@ public enum Trainer {
     public static func run(_ requested: TrainerConfig, progress: Progress = .silent) throws(TrainerError) -> Result {
         try requested.validate()
         var config = requested
-        // Read before hours of training, so that a wrong path fails now.
+        // Checked and read before hours of training, so that a wrong path fails now.
+        if let out = config.output { try checkWritable(out, what: "--out") }
         let previous = try config.qualityGateAgainst.map { path throws(TrainerError) in
             try QualityGate.Previous.load(path: path)
         }
@@ -310,6 +311,24 @@ public enum Trainer {
         #else
             return nil
         #endif
+    }
+
+    /// Throws now, not after the training, when `path` cannot be written: its folder must exist and be writable, and
+    /// so must the file if it exists.
+    /// - Throws: ``TrainerError`` `io`, naming `what` (the option that gave the path).
+    public static func checkWritable(_ path: String, what: String) throws(TrainerError) {
+        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let dir = folder.isEmpty ? "/" : folder
+        var st = stat()
+        guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw TrainerError(.io, "\(what) \(path): folder \(dir) does not exist")
+        }
+        guard access(dir, W_OK | X_OK) == 0 else {
+            throw TrainerError(.io, "\(what) \(path): folder \(dir) is not writable: \(String(cString: strerror(errno)))")
+        }
+        if stat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw TrainerError(.io, "\(what) \(path): not a regular file") }
+        }
     }
 
     static func fileSize(_ path: String) -> Int? {

@@ -216,6 +216,22 @@ import Testing
         #expect(a.price[1] == 3.5 && a.price[0].isNaN)
     }
 
+    /// An output the run could not write fails before ingest, naming the option, not at the write after training.
+    @Test func unwritableOutputFailsBeforeTraining() throws {
+        let dir = TempFolder()
+        let input = try synthetic(dir)
+        for (out, words) in [("\(dir.path)/missing/m.kmodel", "does not exist"), (dir.path, "not a regular file")] {
+            #expect {
+                _ = try Trainer.run(smallConfig(input, out: out))
+            } throws: { error in
+                let e = error as? TrainerError
+                return e?.code == .io && e?.context.hasPrefix("--out \(out): ") == true && e?.context.contains(words) == true
+            }
+        }
+        #expect(throws: Never.self) { try Trainer.checkWritable("\(dir.path)/new.kmodel", what: "--out") }
+        #expect(throws: Never.self) { try Trainer.checkWritable("relative.kmodel", what: "--out") }
+    }
+
     /// Category and brand names are model strings (at most 1024 bytes): a longer one is left out, so the model is
     /// still written (it once failed the whole run at the write).
     @Test func overlongAttributeNamesAreLeftOut() throws {
