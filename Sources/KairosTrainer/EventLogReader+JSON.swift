@@ -1,8 +1,9 @@
 extension EventLogReader {
     /// Parses one flat JSON object (`{"user": "u1", "item": 7, "timestamp": "2024-01-01T10:00:00Z", ...}`).
     ///
-    /// Values may be strings (escapes are decoded) or bare numbers/literals (taken as their text); nested objects
-    /// and arrays make the row bad. Unknown keys are ignored; of a repeated key the first non-null value counts.
+    /// Values may be strings (escapes are decoded) or bare numbers/literals (taken as their text). A nested object or
+    /// array is skipped under a key Kairos does not read (event exports carry nested properties) and makes the row bad
+    /// under one it does. Unknown keys are ignored; of a repeated key the first non-null value counts.
     ///
     /// Fields are byte ranges into the line, as in CSV: only keys and values with escapes are copied (measured on a
     /// 2M-line log, copying every key and value into arrays and lowercasing keys as Strings read 0.75M lines/s).
@@ -60,7 +61,33 @@ extension EventLogReader {
                 guard let s = string() else { return try bad("malformed JSON string") }
                 value = s
             } else if b[i] == UInt8(ascii: "{") || b[i] == UInt8(ascii: "[") {
-                return try bad("nested JSON value")
+                if role(ofKey: b, key) != nil {
+                    return try bad("nested JSON value for \"\(String(decoding: b[key.start..<key.end].prefix(40), as: UTF8.self))\"")
+                }
+                // Skipped with its brackets matched: a stack of up to 64 levels, one bit each (1 = array).
+                var stack: UInt64 = 0
+                var depth = 0
+                repeat {
+                    let c = b[i]
+                    if c == 0x22 {
+                        guard string() != nil else { return try bad("malformed JSON string") }
+                        continue
+                    }
+                    if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
+                        guard depth < 64 else { return try bad("JSON nested more than 64 levels") }
+                        stack = stack << 1 | (c == UInt8(ascii: "[") ? 1 : 0)
+                        depth += 1
+                    } else if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") {
+                        guard (stack & 1 == 1) == (c == UInt8(ascii: "]")) else {
+                            return try bad("malformed JSON: mismatched bracket")
+                        }
+                        stack >>= 1
+                        depth -= 1
+                    }
+                    i += 1
+                } while depth > 0 && i < n
+                guard depth == 0 else { return try bad("malformed JSON: unterminated object") }
+                value = nil
             } else {
                 let s = i
                 while i < n, b[i] != UInt8(ascii: ","), b[i] != UInt8(ascii: "}"), b[i] != 0x20 { i += 1 }

@@ -155,7 +155,7 @@ import Testing
         #expect(log.count == 2)
     }
 
-    /// JSON Lines with string and numeric values, escapes and unknown keys read like CSV; nested values are bad rows.
+    /// JSON Lines with string and numeric values, escapes and unknown keys read like CSV; a nested item is a bad row.
     @Test func jsonLines() throws {
         let dir = TempFolder()
         let path = dir.write(
@@ -174,6 +174,31 @@ import Testing
         #expect(log.itemIds == ["7"])
         #expect(log.strengths.sorted() == [1, 8])
         #expect(report.badRows == 1 && report.firstBadRows.first?.line == 3)
+    }
+
+    /// Nested objects and arrays under keys the reader does not use are skipped, brackets matched and strings (with
+    /// brackets and escaped quotes inside) honoured; under a key it reads, or when malformed, they make the row bad.
+    @Test func jsonNestedValuesUnderOtherKeysAreSkipped() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            #"""
+            {"user": "a", "meta": {"a": [1, {"b": "}]\"["}], "c": {}}, "item": "i1", "timestamp": 10}
+            {"tags": ["x", "y"], "user": "b", "item": "i2", "timestamp": 11, "props": {"deep": [[[[]]]]}}
+            {"user": {"id": "c"}, "item": "i1", "timestamp": 12}
+            {"user": "d", "item": "i1", "timestamp": 13, "meta": {"a": [1}]}}
+            {"user": "e", "item": "i1", "timestamp": 14, "meta": {"a": [1]}
+            {"user": "f", "item": "i1", "timestamp": 15, "meta": \#(String(repeating: "[", count: 65) + String(repeating: "]", count: 65))}
+
+            """#,
+            to: "e.jsonl"
+        )
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(log.userIds == ["a", "b"] && log.itemIds == ["i1", "i2"] && log.times == [10, 11])
+        #expect(report.firstBadRows.map(\.line) == [3, 4, 5, 6])
+        #expect(report.firstBadRows.map(\.reason) == [
+            "nested JSON value for \"user\"", "malformed JSON: mismatched bracket", "malformed JSON: unterminated object",
+            "JSON nested more than 64 levels",
+        ])
     }
 
     /// JSON keys match whatever their case or escaping, the first non-null value of a repeated key wins, string
