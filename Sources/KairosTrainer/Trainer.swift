@@ -167,6 +167,15 @@ public enum Trainer {
                 reference: reference,
                 normalizePerUser: config.normalizePerUser
             )
+            // Every event decayed to nothing (a --now decades after the newest event, or a linear window that ends
+            // before it): the factors would be all zeros, so say so instead of writing that model.
+            guard matrix.nonZeros > 0 else {
+                throw TrainerError(
+                    .invalidConfiguration,
+                    "no event keeps any weight under \(config.decay.summary) as of \(reference) (newest event "
+                        + "\(range.upperBound)): check --now and the decay"
+                )
+            }
             let (fitted, fitSeconds) = Progress.timed { () -> ALSFactors in
                 session.fit(matrix, label: "fit")
             }

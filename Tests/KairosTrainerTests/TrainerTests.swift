@@ -1,3 +1,4 @@
+import Glibc
 import KairosKernels
 import KairosModelFormat
 import Synchronization
@@ -214,6 +215,23 @@ import Testing
         #expect(a.categoryNames == ["Drama"])
         #expect(a.category == [ItemAttributes.none, 0, ItemAttributes.none])
         #expect(a.price[1] == 3.5 && a.price[0].isNaN)
+    }
+
+    /// A `--now` so late that every event's decayed weight underflows to zero would give all-zero factors: the run
+    /// fails with a configuration error instead of writing that model. A merely late one still trains.
+    @Test func referenceThatDecaysEverythingAwayIsRefused() throws {
+        let dir = TempFolder()
+        var c = smallConfig(try synthetic(dir), out: "\(dir.path)/m.kmodel")
+        c.tune = false
+        c.now = 4_102_444_800  // 2100, 74 years after the log: 2^-900 and beyond
+        #expect {
+            _ = try Trainer.run(c)
+        } throws: { error in
+            (error as? TrainerError)?.code == .invalidConfiguration && "\(error)".contains("check --now")
+        }
+        #expect(access(c.output!, F_OK) != 0)
+        c.now = Logs.monday + 400 * Logs.day
+        #expect(try Trainer.run(c).report.data.pairs > 0)
     }
 
     /// An output the run could not write fails before ingest, naming the option, not at the write after training.
