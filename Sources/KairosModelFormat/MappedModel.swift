@@ -139,7 +139,9 @@ public final class MappedModel: Sendable {
             let pairs = raw.baseAddress!.assumingMemoryBound(to: Float.self)
             // Scores add popularity in: one NaN or infinity would poison every ranking it enters.
             if let i = Self.firstNonFiniteOrNegative(UnsafeBufferPointer(start: pairs, count: 2 * itemCount)) {
-                throw ModelFormatError(.badSection, section: "item_popularity", "item row \(i / 2) has popularity \(pairs[i])")
+                throw ModelFormatError(
+                    .badSection, section: "item_popularity", "item row \(i / 2) has popularity \(pairs[i])"
+                )
             }
             popularity = PopularityView(count: itemCount, referenceTime: e.param, pairs: pairs)
         } else {
@@ -250,7 +252,9 @@ public final class MappedModel: Sendable {
         let weights = (raw.baseAddress! + headerBytes + Int(nnz) * 4).assumingMemoryBound(to: Float.self)
         for i in 0..<Int(nnz) {
             guard Int(itemPtr[i]) < items else {
-                throw ModelFormatError(.badSection, section: name, "entry \(i) names item row \(itemPtr[i]) of \(items)")
+                throw ModelFormatError(
+                    .badSection, section: name, "entry \(i) names item row \(itemPtr[i]) of \(items)"
+                )
             }
             // Buy-again adds the weight to scores: a NaN or infinity would poison the user's rankings.
             guard weights[i].isFinite && weights[i] >= 0 else {

@@ -208,7 +208,9 @@ public enum ModelWriter {
             let nnz = Int(h.indptr.last!)
             try check(h.items.count == nnz && h.weights.count == nnz, "history offsets end at \(nnz), arrays differ")
             try check(h.items.allSatisfy { Int($0) < items }, "history names an item row out of range")
-            try check(h.weights.allSatisfy { $0.isFinite && $0 >= 0 }, "history weights must be finite and non-negative")
+            try check(
+                h.weights.allSatisfy { $0.isFinite && $0 >= 0 }, "history weights must be finite and non-negative"
+            )
             var w = ByteWriter(capacity: (users + 1) * 8 + nnz * 8)
             for v in h.indptr { w.append(v) }
             for v in h.items { w.append(v) }

@@ -62,7 +62,8 @@ extension EventLogReader {
                 value = s
             } else if b[i] == UInt8(ascii: "{") || b[i] == UInt8(ascii: "[") {
                 if role(ofKey: b, key) != nil {
-                    return try bad("nested JSON value for \"\(String(decoding: b[key.start..<key.end].prefix(40), as: UTF8.self))\"")
+                    let name = String(decoding: b[key.start..<key.end].prefix(40), as: UTF8.self)
+                    return try bad("nested JSON value for \"\(name)\"")
                 }
                 // Skipped with its brackets matched: a stack of up to 64 levels, one bit each (1 = array).
                 var stack: UInt64 = 0

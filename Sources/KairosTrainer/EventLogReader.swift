@@ -48,7 +48,8 @@ public struct EventLogReader {
             }
         }
         var reader = EventLogReader(options: options, format: format)
-        // `-` is standard input, so that a compressed or exported log can be piped in (`zcat log.csv.gz | kairos train -`).
+        // `-` is standard input, so that a compressed or exported log can be piped in
+        // (`zcat log.csv.gz | kairos train -`).
         let fd = path == "-" ? 0 : open(path, O_RDONLY)
         guard fd >= 0 else { throw TrainerError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { if fd != 0 { close(fd) } }

@@ -66,7 +66,8 @@ public enum QualityGate {
                 Check(
                     name: "test evaluation",
                     passed: false,
-                    detail: "no test users (--holdout 0, or no test user was seen in training): nothing to check the model on"
+                    detail: "no test users (--holdout 0, or no test user was seen in training): "
+                        + "nothing to check the model on"
                 )
             ]
         }
@@ -82,8 +83,11 @@ public enum QualityGate {
                 )
             )
             for b in baselines where methods[b] != nil {
-                guard let c = report.comparisons[p]?[b], let gain = c["\(key)_gain"], let se = c["\(key)_gain_se"] else {
-                    out.append(Check(name: "\(p): model vs \(b)", passed: false, detail: "no paired comparison recorded"))
+                guard let c = report.comparisons[p]?[b], let gain = c["\(key)_gain"], let se = c["\(key)_gain_se"]
+                else {
+                    out.append(
+                        Check(name: "\(p): model vs \(b)", passed: false, detail: "no paired comparison recorded")
+                    )
                     continue
                 }
                 out.append(
@@ -125,7 +129,8 @@ public enum QualityGate {
         let passed = d.isFinite && se.isFinite && (d >= 0 || -d <= tolerance * se)
         let verdict: String
         if !passed {
-            verdict = d.isFinite && se.isFinite ? "clearly worse: more than \(fixed(tolerance, 1)) se below" : "not a number"
+            verdict =
+                d.isFinite && se.isFinite ? "clearly worse: more than \(fixed(tolerance, 1)) se below" : "not a number"
         } else {
             verdict = d >= 0 ? "not worse" : "within noise"
         }

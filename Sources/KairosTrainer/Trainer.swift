@@ -333,10 +333,11 @@ public enum Trainer {
             throw TrainerError(.io, "\(what) \(path): folder \(dir) does not exist")
         }
         guard access(dir, W_OK | X_OK) == 0 else {
-            throw TrainerError(.io, "\(what) \(path): folder \(dir) is not writable: \(String(cString: strerror(errno)))")
+            let why = String(cString: strerror(errno))
+            throw TrainerError(.io, "\(what) \(path): folder \(dir) is not writable: \(why)")
         }
-        if stat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFREG else { throw TrainerError(.io, "\(what) \(path): not a regular file") }
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+            throw TrainerError(.io, "\(what) \(path): not a regular file")
         }
     }
 
