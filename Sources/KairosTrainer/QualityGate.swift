@@ -42,7 +42,7 @@ public enum QualityGate {
         /// protocol -> method -> metric -> value, as stored in model metadata `evaluation`.
         public var evaluation: [String: [String: [String: Double]]]
 
-        /// The stored test evaluation of the model file at `path` (the file is fully verified first).
+        /// The stored test evaluation of the model file at `path` (its checksums and layout are verified first).
         /// - Throws: ``TrainerError`` `io` when the file is missing, corrupt or not a model file.
         public static func load(path: String) throws(TrainerError) -> Previous {
             do {
