@@ -52,6 +52,13 @@ public struct Train: ParsableCommand {
     var strict = false
     @Option(
         help: """
+            Leave out users with more events than this (bots, crawlers, test accounts), with the items only they \
+            touched. Without it, users over 100x the median (and over 1000 events) are only reported.
+            """
+    )
+    var maxUserEvents: Int?
+    @Option(
+        help: """
             Rows stamped later are bad rows (unix seconds or ISO-8601; none: no limit); default: one day from now. \
             The newest event is the decay reference, so one row from a wrong clock would decay all the others away.
             """
@@ -191,6 +198,7 @@ public struct Train: ParsableCommand {
         c.ingest.strength = IngestOptions.StrengthSource(rawValue: strength)!
         if let w = eventWeights { c.ingest.eventWeights = IngestOptions.parseEventWeights(w)! }
         c.ingest.strict = strict
+        c.maxUserEvents = maxUserEvents
         if let latestEventTime { c.ingest.latestTime = latestEventTime == "none" ? nil : parseTime(latestEventTime) }
         c.itemsPath = items
         c.categoryColumn = categoryColumn

@@ -108,6 +108,48 @@ public struct EventLog: Sendable {
         return out
     }
 
+    /// Events per user row.
+    package func eventsPerUser() -> [Int] {
+        var n = [Int](repeating: 0, count: userIds.count)
+        for u in users { n[Int(u)] += 1 }
+        return n
+    }
+
+    /// The log without the users `drop` marks (and without the items only they touched), ids renumbered densely in
+    /// their old order, so event order, grouping and de-duplication are kept.
+    package func removingUsers(_ drop: [Bool]) -> EventLog {
+        var userRow = [UInt32](repeating: .max, count: userIds.count)
+        var keptUsers: [String] = []
+        for u in userIds.indices where !drop[u] {
+            userRow[u] = UInt32(keptUsers.count)
+            keptUsers.append(userIds[u])
+        }
+        var used = [Bool](repeating: false, count: itemIds.count)
+        var n = 0
+        for e in 0..<count where !drop[Int(users[e])] {
+            used[Int(items[e])] = true
+            n += 1
+        }
+        var itemRow = [UInt32](repeating: .max, count: itemIds.count)
+        var keptItems: [String] = []
+        for i in itemIds.indices where used[i] {
+            itemRow[i] = UInt32(keptItems.count)
+            keptItems.append(itemIds[i])
+        }
+        var out = EventLog(userIds: keptUsers, itemIds: keptItems, users: [], items: [], times: [], strengths: [])
+        out.users.reserveCapacity(n)
+        out.items.reserveCapacity(n)
+        out.times.reserveCapacity(n)
+        out.strengths.reserveCapacity(n)
+        for e in 0..<count where !drop[Int(users[e])] {
+            out.users.append(userRow[Int(users[e])])
+            out.items.append(itemRow[Int(items[e])])
+            out.times.append(times[e])
+            out.strengths.append(strengths[e])
+        }
+        return out
+    }
+
     /// Whether each user's events are contiguous, users ascending (as ingest leaves them).
     var isGroupedByUser: Bool { zip(users, users.dropFirst()).allSatisfy { $0 <= $1 } }
 

@@ -24,6 +24,12 @@ public struct TrainReport: Sendable, Codable {
         public var lastEventTime: Int64 = 0
         /// Users with more items than the history cap (the model keeps their heaviest `history_cap`).
         public var usersOverHistoryCap = 0
+        /// Users with over 100 times the median events per user (and over 1000): likely bots, reported, not dropped.
+        public var heavyUsers = 0
+        /// Users left out by `--max-user-events` (not counted in `users`), and their events.
+        public var droppedUsers = 0
+        /// Events of the users left out (not counted in `events`).
+        public var droppedEvents = 0
     }
 
     /// The temporal splits.

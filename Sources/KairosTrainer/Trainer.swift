@@ -43,17 +43,6 @@ public enum Trainer {
         var ((log, ingest), ingestSeconds) = try Progress.timedThrowing { () throws(TrainerError) in
             try EventLogReader.read(path: config.input, options: config.ingest)
         }
-        let range = log.timeRange!
-        report.data = .init(
-            rows: ingest.rows,
-            events: log.count,
-            users: log.userIds.count,
-            items: log.itemIds.count,
-            badRows: ingest.badRows,
-            duplicates: ingest.duplicates,
-            firstEventTime: range.lowerBound,
-            lastEventTime: range.upperBound
-        )
         report.timings["ingest"] = ingestSeconds
         report.ingestEventsPerSecond = Double(ingest.rows) / max(ingestSeconds, 1e-9)
         progress.line(
@@ -67,6 +56,21 @@ public enum Trainer {
         if ingest.badRows > ingest.firstBadRows.count {
             progress.line("ingest", "... and \(ingest.badRows - ingest.firstBadRows.count) more bad rows")
         }
+        let (heavyUsers, dropped) = try screenUsers(&log, maxEvents: config.maxUserEvents, progress: progress)
+        let range = log.timeRange!
+        report.data = .init(
+            rows: ingest.rows,
+            events: log.count,
+            users: log.userIds.count,
+            items: log.itemIds.count,
+            badRows: ingest.badRows,
+            duplicates: ingest.duplicates,
+            firstEventTime: range.lowerBound,
+            lastEventTime: range.upperBound
+        )
+        report.data.heavyUsers = heavyUsers
+        report.data.droppedUsers = dropped.users
+        report.data.droppedEvents = dropped.events
 
         var categories: [UInt32]?
         var attributes: ItemAttributes?
@@ -302,6 +306,49 @@ public enum Trainer {
             "holdout": config.holdout,
             "k": Double(config.k),
         ]
+    }
+
+    /// A user with more events than this many times the median, and more than ``heavyUserFloor``, is reported as
+    /// heavy: a bot or crawler is the usual reason, and it weighs on popularity and the factors like a crowd.
+    static let heavyUserFactor = 100
+    /// Fewest events a heavy user has (so that a log of light users, median 2, does not flag someone with 300).
+    static let heavyUserFloor = 1000
+
+    /// Reports heavy users (see ``heavyUserFactor``) and drops the users with more than `maxEvents` events, with the
+    /// items only they touched. Returns the heavy-user count and what was dropped.
+    /// - Throws: ``TrainerError`` `invalidConfiguration` when `maxEvents` leaves no event.
+    static func screenUsers(
+        _ log: inout EventLog,
+        maxEvents: Int?,
+        progress: Progress
+    ) throws(TrainerError) -> (heavy: Int, dropped: (users: Int, events: Int)) {
+        let counts = log.eventsPerUser()
+        let median = counts.sorted()[counts.count / 2]
+        let limit = max(heavyUserFloor, heavyUserFactor * median)
+        let heavy = counts.indices.filter { counts[$0] > limit }.sorted { counts[$0] > counts[$1] }
+        if !heavy.isEmpty {
+            let top = heavy.prefix(3).map { "\(log.userIds[$0]) (\(counts[$0]))" }.joined(separator: ", ")
+            progress.line(
+                "ingest",
+                "\(heavy.count) users have over \(limit) events (\(heavyUserFactor)x the median \(median)), bots? "
+                    + "largest: \(top)\(maxEvents == nil ? "; --max-user-events N leaves out users above N" : "")"
+            )
+        }
+        guard let maxEvents else { return (heavy.count, (0, 0)) }
+        let drop = counts.map { $0 > maxEvents }
+        let users = drop.filter { $0 }.count
+        guard users > 0 else { return (heavy.count, (0, 0)) }
+        let before = log.count
+        log = log.removingUsers(drop)
+        guard log.count > 0 else {
+            throw TrainerError(.invalidConfiguration, "--max-user-events \(maxEvents) leaves out every user")
+        }
+        progress.line(
+            "ingest",
+            "--max-user-events \(maxEvents): left out \(users) users and their \(before - log.count) events; "
+                + "\(log.userIds.count) users and \(log.itemIds.count) items remain"
+        )
+        return (heavy.count, (users, before - log.count))
     }
 
     /// Hands memory freed by the phase just ended back to the system. glibc keeps freed blocks below its mmap

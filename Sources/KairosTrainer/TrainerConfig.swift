@@ -55,6 +55,9 @@ public struct TrainerConfig: Sendable {
     public var k = 10
     /// Most users per evaluation set (a deterministic spread is kept beyond this).
     public var maxEvalUsers = 5000
+    /// Users with more events than this (bots, crawlers, test accounts) are left out with the items only they touched;
+    /// nil keeps everyone.
+    public var maxUserEvents: Int?
     /// Refuse to write the model when its test evaluation is clearly worse than a simple baseline (``QualityGate``).
     public var qualityGate = false
     /// A model file (the one being served, typically) the new model must not be clearly worse than on test NDCG;
@@ -87,6 +90,7 @@ public struct TrainerConfig: Sendable {
         guard validation > 0 && validation < 1 else { throw fail("validation must be in (0, 1)") }
         guard k >= 1 && k <= 1000 else { throw fail("k must be in 1...1000") }
         guard historyCap >= 1 else { throw fail("history cap must be >= 1") }
+        if let m = maxUserEvents, m < 1 { throw fail("max user events must be >= 1") }
         if (qualityGate || qualityGateAgainst != nil) && holdout == 0 {
             throw fail("the quality gate checks the test split: it needs --holdout above 0")
         }

@@ -26,6 +26,9 @@ import Testing
         #expect(c.ingest.strict && c.ingest.eventWeights == ["view": 1, "buy": 10])
         #expect(c.holdout == 0.9 && !c.tune)
         #expect(c.now == 1_767_225_600)
+        #expect(c.maxUserEvents == nil)
+        let capped = try #require(try KairosCommand.parseAsRoot(["train", "e.csv", "--max-user-events", "500"]) as? Train)
+        #expect(capped.makeConfig().maxUserEvents == 500)
     }
 
     /// Defaults: exponential 30-day decay, 64 factors, 15 iterations, holdout 0.8, tuning on, trending tuned.

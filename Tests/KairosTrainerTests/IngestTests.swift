@@ -132,6 +132,24 @@ import Testing
         #expect(Set(log.itemIds) == [ok, "i1"] && log.count == 2)
     }
 
+    /// Leaving users out renumbers the remaining users and items densely in their old order and keeps every other
+    /// event as it was; items only the left-out users touched go too.
+    @Test func removingUsersRenumbersWhatRemains() {
+        let log = EventLog(
+            userIds: ["a", "bot", "c"],
+            itemIds: ["x", "y", "z"],
+            users: [0, 0, 1, 1, 2],
+            items: [0, 2, 1, 2, 2],
+            times: [1, 2, 3, 4, 5],
+            strengths: [1, 2, 3, 4, 5]
+        )
+        let out = log.removingUsers([false, true, false])
+        #expect(out.userIds == ["a", "c"] && out.itemIds == ["x", "z"])
+        #expect(out.users == [0, 0, 1] && out.items == [0, 1, 1])
+        #expect(out.times == [1, 2, 5] && out.strengths == [1, 2, 5])
+        #expect(log.eventsPerUser() == [2, 2, 1])
+    }
+
     /// `--strict` turns the first bad row into an error naming its line.
     @Test func strictFailsOnFirstBadRow() throws {
         let dir = TempFolder()

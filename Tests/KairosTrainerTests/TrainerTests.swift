@@ -234,6 +234,42 @@ import Testing
         #expect(try Trainer.run(c).report.data.pairs > 0)
     }
 
+    /// A crawler-like user (over 100x the median events) is reported; with `maxUserEvents` it is left out with the
+    /// items only it touched, and the model is byte for byte the one trained on the log without its rows.
+    @Test func heavyUsersAreReportedAndCanBeLeftOut() throws {
+        let dir = TempFolder()
+        var g = SyntheticLog()
+        g.users = 80
+        g.items = 60
+        g.days = 60
+        g.eventsPerUser = 8
+        try g.writeCSV(to: "\(dir.path)/humans.csv")
+        let humans = String(decoding: dir.read("humans.csv"), as: UTF8.self)
+        // The crawler's rows come last, so every other id is interned in the same order in both files.
+        let start = g.end - 20 * Logs.day  // inside the log's period
+        let crawl = (0..<3000).map { "crawler,crawled-\($0 % 500),\(start + Int64($0)),view" }
+        let withBot = dir.write(humans + crawl.joined(separator: "\n") + "\n", to: "bot.csv")
+
+        let kept = try Trainer.run(smallConfig(withBot, out: nil))
+        #expect(kept.report.data.heavyUsers == 1 && kept.report.data.droppedUsers == 0)
+        #expect(try kept.requireContents().userIds.contains("crawler"))
+
+        var c = smallConfig(withBot, out: "\(dir.path)/dropped.kmodel")
+        c.maxUserEvents = 1000
+        let dropped = try Trainer.run(c)
+        #expect(dropped.report.data.droppedUsers == 1 && dropped.report.data.droppedEvents == 3000)
+        #expect(dropped.report.data.users == 80 && dropped.report.data.events == kept.report.data.events - 3000)
+        _ = try Trainer.run(smallConfig("\(dir.path)/humans.csv", out: "\(dir.path)/humans.kmodel"))
+        #expect(dir.read("dropped.kmodel") == dir.read("humans.kmodel"))
+
+        c.maxUserEvents = 1
+        #expect {
+            _ = try Trainer.run(c)
+        } throws: { error in
+            (error as? TrainerError)?.code == .invalidConfiguration
+        }
+    }
+
     /// An output the run could not write fails before ingest, naming the option, not at the write after training.
     @Test func unwritableOutputFailsBeforeTraining() throws {
         let dir = TempFolder()
