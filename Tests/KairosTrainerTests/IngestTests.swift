@@ -87,7 +87,7 @@ import Testing
         let (log, report) = try EventLogReader.read(path: path, options: options)
         #expect(report.badRows == 1 && log.count == 2)
         #expect(report.firstBadRows.map(\.line) == [3])
-        #expect(report.firstBadRows[0].reason.contains("future"))
+        #expect(try #require(report.firstBadRows.first).reason.contains("future"))
         #expect(log.timeRange == 1000...2000)  // the limit itself is allowed
 
         options.strict = true
@@ -114,7 +114,7 @@ import Testing
         let path = dir.write("user,item,timestamp,value\nu1,i1,100,1e9\nu1,i2,100,3e38\nu2,i1,100,2\n", to: "e.csv")
         let (log, report) = try EventLogReader.read(path: path)
         #expect(report.badRows == 1 && report.firstBadRows.map(\.line) == [3])
-        #expect(report.firstBadRows[0].reason.contains("largest strength"))
+        #expect(try #require(report.firstBadRows.first).reason.contains("largest strength"))
         #expect(log.strengths.sorted() == [2, 1e9])
         #expect(IngestOptions.parseEventWeights("view=1,buy=1000000000") == ["view": 1, "buy": 1e9])
         #expect(IngestOptions.parseEventWeights("view=1,buy=2e9") == nil)
@@ -127,8 +127,9 @@ import Testing
         let path = dir.write("user,item,timestamp\nu1,\(ok),100\nu1,\(long),100\n\(long),i1,100\nu2,i1,100\n", to: "e.csv")
         let (log, report) = try EventLogReader.read(path: path)
         #expect(report.badRows == 2 && report.firstBadRows.map(\.line) == [3, 4])
-        #expect(report.firstBadRows[0].reason.hasPrefix("item id of 1025 bytes"))
-        #expect(report.firstBadRows[1].reason.hasPrefix("user id of 1025 bytes"))
+        let reasons = report.firstBadRows.map(\.reason)
+        #expect(reasons.count == 2 && reasons.first?.hasPrefix("item id of 1025 bytes") == true)
+        #expect(reasons.last?.hasPrefix("user id of 1025 bytes") == true)
         #expect(Set(log.itemIds) == [ok, "i1"] && log.count == 2)
     }
 
