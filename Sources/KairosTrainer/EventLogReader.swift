@@ -139,8 +139,16 @@ public struct EventLogReader {
         try csvRow(b)
     }
 
-    mutating func bad(_ reason: String) throws(TrainerError) {
+    /// Counts a bad row. `kind` groups it in ``IngestReport/badRowKinds`` (the reason itself when nil, for reasons
+    /// without row-specific numbers or text).
+    mutating func bad(_ reason: String, kind: String? = nil) throws(TrainerError) {
         report.badRows += 1
+        let k = kind ?? reason
+        if report.badRowKinds[k] != nil || report.badRowKinds.count < IngestReport.reportedKinds {
+            report.badRowKinds[k, default: 0] += 1
+        } else {
+            report.badRowKinds["other", default: 0] += 1
+        }
         if options.strict { throw TrainerError(.badRow, "line \(lineNumber): \(reason)") }
         if report.firstBadRows.count < options.reportedBadRows {
             report.firstBadRows.append(.init(line: lineNumber, reason: reason))
@@ -279,7 +287,7 @@ public struct EventLogReader {
             i += 1  // skip the delimiter
         }
         if column < columns && roleOfColumn[column...].contains(where: { $0 >= 0 }) {
-            return try bad("\(column) fields, expected \(columns)")
+            return try bad("\(column) fields, expected \(columns)", kind: "wrong number of fields")
         }
         func field(_ role: Int, _ s: Int, _ e: Int) -> UnsafeRawBufferPointer? {
             if e < 0 { return nil }
@@ -349,14 +357,23 @@ public struct EventLogReader {
         // the whole run when the file is written, after all the training.
         if user.count > StringTable.maxStringBytes || item.count > StringTable.maxStringBytes {
             let (role, bytes) = user.count > StringTable.maxStringBytes ? ("user", user.count) : ("item", item.count)
-            return try bad("\(role) id of \(bytes) bytes (at most \(StringTable.maxStringBytes))")
+            return try bad(
+                "\(role) id of \(bytes) bytes (at most \(StringTable.maxStringBytes))",
+                kind: "\(role) id over \(StringTable.maxStringBytes) bytes"
+            )
         }
         guard let time, !time.isEmpty else { return try bad("missing timestamp") }
         guard let t = Timestamp.parse(time) else {
-            return try bad("unparsable timestamp \"\(String(decoding: time.prefix(40), as: UTF8.self))\"")
+            return try bad(
+                "unparsable timestamp \"\(String(decoding: time.prefix(40), as: UTF8.self))\"",
+                kind: "unparsable timestamp"
+            )
         }
         if let limit = options.latestTime, t > limit {
-            return try bad("timestamp \(t) is in the future (after the latest allowed time \(limit))")
+            return try bad(
+                "timestamp \(t) is in the future (after the latest allowed time \(limit))",
+                kind: "timestamp in the future"
+            )
         }
         var s: Float = 1
         var source = strength
@@ -376,11 +393,17 @@ public struct EventLogReader {
         case .value:
             guard let value, !value.isEmpty else { return try bad("missing value") }
             guard let v = Self.parseFloat(value), v.isFinite else {
-                return try bad("unparsable value \"\(String(decoding: value.prefix(40), as: UTF8.self))\"")
+                return try bad(
+                    "unparsable value \"\(String(decoding: value.prefix(40), as: UTF8.self))\"",
+                    kind: "unparsable value"
+                )
             }
-            guard v >= 0 else { return try bad("negative value \(v)") }
+            guard v >= 0 else { return try bad("negative value \(v)", kind: "negative value") }
             guard v <= IngestOptions.largestStrength else {
-                return try bad("value \(v) is above \(IngestOptions.largestStrength), the largest strength")
+                return try bad(
+                    "value \(v) is above \(IngestOptions.largestStrength), the largest strength",
+                    kind: "value above the largest strength"
+                )
             }
             s = v
         case .constant, .auto:

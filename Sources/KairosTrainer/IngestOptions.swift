@@ -114,6 +114,11 @@ public struct IngestReport: Sendable, Equatable {
     public var badRows = 0
     /// The first few rejected rows.
     public var firstBadRows: [BadRow] = []
+    /// Rejected rows per kind of problem (`unknown event type "wishlist"`, `missing user`, ...): the first
+    /// ``IngestReport/reportedKinds`` kinds seen, the rest counted under `other`.
+    public var badRowKinds: [String: Int] = [:]
+    /// Most distinct kinds in ``badRowKinds`` (a log of a thousand event types stays readable).
+    public static let reportedKinds = 20
     /// Exact repeats (same user, item, second and strength) dropped.
     public var duplicates = 0
     /// Bytes read.

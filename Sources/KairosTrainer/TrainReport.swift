@@ -16,6 +16,8 @@ public struct TrainReport: Sendable, Codable {
         public var pairs = 0
         /// Rejected rows.
         public var badRows = 0
+        /// Rejected rows per kind of problem (at most 20 kinds, the rest under `other`).
+        public var badRowKinds: [String: Int] = [:]
         /// Exact repeats dropped.
         public var duplicates = 0
         /// Oldest event, unix seconds.

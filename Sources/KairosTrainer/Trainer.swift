@@ -55,6 +55,9 @@ public enum Trainer {
         for b in ingest.firstBadRows { progress.line("ingest", "bad row: \(b)") }
         if ingest.badRows > ingest.firstBadRows.count {
             progress.line("ingest", "... and \(ingest.badRows - ingest.firstBadRows.count) more bad rows")
+            // With more bad rows than are described, the tally says what to fix (a missing --event-weights entry, say).
+            let kinds = ingest.badRowKinds.sorted { $0.value > $1.value || $0.value == $1.value && $0.key < $1.key }
+            progress.line("ingest", "bad rows by kind: " + kinds.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
         let (heavyUsers, dropped) = try screenUsers(&log, maxEvents: config.maxUserEvents, progress: progress)
         let range = log.timeRange!
@@ -68,6 +71,7 @@ public enum Trainer {
             firstEventTime: range.lowerBound,
             lastEventTime: range.upperBound
         )
+        report.data.badRowKinds = ingest.badRowKinds
         report.data.heavyUsers = heavyUsers
         report.data.droppedUsers = dropped.users
         report.data.droppedEvents = dropped.events

@@ -151,6 +151,31 @@ import Testing
         #expect(log.eventsPerUser() == [2, 2, 1])
     }
 
+    /// Bad rows are tallied by kind: row-specific numbers and text do not split a kind (two negative values are one
+    /// kind), an unknown event type is its own kind, and past 20 kinds the rest count as `other`.
+    @Test func badRowsAreTalliedByKind() throws {
+        let dir = TempFolder()
+        var rows = ["user,item,timestamp,value,event"]
+        rows += ["u1,i1,100,-1,view", "u1,i1,100,-2,view", "u1,i1,soon,1,view", "u1,i1,later,1,view", ",i1,100,1,view"]
+        rows += (0..<25).map { "u1,i1,100,1,type\($0)" }
+        rows += ["u1,i1,100,1,view", "u1,i1,100,1,type0"]
+        let path = dir.write(rows.joined(separator: "\n") + "\n", to: "e.csv")
+        var options = IngestOptions()
+        options.strength = .event
+        let (_, report) = try EventLogReader.read(path: path, options: options)
+        // Strength from the event column: the negative values are only bad under .value, so read them again below.
+        let kinds = report.badRowKinds
+        #expect(report.badRows == 29 && kinds.values.reduce(0, +) == 29)
+        #expect(kinds["unparsable timestamp"] == 2 && kinds["missing user"] == 1)
+        #expect(kinds["unknown event type \"type0\""] == 2)
+        // Two kinds come first (timestamp, user), so 18 event types get their own kind and the other 7 go to `other`.
+        #expect(kinds.count == IngestReport.reportedKinds + 1 && kinds["other"] == 25 - (IngestReport.reportedKinds - 2))
+
+        options.strength = .value
+        let (_, byValue) = try EventLogReader.read(path: path, options: options)
+        #expect(byValue.badRowKinds == ["negative value": 2, "unparsable timestamp": 2, "missing user": 1])
+    }
+
     /// `--strict` turns the first bad row into an error naming its line.
     @Test func strictFailsOnFirstBadRow() throws {
         let dir = TempFolder()
