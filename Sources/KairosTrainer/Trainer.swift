@@ -35,6 +35,9 @@ public enum Trainer {
         var config = requested
         // Checked and read before hours of training, so that a wrong path fails now.
         if let out = config.output { try checkWritable(out, what: "--out") }
+        if let items = config.itemsPath, access(items, R_OK) != 0 {
+            throw TrainerError(.io, "--items \(items): cannot read it: \(String(cString: strerror(errno)))")
+        }
         let previous = try config.qualityGateAgainst.map { path throws(TrainerError) in
             try QualityGate.Previous.load(path: path)
         }

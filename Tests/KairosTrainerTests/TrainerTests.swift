@@ -270,7 +270,8 @@ import Testing
         }
     }
 
-    /// An output the run could not write fails before ingest, naming the option, not at the write after training.
+    /// An output the run could not write (or an --items file it could not read) fails before ingest, naming the
+    /// option, not at the write after training.
     @Test func unwritableOutputFailsBeforeTraining() throws {
         let dir = TempFolder()
         let input = try synthetic(dir)
@@ -281,6 +282,13 @@ import Testing
                 let e = error as? TrainerError
                 return e?.code == .io && e?.context.hasPrefix("--out \(out): ") == true && e?.context.contains(words) == true
             }
+        }
+        var missingItems = smallConfig(input, out: nil)
+        missingItems.itemsPath = "\(dir.path)/no-items.csv"
+        #expect {
+            _ = try Trainer.run(missingItems)
+        } throws: { error in
+            (error as? TrainerError)?.context.hasPrefix("--items \(dir.path)/no-items.csv: cannot read") == true
         }
         #expect(throws: Never.self) { try Trainer.checkWritable("\(dir.path)/new.kmodel", what: "--out") }
         #expect(throws: Never.self) { try Trainer.checkWritable("relative.kmodel", what: "--out") }
