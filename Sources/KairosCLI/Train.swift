@@ -300,11 +300,10 @@ public struct Train: ParsableCommand {
             lines.append("blend \(p): " + w.keys.sorted().map { "\($0) \(w[$0]!)" }.joined(separator: ", "))
         }
         if let gate = r.qualityGate {
-            let failed = gate.checks.filter { !$0.passed }
             lines.append(
                 gate.passed
                     ? "quality gate: passed (\(gate.checks.count) checks)"
-                    : "quality gate: FAILED " + failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
+                    : "quality gate: FAILED " + gate.failures
             )
         }
         if let out = r.output { lines.append("model: \(out) (\(r.outputBytes ?? 0) bytes)") }

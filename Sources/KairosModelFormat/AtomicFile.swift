@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Crash-safe publishing: readers see either the old file or the complete new one, never a partial one.
-enum AtomicFile {
+package enum AtomicFile {
     /// Writes `bytes` to a temp file beside `path`, fsyncs it, renames it over `path`, then fsyncs the folder.
     static func write(_ bytes: [UInt8], to path: String) throws(ModelFormatError) {
         let (dir, base) = split(path)
@@ -46,7 +46,7 @@ enum AtomicFile {
     }
 
     /// (folder, last component) of a path; the folder is "." for a bare name.
-    static func split(_ path: String) -> (String, String) {
+    package static func split(_ path: String) -> (String, String) {
         guard let slash = path.lastIndex(of: "/") else { return (".", path) }
         let dir = String(path[..<slash])
         return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))

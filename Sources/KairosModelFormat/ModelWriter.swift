@@ -161,7 +161,7 @@ public enum ModelWriter {
         if let p = c.popularity {
             try check(p.allTime.count == items && p.decayed.count == items, "popularity needs \(items) values per kind")
             try check(
-                (p.allTime + p.decayed).allSatisfy { $0.isFinite && $0 >= 0 },
+                p.allTime.allSatisfy { $0.isFinite && $0 >= 0 } && p.decayed.allSatisfy { $0.isFinite && $0 >= 0 },
                 "popularity must be finite and non-negative"
             )
             var w = ByteWriter(capacity: items * 8)

@@ -33,6 +33,11 @@ public enum QualityGate {
             self.checks = checks
             passed = checks.allSatisfy(\.passed)
         }
+
+        /// The failed checks in one line, `name: detail; ...` (empty when all passed).
+        public var failures: String {
+            checks.filter { !$0.passed }.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
+        }
     }
 
     /// The metrics of the model a new one must not be clearly worse than (the one being served, typically).

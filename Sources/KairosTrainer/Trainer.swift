@@ -20,8 +20,7 @@ public enum Trainer {
         /// ``contents``, or the gate's failed checks as an error.
         public func requireContents() throws(TrainerError) -> ModelContents {
             guard let contents else {
-                let failed = report.qualityGate?.checks.filter { !$0.passed }.map { "\($0.name): \($0.detail)" } ?? []
-                throw TrainerError(.qualityGate, "the model was refused: " + failed.joined(separator: "; "))
+                throw TrainerError(.qualityGate, "the model was refused: " + (report.qualityGate?.failures ?? ""))
             }
             return contents
         }
@@ -380,8 +379,7 @@ public enum Trainer {
     /// so must the file if it exists.
     /// - Throws: ``TrainerError`` `io`, naming `what` (the option that gave the path).
     public static func checkWritable(_ path: String, what: String) throws(TrainerError) {
-        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let dir = folder.isEmpty ? "/" : folder
+        let (dir, _) = AtomicFile.split(path)  // the folder the writer's temp file goes to
         var st = stat()
         guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             throw TrainerError(.io, "\(what) \(path): folder \(dir) does not exist")

@@ -56,15 +56,24 @@ enum Logs {
     /// 2026-01-05T00:00:00Z, a Monday.
     static let monday: Int64 = 1_767_571_200
 
-    /// A small synthetic log (120 users, 60 items in 6 categories, 60 days) written as `s.csv` in `dir`; its path.
-    static func synthetic(in dir: TempFolder) throws -> String {
+    /// A synthetic log of this shape (by default 120 users, 60 items in 6 categories, 60 days) written as `name` in
+    /// `dir`; its path.
+    static func synthetic(
+        in dir: TempFolder,
+        name: String = "s.csv",
+        users: Int = 120,
+        items: Int = 60,
+        categories: Int = 6,
+        days: Int = 60,
+        eventsPerUser: Double = 15
+    ) throws -> String {
         var g = SyntheticLog()
-        g.users = 120
-        g.items = 60
-        g.categories = 6
-        g.days = 60
-        g.eventsPerUser = 15
-        let path = "\(dir.path)/s.csv"
+        g.users = users
+        g.items = items
+        g.categories = categories
+        g.days = days
+        g.eventsPerUser = eventsPerUser
+        let path = "\(dir.path)/\(name)"
         try g.writeCSV(to: path)
         return path
     }

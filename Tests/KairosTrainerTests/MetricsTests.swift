@@ -203,13 +203,7 @@ import Testing
     /// same lists, in the same order, when the users are split over threads.
     @Test func dotProductRunEqualsTheBlendScorersDotRanking() throws {
         let dir = TempFolder()
-        var g = SyntheticLog()
-        g.users = 80
-        g.items = 120
-        g.days = 40
-        g.eventsPerUser = 25
-        let path = "\(dir.path)/e.csv"
-        try g.writeCSV(to: path)
+        let path = try Logs.synthetic(in: dir, users: 80, items: 120, categories: 20, days: 40, eventsPerUser: 25)
         let (log, _) = try EventLogReader.read(path: path)
         let (train, test) = log.split(at: Evaluation.cutTime(log, quantile: 0.7))
         var config = ALSConfig()

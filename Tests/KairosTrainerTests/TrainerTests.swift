@@ -238,15 +238,10 @@ import Testing
     /// items only it touched, and the model is byte for byte the one trained on the log without its rows.
     @Test func heavyUsersAreReportedAndCanBeLeftOut() throws {
         let dir = TempFolder()
-        var g = SyntheticLog()
-        g.users = 80
-        g.items = 60
-        g.days = 60
-        g.eventsPerUser = 8
-        try g.writeCSV(to: "\(dir.path)/humans.csv")
+        let humansPath = try Logs.synthetic(in: dir, name: "humans.csv", users: 80, categories: 20, eventsPerUser: 8)
         let humans = String(decoding: dir.read("humans.csv"), as: UTF8.self)
         // The crawler's rows come last, so every other id is interned in the same order in both files.
-        let start = g.end - 20 * Logs.day  // inside the log's period
+        let start = SyntheticLog().end - 20 * Logs.day  // inside the log's period
         let crawl = (0..<3000).map { "crawler,crawled-\($0 % 500),\(start + Int64($0)),view" }
         let withBot = dir.write(humans + crawl.joined(separator: "\n") + "\n", to: "bot.csv")
 
@@ -259,7 +254,7 @@ import Testing
         let dropped = try Trainer.run(c)
         #expect(dropped.report.data.droppedUsers == 1 && dropped.report.data.droppedEvents == 3000)
         #expect(dropped.report.data.users == 80 && dropped.report.data.events == kept.report.data.events - 3000)
-        _ = try Trainer.run(smallConfig("\(dir.path)/humans.csv", out: "\(dir.path)/humans.kmodel"))
+        _ = try Trainer.run(smallConfig(humansPath, out: "\(dir.path)/humans.kmodel"))
         #expect(dir.read("dropped.kmodel") == dir.read("humans.kmodel"))
 
         c.maxUserEvents = 1
