@@ -1,6 +1,6 @@
 public import KairosModelFormat
 
-/// The non-factor signals written next to the factors: popularity, trending, history and activity profiles.
+/// The non-factor signals written next to the factors: popularity, trending, history; activity profiles are in ActivityTiming.swift.
 public enum Signals {
     /// All-time strength sums and decayed ("trending") sums per item, as of `reference`.
     public static func popularity(_ log: EventLog, decay: DecaySpec, reference: Int64) -> ItemPopularity {
@@ -65,29 +65,6 @@ public enum Signals {
             indptr.append(UInt64(items.count))
         }
         return (UserHistory(indptr: indptr, items: items, weights: weights, referenceTime: reference), usersOverCap)
-    }
-
-    /// Hour-of-week profiles (Monday 00:00 UTC = bucket 0) from decayed event counts, each row scaled to max 255,
-    /// plus a last row for the whole population (the sum of all users' weights).
-    public static func activity(_ log: EventLog, decay: DecaySpec, reference: Int64) -> ActivityProfiles {
-        let n = ActivityProfiles.buckets
-        let nUsers = log.userIds.count
-        // Float keeps this at 0.7 KB per user (200k users: 134 MB); the result is quantized to 8 bits anyway.
-        var raw = [Float](repeating: 0, count: (nUsers + 1) * n)
-        let cache = DecayCache(decay: decay, reference: reference)
-        for e in 0..<log.count {
-            let b = hourOfWeek(log.times[e])
-            let w = Float(cache.weight(log.times[e]))
-            raw[Int(log.users[e]) * n + b] += w
-            raw[nUsers * n + b] += w
-        }
-        var out = [UInt8](repeating: 0, count: raw.count)
-        for row in 0...nUsers {
-            let slice = raw[(row * n)..<((row + 1) * n)]
-            guard let m = slice.max(), m > 0 else { continue }
-            for b in 0..<n { out[row * n + b] = UInt8(min(255, (raw[row * n + b] / m * 255).rounded())) }
-        }
-        return ActivityProfiles(values: out)
     }
 
     /// Hour-of-week bucket of a unix time: 1970-01-01 was a Thursday (bucket 72).

@@ -79,6 +79,12 @@ public struct TrainReport: Sendable, Codable {
     /// protocol -> method -> the model's NDCG gain over that method on the test split, paired user by user:
     /// `ndcg@K_gain` (mean difference) and `ndcg@K_gain_se` (its standard error).
     public var comparisons: [String: [String: [String: Double]]] = [:]
+    /// Push timing: split (`validation`, `test`) -> profile kind (`profile`, `population`, `raw-profile`) -> metric
+    /// (`hit@3`, `log_likelihood`, their `_se`, `users`).
+    public var timing: [String: [String: [String: Double]]] = [:]
+    /// Profile kind -> the stored profiles' test gain over it, paired user by user (`hit@3_gain`, `hit@3_gain_se`,
+    /// `log_likelihood_gain`, `log_likelihood_gain_se`).
+    public var timingComparisons: [String: [String: Double]] = [:]
     /// The quality gate's outcome (`--quality-gate`); nil when it was not asked for.
     public var qualityGate: QualityGate.Outcome?
     /// Final training loss per iteration where computed.

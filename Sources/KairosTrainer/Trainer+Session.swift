@@ -10,6 +10,8 @@ struct Tuned: Sendable {
     var historyHalfLifeDays: Double?
     /// Half-life of item freshness in days; 0 means no freshness term.
     var freshnessHalfLifeDays: Double
+    /// How the push-timing activity profiles are built.
+    var activity = ActivitySpec.standard
 
     init(config: TrainerConfig) {
         let dotOnly = Dictionary(uniqueKeysWithValues: EvaluationProtocol.allCases.map { ($0, BlendWeights()) })
@@ -164,6 +166,18 @@ struct Session {
                     "buy-again half-life \(best.1! > 0 ? "\(Format.number(best.1!)) d" : "none (all-time)")"
                 )
             }
+        }
+        if let chosen = ActivityTiming.choose(sub: sub, val: val) {
+            tuned.activity = chosen.spec
+            report.timing["validation"] = [
+                "profile": ["log_likelihood": chosen.logLikelihood],
+                "population": ["log_likelihood": chosen.population],
+            ]
+            progress.line(
+                "validation",
+                "activity profiles: \(chosen.spec.summary) -> log-likelihood \(Format.fixed(chosen.logLikelihood, 4)) "
+                    + "(population profile \(Format.fixed(chosen.population, 4)))"
+            )
         }
         if config.tuneFactorization { tuneFactorization(sub: sub, sets: sets) }
         let decayedFactors = fit(matrix(sub, decayed: true), label: "validation fit")
@@ -384,6 +398,34 @@ struct Session {
                 )
             }
             report.comparisons[p.rawValue] = gains
+        }
+        testTiming(train: train, test: test, tuned: tuned, report: &report)
+    }
+
+    /// Scores the activity profiles (push timing) on the test window: the stored kind, the population's, and the raw
+    /// counts earlier versions stored.
+    func testTiming(train: EventLog, test: EventLog, tuned: Tuned, report: inout TrainReport) {
+        let runs = ActivityTiming.evaluate(train: train, test: test, spec: tuned.activity, rawDecay: config.decay)
+        guard let profile = runs["profile"] else { return }
+        report.timing["test"] = runs.mapValues(\.dictionary)
+        let top = TimingRun.top
+        for name in runs.keys.sorted() {
+            let m = runs[name]!.dictionary
+            progress.line(
+                "test",
+                "timing \(name.padding(12)) hit@\(top) \(Format.fixed(m["hit@\(top)"]!, 4)) (se \(Format.fixed(m["hit@\(top)_se"]!, 4)))"
+                    + (m["log_likelihood"].map { " log-likelihood \(Format.fixed($0, 4))" } ?? "")
+                    + " (\(Int(m["users"]!)) users)"
+            )
+        }
+        for name in runs.keys.sorted() where name != "profile" {
+            let g = profile.gains(over: runs[name]!)
+            report.timingComparisons[name] = g
+            progress.line(
+                "test",
+                "timing profile vs \(name.padding(12)) hit@\(top) gain \(Format.fixed(g["hit@\(top)_gain"]!, 4)) "
+                    + "(paired se \(Format.fixed(g["hit@\(top)_gain_se"]!, 4)))"
+            )
         }
     }
 }

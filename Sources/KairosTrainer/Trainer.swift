@@ -134,6 +134,7 @@ public enum Trainer {
         report.parameters["trending_half_life_days"] = tuned.trendingHalfLifeDays
         report.parameters["freshness_half_life_days"] = tuned.freshnessHalfLifeDays
         if let h = tuned.historyHalfLifeDays { report.parameters["history_half_life_days"] = h }
+        report.parameters.merge(tuned.activity.parameters, uniquingKeysWith: { _, new in new })
 
         // Validation may have changed regularization, alpha and the decay half-life.
         config = session.config
@@ -260,7 +261,7 @@ public enum Trainer {
             reference: reference,
             cap: config.historyCap
         )
-        let activity = Signals.activity(log, decay: config.decay, reference: reference)
+        let activity = ActivityTiming.profiles(log, spec: tuned.activity, reference: reference)
         let parameters = report.parameters
         let metadata = ModelMetadata(
             generator: generator,
