@@ -3,6 +3,8 @@ import KairosModelFormat
 /// `--quality-gate`: the checks a model must pass on its own test split before its file is written, so that an
 /// automated retrain never hands a broken model (bad input, a bug, a collapsed log) to the server that hot-swaps it.
 ///
+/// The push-timing profiles are checked too: not clearly worse than the population profile at hit@3.
+///
 /// "Clearly worse" means worse by more than ``tolerance`` standard errors of the difference: a model is not refused for
 /// a gap the test users' own noise could make (METRICS.md, "Quality gate").
 public enum QualityGate {
@@ -122,6 +124,17 @@ public enum QualityGate {
                     difference: newNDCG - oldNDCG,
                     standardError: se,
                     what: "\(key) \(fixed(newNDCG)) vs \(fixed(oldNDCG)) (se of the difference \(fixed(se)))"
+                )
+            )
+        }
+        // The send time comes from the activity profiles: ones clearly worse than the population's own are broken.
+        if let t = report.timingComparisons["population"], let gain = t["hit@3_gain"], let se = t["hit@3_gain_se"] {
+            out.append(
+                shortfall(
+                    name: "push timing: profile vs population",
+                    difference: gain,
+                    standardError: se,
+                    what: "paired hit@3 gain \(fixed(gain)) (se \(fixed(se)))"
                 )
             )
         }

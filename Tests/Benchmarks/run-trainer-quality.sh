@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline quality of `kairos train` with its DEFAULT configuration on the issue's benchmark data, printed as the
-# issue's table (NDCG@10 on the test split) next to the calibration numbers.
+# issue's table (NDCG@10 on the test split) next to the calibration numbers, and the push-timing profiles' test scores.
 #
 # Usage: Tests/Benchmarks/run-trainer-quality.sh [DATA_DIR=/tmp/kairos-data]
 # DATA_DIR is built by `python3 /work/shared/data/fetch_datasets.py --out DATA_DIR` (never commit those files).
@@ -29,4 +29,17 @@ for name in ["ml-100k", "instacart"]:
     print(f"{name}: fit {d['fitSeconds']:.2f} s, total {d['timings']['total']:.2f} s, decay {d['decay']}, "
           f"regularization {p['regularization']:g}, alpha {p['alpha']:g}, trending half-life {p['trending_half_life_days']:g} d, "
           f"blend {json.dumps(d['scoring'], sort_keys=True)}")
+# Push timing (METRICS.md "Push timing"): how often the day's first visit falls in the profile's 3 best hours.
+print(f"{'push timing, test':28}" + "".join(f"{c:>15}" for c in ["raw-profile", "population", "profile"])
+      + f"{'gain vs raw':>14}{'users':>7}")
+for name in ["ml-100k", "instacart"]:
+    d = json.load(open(f"{out}/{name}.json"))
+    t = d["timing"]["test"]
+    g = d["timingComparisons"]["raw-profile"]
+    cells = "".join(f"{t[c]['hit@3']:15.3f}" for c in ["raw-profile", "population", "profile"])
+    print(f"{name + ', hit@3':28}{cells}{g['hit@3_gain']:+8.3f} ({g['hit@3_gain_se']:.3f}){int(t['profile']['users']):7d}")
+    p = d["parameters"]
+    print(f"  profiles: half-life {p['activity_half_life_days']:g} d, bandwidth {p['activity_bandwidth_hours']:g} h, "
+          f"daily share {p['activity_daily_share']:g}, prior {p['activity_prior_weight']:g}; log-likelihood "
+          f"{t['profile']['log_likelihood']:.3f} vs population {t['population']['log_likelihood']:.3f}")
 PY

@@ -53,6 +53,22 @@ import Testing
     }
 
     /// A model metric that is not finite fails, and so does a run with no test users: there is nothing to vouch for.
+    /// Activity profiles clearly worse than the population's at placing the day's first visit fail the gate; within
+    /// noise they pass, and a run without a timing evaluation has no timing check.
+    @Test func pushTimingFailsOnlyBeyondTwoStandardErrors() throws {
+        func timing(_ gain: Double, _ se: Double) throws -> Bool {
+            var r = report(gains: ["popularity": (0.1, 0.01)])
+            r.timingComparisons["population"] = ["hit@3_gain": gain, "hit@3_gain_se": se]
+            let checks = QualityGate.checks(report: r, k: 5, previous: nil)
+            return try #require(checks.first { $0.name == "push timing: profile vs population" }).passed
+        }
+        #expect(try timing(-0.04, 0.02))
+        #expect(try !timing(-0.041, 0.02))
+        #expect(try timing(0.07, 0.01))
+        let none = QualityGate.checks(report: report(gains: ["popularity": (0.1, 0.01)]), k: 5, previous: nil)
+        #expect(!none.contains { $0.name.hasPrefix("push timing") })
+    }
+
     @Test func nonFiniteMetricsAndMissingTestFail() {
         let nan = QualityGate.checks(report: report(model: .nan, gains: [:]), k: 5, previous: nil)
         #expect(!QualityGate.Outcome(nan).passed)
