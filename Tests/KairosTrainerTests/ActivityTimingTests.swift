@@ -20,19 +20,6 @@ import Testing
         )
     }
 
-    /// CSV of users with one visit a day for `days` days: `habit(u, d)` gives the hour of user `u`'s visit on day `d`.
-    func visits(users: Int, days: Int, habit: (Int, Int) -> Int) -> String {
-        var lines = ["user,item,timestamp,event"]
-        for u in 0..<users {
-            for d in 0..<days {
-                let t = Logs.monday + Int64(d) * day + Int64(habit(u, d)) * 3600 + 600
-                lines.append("u\(u),i\((u + d) % 30),\(t),purchase")
-                lines.append("u\(u),i\((u + 2 * d + 7) % 30),\(t + 60),view")  // same visit, same active hour
-            }
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
-
     @Test func spreadKeepsTheTotalAroundTheWeek() {
         var c = [Float](repeating: 0, count: n)
         c[0] = 4  // Monday 00:00: its neighbours are Monday 01:00 and Sunday 23:00, across the week's end
@@ -116,9 +103,9 @@ import Testing
             return Int((seed >> 33) % UInt64(bound))
         }
         let habitual = try EventLogReader.read(
-            path: dir.write(visits(users: 60, days: 40) { u, _ in u % 24 }, to: "h.csv")).0
+            path: dir.write(Logs.dailyVisits(users: 60, days: 40) { u, _ in u % 24 }, to: "h.csv")).0
         let scattered = try EventLogReader.read(
-            path: dir.write(visits(users: 60, days: 40) { _, _ in random(24) }, to: "r.csv")).0
+            path: dir.write(Logs.dailyVisits(users: 60, days: 40) { _, _ in random(24) }, to: "r.csv")).0
         let cut = Logs.monday + 32 * day
         let (hSub, hVal) = habitual.split(at: cut)
         let (rSub, rVal) = scattered.split(at: cut)
@@ -133,7 +120,7 @@ import Testing
     @Test func trainerReportsAndStoresTimingProfiles() throws {
         let dir = TempFolder()
         // Users keep their hour, except one day in five at a random-looking other hour.
-        let input = dir.write(visits(users: 48, days: 56) { u, d in d % 5 == 0 ? (u * 7 + d) % 24 : u % 24 }, to: "v.csv")
+        let input = dir.write(Logs.dailyVisits(users: 48, days: 56) { u, d in d % 5 == 0 ? (u * 7 + d) % 24 : u % 24 }, to: "v.csv")
         var c = TrainerConfig(input: input)
         c.output = "\(dir.path)/m.kmodel"
         c.als.factors = 8

@@ -78,6 +78,20 @@ enum Logs {
         return path
     }
 
+    /// CSV of users `u0..` with one visit a day for `days` days from ``monday``, two events each (one active hour):
+    /// `habit(u, d)` is the UTC hour of user `u`'s visit on day `d`.
+    static func dailyVisits(users: Int, days: Int, habit: (Int, Int) -> Int) -> String {
+        var lines = ["user,item,timestamp,event"]
+        for u in 0..<users {
+            for d in 0..<days {
+                let t = monday + Int64(d) * day + Int64(habit(u, d)) * 3600 + 600
+                lines.append("u\(u),i\((u * 7 + d) % 200),\(t),purchase")
+                lines.append("u\(u),i\((u + 3 * d + 11) % 200),\(t + 60),view")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// Two user groups with disjoint tastes: users `a0..` use items `x0..x9`, users `b0..` use `y0..y9`.
     /// Each user touches 6 of their group's 10 items, so the rest of the group's items are the ones to recommend.
     static func twoGroups(usersPerGroup: Int = 30) -> String {

@@ -118,4 +118,39 @@ import Testing
         // Every term reached the rankings: the fixture has categories, fresh items and histories.
         #expect(components.categoryCount > 1 && components.freshness.contains { $0 > 0.01 })
     }
+
+    /// Trained timing reaches PUSH_DECIDE: asked at 09:00 UTC, the server holds each user's push until the hour they
+    /// visit every day, pushes at once when that hour is now, and a user it does not know gets the population's
+    /// busiest hours. (The default quiet hours, 22-08 UTC here, keep the habits inside 10-20 allowed.)
+    @Test func servedPushTimeIsTheUsersHabit() throws {
+        let dir = TempFolder()
+        let input = dir.write(Logs.dailyVisits(users: 40, days: 42) { u, _ in 9 + u % 12 }, to: "v.csv")
+        var c = TrainerConfig(input: input)
+        c.output = "\(dir.path)/m.kmodel"
+        c.als.factors = 8
+        c.als.iterations = 4
+        c.k = 5
+        _ = try Trainer.run(c)
+        let snapshot = ModelSnapshot(model: try MappedModel(path: c.output!), loadedAt: 0)
+        let morning = Logs.monday + 42 * Logs.day + 9 * 3600  // the day after the log, 09:00 UTC
+        func decide(_ user: String, at now: Int64 = morning) -> PushDecideResponse {
+            let r = PushDecideRequest(
+                model: ModelRef(name: "default"), user: user, recentPushes: [], threshold: -.infinity)
+            return PushPolicy.decide(r, on: snapshot, now: now)
+        }
+        for u in [1, 4, 7, 11] {  // habits at 10:00, 13:00, 16:00 and 20:00
+            let answer = decide("u\(u)")
+            #expect(answer.decision == .notNow && answer.reason == .betterTimeLater, "u\(u)")
+            #expect(answer.sendAt == morning + Int64(u % 12) * 3600, "u\(u)")
+        }
+        let now = decide("u0")  // visits at 09:00
+        #expect(now.decision == .pushNow && now.sendAt == morning)
+        // A stranger gets the population's profile, busiest at 09:00-12:00 (four habits each, the later hours three):
+        // pushed at once at 09:00; at 21:00, held until those hours the next morning.
+        let stranger = decide("nobody", at: morning)
+        #expect(stranger.decision == .pushNow && stranger.sendAt == morning)
+        let evening = decide("nobody", at: morning + 12 * 3600)
+        #expect(evening.decision == .notNow && evening.reason == .betterTimeLater)
+        #expect((morning + 24 * 3600...morning + 27 * 3600).contains(evening.sendAt), "\(evening.sendAt - morning)")
+    }
 }
