@@ -296,6 +296,16 @@ public struct Train: ParsableCommand {
                 )
             }
         }
+        if let t = r.timing["test"], let profile = t["profile"], let gain = r.timingComparisons["population"] {
+            let others = ["population", "raw-profile"].compactMap { name in
+                t[name]?["hit@3"].map { "\(name) \(fmt($0, 4))" }
+            }
+            lines.append(
+                "test push timing hit@3: profile \(fmt(profile["hit@3"] ?? 0, 4)) (se \(fmt(profile["hit@3_se"] ?? 0, 4))), "
+                    + others.joined(separator: ", ") + "; gain over population \(fmt(gain["hit@3_gain"] ?? 0, 4)) "
+                    + "(paired se \(fmt(gain["hit@3_gain_se"] ?? 0, 4)))"
+            )
+        }
         for (p, w) in r.scoring.sorted(by: { $0.key < $1.key }) {
             lines.append("blend \(p): " + w.keys.sorted().map { "\($0) \(w[$0]!)" }.joined(separator: ", "))
         }

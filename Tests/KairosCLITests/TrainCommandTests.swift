@@ -54,6 +54,24 @@ import Testing
         }
     }
 
+    /// The summary has a push-timing line when the report has a timing evaluation, and none without.
+    @Test func summaryReportsPushTiming() throws {
+        let train = try #require(try KairosCommand.parseAsRoot(["train", "e.csv"]) as? Train)
+        var r = TrainReport()
+        #expect(!train.summary(r).contains("push timing"))
+        r.timing["test"] = [
+            "profile": ["hit@3": 0.33, "hit@3_se": 0.011],
+            "population": ["hit@3": 0.26],
+            "raw-profile": ["hit@3": 0.23],
+        ]
+        r.timingComparisons["population"] = ["hit@3_gain": 0.07, "hit@3_gain_se": 0.014]
+        let line = try #require(train.summary(r).split(separator: "\n").first { $0.contains("push timing") })
+        #expect(
+            line == "test push timing hit@3: profile 0.33 (se 0.011), population 0.26, raw-profile 0.23; "
+                + "gain over population 0.07 (paired se 0.014)"
+        )
+    }
+
     /// A refused model ends `kairos train` with exit status 3 (not 1, a failure to run), writes no model file, and
     /// still writes the metrics JSON with the gate's checks. Here every event has one timestamp, so there is no test
     /// split for the model to be vouched for on.
