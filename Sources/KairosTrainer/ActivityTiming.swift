@@ -234,12 +234,14 @@ struct TimingRun {
     /// Empty when some profile gives an active hour probability 0 (raw counts).
     var userLogLikelihood: [Double] = []
 
-    /// Scores `profileOf(n)`, the profile for the set's `n`-th user.
+    /// Scores `profileOf(n)`, the profile for the set's `n`-th user: `hit@3` on its 8-bit form (what the model file
+    /// stores and PUSH_DECIDE compares, ties included), the log-likelihood on the distribution itself.
     init(_ set: TimingSet, profileOf: (Int) -> [Float]) {
         var ll: [Double]? = []
         for n in set.users.indices {
             let p = profileOf(n)
-            userHit.append(TimingSet.hitRate(p, firstOfDay: set.firstOfDay[n], top: Self.top))
+            let stored = ActiveHours.quantized(p).map { Float($0) }
+            userHit.append(TimingSet.hitRate(stored, firstOfDay: set.firstOfDay[n], top: Self.top))
             if let l = TimingSet.logLikelihood(p, hours: set.hours[n]) { ll?.append(l) } else { ll = nil }
         }
         userLogLikelihood = ll ?? []
