@@ -79,6 +79,9 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
     /// Serving blend weights: protocol -> component (`dot`, `trending`, `buy-again`, `category`) -> weight.
     /// Optional (absent in files without a learned blend); see MODEL_FORMAT.md for how each component is scaled.
     public var scoring: [String: [String: Double]]?
+    /// Push-timing test metrics of the activity profiles: profile kind (`profile`, `population`, `raw-profile`) ->
+    /// metric (`hit@3`, `log_likelihood`, their `_se`, `users`). Optional (absent without a test evaluation).
+    public var timing: [String: [String: Double]]?
 
     public init(
         generator: String,
@@ -88,7 +91,8 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
         decay: DecaySpec = DecaySpec(form: .none),
         dataSpan: DataSpan? = nil,
         evaluation: [String: [String: [String: Double]]] = [:],
-        scoring: [String: [String: Double]]? = nil
+        scoring: [String: [String: Double]]? = nil,
+        timing: [String: [String: Double]]? = nil
     ) {
         self.generator = generator
         self.description = description
@@ -98,5 +102,6 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
         self.dataSpan = dataSpan
         self.evaluation = evaluation
         self.scoring = scoring
+        self.timing = timing
     }
 }

@@ -48,6 +48,8 @@ public enum QualityGate {
         public var source: String
         /// protocol -> method -> metric -> value, as stored in model metadata `evaluation`.
         public var evaluation: [String: [String: [String: Double]]]
+        /// Push-timing metrics (metadata `timing`), when the file has them.
+        public var timing: [String: [String: Double]]? = nil
 
         /// The stored test evaluation of the model file at `path` (its checksums and layout are verified first).
         /// - Throws: ``TrainerError`` `io` when the file is missing, corrupt or not a model file.
@@ -57,7 +59,7 @@ public enum QualityGate {
                     path: path,
                     options: LoadOptions(storage: .mapped, prefault: false, verifyGolden: false)
                 )
-                return Previous(source: path, evaluation: model.metadata.evaluation)
+                return Previous(source: path, evaluation: model.metadata.evaluation, timing: model.metadata.timing)
             } catch {
                 throw TrainerError(.io, "--quality-gate-against \(path): \(error)")
             }
@@ -137,6 +139,21 @@ public enum QualityGate {
                     what: "paired hit@3 gain \(fixed(gain)) (se \(fixed(se)))"
                 )
             )
+            // Against the model being served, like NDCG: unpaired, the test windows differ. A file from before
+            // timing was stored has nothing to compare and is not checked.
+            if let previous, let old = previous.timing?["profile"], let oldHit = old["hit@3"], let oldSE = old["hit@3_se"],
+                let new = report.timing["test"]?["profile"], let newHit = new["hit@3"], let newSE = new["hit@3_se"]
+            {
+                let se = (oldSE * oldSE + newSE * newSE).squareRoot()
+                out.append(
+                    shortfall(
+                        name: "push timing: profile vs \(previous.source)",
+                        difference: newHit - oldHit,
+                        standardError: se,
+                        what: "hit@3 \(fixed(newHit)) vs \(fixed(oldHit)) (se of the difference \(fixed(se)))"
+                    )
+                )
+            }
         }
         return out
     }

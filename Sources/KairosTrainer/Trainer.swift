@@ -278,7 +278,8 @@ public enum Trainer {
                 items: log.itemIds.count
             ),
             evaluation: report.test,
-            scoring: report.scoring
+            scoring: report.scoring,
+            timing: report.timing["test"]
         )
         let k = config.als.factors
         let contents = ModelContents(

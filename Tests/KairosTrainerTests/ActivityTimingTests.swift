@@ -141,6 +141,7 @@ import Testing
         let model = try MappedModel(path: c.output!)
         let activity = try #require(model.activity)
         #expect(model.metadata.parameters["activity_bandwidth_hours"] != nil)
+        #expect(model.metadata.timing?["profile"] == profile && model.metadata.timing?["population"] == population)
         for u in [0, 5, 13] {
             let row = try #require(model.users?.row(of: "u\(u)"))
             let p = activity.profile(ofUser: row)

@@ -69,6 +69,25 @@ import Testing
         #expect(!none.contains { $0.name.hasPrefix("push timing") })
     }
 
+    /// Against the served model's stored timing, the new profiles' hit@3 may not be clearly lower; unpaired, so the
+    /// two standard errors add in quadrature (0.03 and 0.04 give 0.05). A file without timing is not compared.
+    @Test func pushTimingAgainstThePreviousModelIsUnpaired() throws {
+        var r = report(gains: ["popularity": (0.1, 0.01)])
+        r.timing["test"] = ["profile": ["hit@3": 0.30, "hit@3_se": 0.03]]
+        r.timingComparisons["population"] = ["hit@3_gain": 0.05, "hit@3_gain_se": 0.01]
+        func passes(against oldHit: Double) throws -> Bool {
+            let previous = QualityGate.Previous(
+                source: "old.kmodel", evaluation: [:], timing: ["profile": ["hit@3": oldHit, "hit@3_se": 0.04]])
+            let checks = QualityGate.checks(report: r, k: 5, previous: previous)
+            return try #require(checks.first { $0.name == "push timing: profile vs old.kmodel" }).passed
+        }
+        #expect(try passes(against: 0.39))  // 0.09 below, within 2 x 0.05
+        #expect(try !passes(against: 0.41))  // 0.11 below
+        #expect(try passes(against: 0.2))
+        let bare = QualityGate.checks(report: r, k: 5, previous: QualityGate.Previous(source: "old.kmodel", evaluation: [:]))
+        #expect(!bare.contains { $0.name == "push timing: profile vs old.kmodel" })
+    }
+
     @Test func nonFiniteMetricsAndMissingTestFail() {
         let nan = QualityGate.checks(report: report(model: .nan, gains: [:]), k: 5, previous: nil)
         #expect(!QualityGate.Outcome(nan).passed)
