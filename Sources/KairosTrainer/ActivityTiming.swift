@@ -171,27 +171,29 @@ struct TimingSet {
     init(past: EventLog, future: EventLog, maxUsers: Int) {
         var known = [Bool](repeating: false, count: past.userIds.count)
         for u in past.users { known[Int(u)] = true }
-        var byUser: [Int: [Int64]] = [:]
-        ActiveHours.forEachActiveHour(future) { user, hour in
-            if known[Int(user)] { byUser[Int(user), default: []].append(hour) }
-        }
-        var users = byUser.keys.sorted()
+        // Two passes, so that only the kept users' hours are ever held (20k of 200k users on a 10M-event log).
+        var active = [Bool](repeating: false, count: past.userIds.count)
+        for u in future.users where known[Int(u)] { active[Int(u)] = true }
+        var users = active.indices.filter { active[$0] }
         if users.count > maxUsers {
             let step = Double(users.count) / Double(maxUsers)
             users = (0..<maxUsers).map { users[Int(Double($0) * step)] }
         }
-        for u in users {
-            let hours = byUser[u]!  // ascending: forEachActiveHour goes through each user's hours in order
-            self.users.append(u)
-            self.hours.append(hours.map { UInt8(Signals.hourOfWeek($0 * 3600)) })
-            var firsts: [UInt8] = []
-            var lastDay = Int64.min
-            for h in hours {
-                let day = h >= 0 ? h / 24 : (h - 23) / 24
-                if day != lastDay { firsts.append(UInt8(Signals.hourOfWeek(h * 3600))) }
-                lastDay = day
-            }
-            firstOfDay.append(firsts)
+        var row = [Int32](repeating: -1, count: past.userIds.count)
+        for (n, u) in users.enumerated() { row[u] = Int32(n) }
+        self.users = users
+        hours = [[UInt8]](repeating: [], count: users.count)
+        firstOfDay = [[UInt8]](repeating: [], count: users.count)
+        var lastDay = [Int64](repeating: .min, count: users.count)
+        // forEachActiveHour goes through each user's hours in ascending order: the first of each day comes first.
+        ActiveHours.forEachActiveHour(future) { user, hour in
+            let n = Int(row[Int(user)])
+            guard n >= 0 else { return }
+            let b = UInt8(Signals.hourOfWeek(hour * 3600))
+            hours[n].append(b)
+            let day = hour >= 0 ? hour / 24 : (hour - 23) / 24
+            if day != lastDay[n] { firstOfDay[n].append(b) }
+            lastDay[n] = day
         }
     }
 

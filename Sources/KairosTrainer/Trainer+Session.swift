@@ -399,11 +399,10 @@ struct Session {
             }
             report.comparisons[p.rawValue] = gains
         }
-        testTiming(train: train, test: test, tuned: tuned, report: &report)
     }
 
     /// Scores the activity profiles (push timing) on the test window: the stored kind, the population's, and the raw
-    /// counts earlier versions stored.
+    /// counts earlier versions stored. Called after ``test(train:test:tuned:report:)`` has freed its fits.
     func testTiming(train: EventLog, test: EventLog, tuned: Tuned, report: inout TrainReport) {
         let runs = ActivityTiming.evaluate(train: train, test: test, spec: tuned.activity, rawDecay: config.decay)
         guard let profile = runs["profile"] else { return }

@@ -144,6 +144,7 @@ public enum Trainer {
         if let testPart, trainPart.count > 0 {
             let (_, seconds) = Progress.timed { () -> Void in
                 session.test(train: trainPart, test: testPart, tuned: tuned, report: &report)
+                session.testTiming(train: trainPart, test: testPart, tuned: tuned, report: &report)
             }
             report.timings["test"] = seconds
             releaseFreedMemory()
