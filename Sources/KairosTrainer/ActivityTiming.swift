@@ -1,3 +1,4 @@
+import Dispatch
 import KairosModelFormat
 
 #if canImport(Glibc)
@@ -284,7 +285,11 @@ enum ActivityTiming {
 
     /// The spec with the best mean log-likelihood of the validation window's active hours, over the grid of
     /// half-lives, bandwidths, daily shares and prior weights; with it, that likelihood and the population's.
-    static func choose(sub: EventLog, val: EventLog) -> (spec: ActivitySpec, logLikelihood: Double, population: Double)? {
+    static func choose(
+        sub: EventLog,
+        val: EventLog,
+        threads: Int = 1
+    ) -> (spec: ActivitySpec, logLikelihood: Double, population: Double)? {
         let set = TimingSet(past: sub, future: val, maxUsers: maxUsers)
         guard !set.users.isEmpty, let reference = sub.timeRange?.upperBound else { return nil }
         var rowOfUser = [Int32](repeating: -1, count: sub.userIds.count)
@@ -292,34 +297,63 @@ enum ActivityTiming {
         var best: (spec: ActivitySpec, logLikelihood: Double, population: Double)?
         for h in ActivitySpec.halfLives {
             let counts = ActiveHours(sub, halfLifeDays: h, reference: reference, rowOfUser: rowOfUser, rows: set.users.count)
-            for bw in ActivitySpec.bandwidths {
-                let prior = ActiveHours.populationDistribution(counts.population, bandwidthHours: bw)
-                let populationLL = TimingRun(set) { _ in prior }.userLogLikelihood
-                for share in ActivitySpec.dailyShares {
-                    // Each prior weight only rescales the same spread counts: spread once per user, score all.
-                    var sums = [Double](repeating: 0, count: ActivitySpec.priorWeights.count)
-                    for n in set.users.indices {
-                        let c = counts.counts[(n * ActiveHours.buckets)..<((n + 1) * ActiveHours.buckets)]
-                        let total = Double(c.reduce(0, +))
-                        let s = ActiveHours.spread(c, bandwidthHours: bw, dailyShare: share)
-                        let hours = set.hours[n]
-                        for (j, beta) in ActivitySpec.priorWeights.enumerated() {
-                            var l = 0.0
-                            for b in hours { l += log((Double(s[Int(b)]) + beta * Double(prior[Int(b)])) / (total + beta)) }
-                            sums[j] += l / Double(hours.count)
-                        }
+            let priors = ActivitySpec.bandwidths.map { ActiveHours.populationDistribution(counts.population, bandwidthHours: $0) }
+            let populationLL = priors.map { prior in
+                let l = TimingRun(set) { _ in prior }.userLogLikelihood
+                return l.reduce(0, +) / Double(l.count)
+            }
+            let combos = ActivitySpec.bandwidths.indices.flatMap { i in ActivitySpec.dailyShares.map { (i, $0) } }
+            // Per combination, the summed per-user mean log-likelihood of every prior weight. Each combination is
+            // summed in user order by one thread, so the result does not depend on the thread count.
+            var sums = [[Double]](repeating: [], count: combos.count)
+            sums.withUnsafeMutableBufferPointer { out in
+                let slots = SendablePointer(out.baseAddress!)
+                let parts = max(1, min(threads, combos.count))
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    for c in stride(from: part, to: combos.count, by: parts) {
+                        let (i, share) = combos[c]
+                        slots.pointer[c] = logLikelihoodSums(
+                            set, counts, bandwidthHours: ActivitySpec.bandwidths[i], dailyShare: share, prior: priors[i])
                     }
-                    for (j, beta) in ActivitySpec.priorWeights.enumerated() {
-                        let mean = sums[j] / Double(set.users.count)
-                        if best == nil || mean > best!.logLikelihood + 1e-12 {
-                            let spec = ActivitySpec(halfLifeDays: h, bandwidthHours: bw, dailyShare: share, priorWeight: beta)
-                            best = (spec, mean, populationLL.reduce(0, +) / Double(populationLL.count))
-                        }
+                }
+            }
+            for (c, (i, share)) in combos.enumerated() {
+                for (j, beta) in ActivitySpec.priorWeights.enumerated() {
+                    let mean = sums[c][j] / Double(set.users.count)
+                    if best == nil || mean > best!.logLikelihood + 1e-12 {
+                        let spec = ActivitySpec(
+                            halfLifeDays: h, bandwidthHours: ActivitySpec.bandwidths[i], dailyShare: share, priorWeight: beta)
+                        best = (spec, mean, populationLL[i])
                     }
                 }
             }
         }
         return best
+    }
+
+    /// For each prior weight of the grid, the sum over the set's users of their mean log-likelihood under counts spread
+    /// by `bandwidthHours` and `dailyShare` and shrunk toward `prior`. Each weight only rescales the same spread counts,
+    /// so each user is spread once and scored for all of them.
+    static func logLikelihoodSums(
+        _ set: TimingSet,
+        _ counts: ActiveHours,
+        bandwidthHours: Int,
+        dailyShare: Double,
+        prior: [Float]
+    ) -> [Double] {
+        var sums = [Double](repeating: 0, count: ActivitySpec.priorWeights.count)
+        for n in set.users.indices {
+            let c = counts.counts[(n * ActiveHours.buckets)..<((n + 1) * ActiveHours.buckets)]
+            let total = Double(c.reduce(0, +))
+            let s = ActiveHours.spread(c, bandwidthHours: bandwidthHours, dailyShare: dailyShare)
+            let hours = set.hours[n]
+            for (j, beta) in ActivitySpec.priorWeights.enumerated() {
+                var l = 0.0
+                for b in hours { l += log((Double(s[Int(b)]) + beta * Double(prior[Int(b)])) / (total + beta)) }
+                sums[j] += l / Double(hours.count)
+            }
+        }
+        return sums
     }
 
     /// The stored profiles of every user of `log` (plus the population's last row) under `spec`.

@@ -167,7 +167,7 @@ struct Session {
                 )
             }
         }
-        if let chosen = ActivityTiming.choose(sub: sub, val: val) {
+        if let chosen = ActivityTiming.choose(sub: sub, val: val, threads: config.als.threads) {
             tuned.activity = chosen.spec
             report.timing["validation"] = [
                 "profile": ["log_likelihood": chosen.logLikelihood],

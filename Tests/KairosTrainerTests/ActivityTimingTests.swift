@@ -113,6 +113,8 @@ import Testing
         let r = try #require(ActivityTiming.choose(sub: rSub, val: rVal))
         #expect(h.spec.priorWeight <= 3 && h.logLikelihood > h.population + 1)
         #expect(r.spec.priorWeight >= 30 && abs(r.logLikelihood - r.population) < 0.1)
+        let h2 = try #require(ActivityTiming.choose(sub: hSub, val: hVal, threads: 2))
+        #expect(h2.spec == h.spec && h2.logLikelihood == h.logLikelihood)  // the thread count changes nothing
     }
 
     /// End to end: the test report scores the stored profiles against the population's and the raw counts, and the
