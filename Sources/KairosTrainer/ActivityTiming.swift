@@ -167,6 +167,8 @@ struct TimingSet {
     var hours: [[UInt8]] = []
     /// Per user, the bucket of the first active hour of each UTC day with activity after the cut.
     var firstOfDay: [[UInt8]] = []
+    /// Per user of the log's id table, their index in ``users``, or -1.
+    var rowOfUser: [Int32] = []
 
     /// The set for `future` against `past` (same id tables), thinned evenly to at most `maxUsers` users.
     init(past: EventLog, future: EventLog, maxUsers: Int) {
@@ -182,6 +184,7 @@ struct TimingSet {
         }
         var row = [Int32](repeating: -1, count: past.userIds.count)
         for (n, u) in users.enumerated() { row[u] = Int32(n) }
+        rowOfUser = row
         self.users = users
         hours = [[UInt8]](repeating: [], count: users.count)
         firstOfDay = [[UInt8]](repeating: [], count: users.count)
@@ -292,15 +295,13 @@ enum ActivityTiming {
     ) -> (spec: ActivitySpec, logLikelihood: Double, population: Double)? {
         let set = TimingSet(past: sub, future: val, maxUsers: maxUsers)
         guard !set.users.isEmpty, let reference = sub.timeRange?.upperBound else { return nil }
-        var rowOfUser = [Int32](repeating: -1, count: sub.userIds.count)
-        for (n, u) in set.users.enumerated() { rowOfUser[u] = Int32(n) }
         var best: (spec: ActivitySpec, logLikelihood: Double, population: Double)?
         for h in ActivitySpec.halfLives {
-            let counts = ActiveHours(sub, halfLifeDays: h, reference: reference, rowOfUser: rowOfUser, rows: set.users.count)
+            let counts = ActiveHours(
+                sub, halfLifeDays: h, reference: reference, rowOfUser: set.rowOfUser, rows: set.users.count)
             let priors = ActivitySpec.bandwidths.map { ActiveHours.populationDistribution(counts.population, bandwidthHours: $0) }
             let populationLL = priors.map { prior in
-                let l = TimingRun(set) { _ in prior }.userLogLikelihood
-                return l.reduce(0, +) / Double(l.count)
+                set.hours.map { TimingSet.logLikelihood(prior, hours: $0)! }.reduce(0, +) / Double(set.users.count)
             }
             let combos = ActivitySpec.bandwidths.indices.flatMap { i in ActivitySpec.dailyShares.map { (i, $0) } }
             // Per combination, the summed per-user mean log-likelihood of every prior weight. Each combination is
@@ -383,13 +384,11 @@ enum ActivityTiming {
     static func evaluate(train: EventLog, test: EventLog, spec: ActivitySpec, rawDecay: DecaySpec) -> [String: TimingRun] {
         let set = TimingSet(past: train, future: test, maxUsers: maxUsers)
         guard !set.users.isEmpty, let reference = train.timeRange?.upperBound else { return [:] }
-        var rowOfUser = [Int32](repeating: -1, count: train.userIds.count)
-        for (n, u) in set.users.enumerated() { rowOfUser[u] = Int32(n) }
         let counts = ActiveHours(
             train,
             halfLifeDays: spec.halfLifeDays,
             reference: reference,
-            rowOfUser: rowOfUser,
+            rowOfUser: set.rowOfUser,
             rows: set.users.count
         )
         let prior = ActiveHours.populationDistribution(counts.population, bandwidthHours: spec.bandwidthHours)
@@ -397,7 +396,7 @@ enum ActivityTiming {
         var raw = [Float](repeating: 0, count: set.users.count * ActiveHours.buckets)
         let cache = DecayCache(decay: rawDecay, reference: reference)
         for e in 0..<train.count {
-            let r = rowOfUser[Int(train.users[e])]
+            let r = set.rowOfUser[Int(train.users[e])]
             guard r >= 0 else { continue }
             raw[Int(r) * ActiveHours.buckets + Signals.hourOfWeek(train.times[e])] += Float(cache.weight(train.times[e]))
         }
