@@ -14,7 +14,9 @@ public struct Train: ParsableCommand {
         abstract: "Train a time-aware implicit-feedback model from an event log and write a model file.",
         discussion: """
             Events: CSV/TSV with a header (user,item,timestamp[,event][,value]) or JSON Lines; timestamps in unix \
-            seconds or ISO-8601. Progress goes to stderr, one line per phase and iteration.
+            seconds or ISO-8601. CSV fields may be quoted as RFC 4180 has it ("" for a quote; delimiters and line \
+            breaks inside), line breaks only in columns Kairos does not read. Progress goes to stderr, one line per \
+            phase and iteration.
             """
     )
 

@@ -7,8 +7,8 @@ import KairosModelFormat
 /// Streams a CSV/TSV/JSON Lines event log into an ``EventLog``, interning ids as it reads.
 ///
 /// The file is read in 8 MiB chunks and parsed in place: no `String` is created per row, so memory grows with the
-/// number of events (about 20 bytes each) and distinct ids, not with the file size. Quoted CSV fields are supported
-/// (with `""` escapes) but not line breaks inside them.
+/// number of events (about 20 bytes each) and distinct ids, not with the file size. Quoted CSV fields follow RFC 4180:
+/// `""` escapes, and delimiters and line breaks inside the quotes (a record of at most ``maxRecordBytes``).
 public struct EventLogReader {
     typealias Role = IngestOptions.Role
 
@@ -33,9 +33,31 @@ public struct EventLogReader {
     /// Unescaped copies of quoted fields, one per role.
     var scratch: [[UInt8]] = Array(repeating: [], count: 5)
 
+    /// The longest record a quoted field may stretch over several lines to make. A quote still open after this many
+    /// bytes (or at the end of the file) is a stray: its line is a bad row and reading goes on at the next line, so
+    /// one bad quote costs at most this much re-reading, not the rest of the file.
+    static let maxRecordBytes = 1 << 20
+
+    /// How a CSV record ended.
+    enum RecordEnd {
+        /// Parsed (or counted as a bad row).
+        case complete
+        /// A quoted field is still open at the end of the bytes given: call again with the next line appended.
+        case openQuote
+        /// A quoted field never closed: the first line was counted as a bad row; go on from the line after it.
+        case strayQuote
+    }
+
     /// Reads the whole file at `path`.
     /// - Throws: ``TrainerError`` for I/O failures, a missing column, a bad row under `--strict`, or no events.
     public static func read(path: String, options: IngestOptions = IngestOptions()) throws(TrainerError) -> (
+        EventLog, IngestReport
+    ) {
+        try read(path: path, options: options, chunkBytes: 8 << 20)
+    }
+
+    /// ``read(path:options:)`` with reads of `chunkBytes` (small in tests, so records cross read boundaries).
+    static func read(path: String, options: IngestOptions, chunkBytes: Int) throws(TrainerError) -> (
         EventLog, IngestReport
     ) {
         var format = options.format
@@ -53,7 +75,7 @@ public struct EventLogReader {
         let fd = path == "-" ? 0 : open(path, O_RDONLY)
         guard fd >= 0 else { throw TrainerError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { if fd != 0 { close(fd) } }
-        let chunk = 8 << 20
+        let chunk = chunkBytes
         var buffer = [UInt8](repeating: 0, count: chunk)
         var carried = 0
         while true {
@@ -69,25 +91,51 @@ public struct EventLogReader {
             buffer.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
                 let base = b.baseAddress!
                 var start = 0
-                while start < end {
-                    let nl = memchr(base + start, 0x0A, end - start)
+                // A record is usually one line. A quoted field with line breaks stretches it: the search for its end
+                // then jumps to the line of the next quote, since no line before that one can close the field.
+                var searchFrom = 0
+                var firstLineEnd = -1  // set once the record spans more than one line
+                scan: while start < end {
+                    let nl = memchr(base + searchFrom, 0x0A, end - searchFrom)
                     let lineEnd: Int
                     if let nl {
                         lineEnd = UnsafeRawPointer(nl) - base
                     } else if atEOF {
                         lineEnd = end
                     } else {
-                        break
+                        break  // read more, then parse the record again from its start
                     }
                     var stop = lineEnd
                     if stop > start, b[stop - 1] == 0x0D { stop -= 1 }
+                    let record = UnsafeRawBufferPointer(rebasing: b[start..<stop])
+                    var lines = 1
+                    if firstLineEnd >= 0 {
+                        var p = start
+                        while let q = memchr(base + p, 0x0A, lineEnd - p) {
+                            lines += 1
+                            p = UnsafeRawPointer(q) - base + 1
+                        }
+                    }
                     do throws(TrainerError) {
-                        try reader.line(UnsafeRawBufferPointer(rebasing: b[start..<stop]))
+                        var outcome = try reader.line(record, lines: lines, canExtend: nl != nil)
+                        if outcome == .openQuote {
+                            if firstLineEnd < 0 { firstLineEnd = lineEnd }
+                            let from = lineEnd + 1
+                            let limit = min(end, start + Self.maxRecordBytes)
+                            if from < limit, let q = memchr(base + from, 0x22, limit - from) {
+                                searchFrom = UnsafeRawPointer(q) - base
+                                continue scan
+                            }
+                            if limit == end && !atEOF { break scan }  // the closing quote may be in the next read
+                            outcome = try reader.line(record, lines: lines, canExtend: false)
+                        }
+                        start = (outcome == .strayQuote && firstLineEnd >= 0 ? firstLineEnd : lineEnd) + 1
                     } catch {
                         failure = error
                         return
                     }
-                    start = lineEnd + 1
+                    searchFrom = start
+                    firstLineEnd = -1
                 }
                 consumed = min(start, end)
             }
@@ -126,17 +174,36 @@ public struct EventLogReader {
 
     // MARK: Lines
 
-    mutating func line(_ b: UnsafeRawBufferPointer) throws(TrainerError) {
+    /// Parses one record of `lines` lines (more than one only when a quoted CSV field holds line breaks).
+    ///
+    /// `canExtend`: the file has another line that could close an open quote. Bad rows are reported at the record's
+    /// first line; after a complete record the line count stands at its last.
+    mutating func line(_ b: UnsafeRawBufferPointer, lines: Int = 1, canExtend: Bool = false) throws(TrainerError)
+        -> RecordEnd
+    {
         lineNumber += 1
-        if b.isEmpty { return }
+        if b.isEmpty { return .complete }
         if format == .jsonl {
             if !headerSeen { try configureJSON() }
             report.rows += 1
-            return try jsonRow(b)
+            try jsonRow(b)
+            return .complete
         }
-        if !headerSeen { return try header(b) }
+        if !headerSeen {
+            try header(b)
+            return .complete
+        }
         report.rows += 1
-        try csvRow(b)
+        let end = try csvRow(b, canExtend: canExtend, lines: lines)
+        switch end {
+        case .complete: lineNumber += lines - 1
+        case .openQuote:
+            // Not parsed yet: it is read again, longer, and counted then.
+            lineNumber -= 1
+            report.rows -= 1
+        case .strayQuote: break
+        }
+        return end
     }
 
     /// Counts a bad row. `kind` groups it in ``IngestReport/badRowKinds`` (the reason itself when nil, for reasons
@@ -224,7 +291,16 @@ public struct EventLogReader {
 
     // MARK: CSV
 
-    mutating func csvRow(_ b: UnsafeRawBufferPointer) throws(TrainerError) {
+    /// Parses one CSV record of `lines` lines; an unclosed quoted field gives `.openQuote` (no side effects) when
+    /// `canExtend`, else a bad row and `.strayQuote`.
+    ///
+    /// Line breaks are kept only in columns the reader does not use (notes, descriptions, JSON properties). In an id,
+    /// time, event or value, or followed by text after a closing quote, they are the sign of a stray quote that
+    /// swallowed the rows after it: the record's first line is then a bad row and reading goes on at the next line,
+    /// which gets those rows back.
+    mutating func csvRow(_ b: UnsafeRawBufferPointer, canExtend: Bool = false, lines: Int = 1) throws(TrainerError)
+        -> RecordEnd
+    {
         var starts = (0, 0, 0, 0, 0)
         var ends = (-1, -1, -1, -1, -1)
         var quoted: UInt8 = 0
@@ -240,7 +316,11 @@ public struct EventLogReader {
                 var j = i + 1
                 var escaped = false
                 while true {
-                    guard j < n else { return try bad("unterminated quote") }
+                    guard j < n else {
+                        if canExtend { return .openQuote }
+                        try bad("unterminated quote")
+                        return .strayQuote
+                    }
                     if b[j] == 0x22 {
                         if j + 1 < n, b[j + 1] == 0x22 {
                             escaped = true
@@ -265,6 +345,11 @@ public struct EventLogReader {
                     scratch[role] = s
                     quoted |= 1 << UInt8(role)
                 }
+                if lines > 1 && i < n && b[i] != delimiter {
+                    // Text after a closing quote: the "closing" quote opened a field of a later row.
+                    try bad("text after a closing quote", kind: "text after a closing quote")
+                    return .strayQuote
+                }
                 while i < n, b[i] != delimiter { i += 1 }
             } else {
                 if let p = memchr(b.baseAddress! + i, Int32(delimiter), n - i) {
@@ -287,7 +372,17 @@ public struct EventLogReader {
             i += 1  // skip the delimiter
         }
         if column < columns && roleOfColumn[column...].contains(where: { $0 >= 0 }) {
-            return try bad("\(column) fields, expected \(columns)", kind: "wrong number of fields")
+            try bad("\(column) fields, expected \(columns)", kind: "wrong number of fields")
+            return .complete
+        }
+        if lines > 1 {
+            let spans = [
+                (starts.0, ends.0), (starts.1, ends.1), (starts.2, ends.2), (starts.3, ends.3), (starts.4, ends.4),
+            ]
+            for (role, (s, e)) in spans.enumerated() where e > s && memchr(b.baseAddress! + s, 0x0A, e - s) != nil {
+                try bad("line break in the \(Role(rawValue: role)!) field", kind: "line break in a used field")
+                return .strayQuote
+            }
         }
         func field(_ role: Int, _ s: Int, _ e: Int) -> UnsafeRawBufferPointer? {
             if e < 0 { return nil }
@@ -313,6 +408,7 @@ public struct EventLogReader {
             }
             try withFields(copies)
         }
+        return .complete
     }
 
     /// Calls ``event(user:item:time:event:value:)`` with owned copies of the fields (quoted CSV and JSON rows).

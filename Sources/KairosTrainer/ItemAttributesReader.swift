@@ -16,17 +16,18 @@ public enum ItemAttributesReader {
         itemIds: [String],
         categoryColumn: String? = nil
     ) throws(TrainerError) -> (ItemAttributes, skipped: Int) {
-        let text: String
-        do {
-            text = try String(decoding: readFile(path), as: UTF8.self)
-        } catch {
-            throw error
-        }
-        var lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
-        guard !lines.isEmpty else { throw TrainerError(.badHeader, "\(path): empty attributes file") }
-        let headerLine = String(lines.removeFirst())
-        let delimiter: Character = headerLine.contains("\t") && !headerLine.contains(",") ? "\t" : ","
-        let header = splitCSVLine(headerLine, delimiter: delimiter).map { $0.lowercased() }
+        let bytes = try readFile(path)
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }  // a byte-order mark
+        while body.first == 0x0A || body.first == 0x0D { body = body.dropFirst() }
+        let headerEnd = body.firstIndex(of: 0x0A) ?? body.endIndex
+        var firstLine = body[..<headerEnd]
+        if firstLine.last == 0x0D { firstLine = firstLine.dropLast() }
+        guard !firstLine.isEmpty else { throw TrainerError(.badHeader, "\(path): empty attributes file") }
+        let comma = UInt8(ascii: ",")
+        let delimiter: UInt8 = firstLine.contains(0x09) && !firstLine.contains(comma) ? 0x09 : comma
+        let headerFields = records(firstLine, delimiter: delimiter, lineBreaksIn: { _ in false }).first.flatMap { $0 }
+        let header = (headerFields ?? []).map { $0.lowercased() }
         func column(_ names: [String]) -> Int? { names.lazy.compactMap { header.firstIndex(of: $0) }.first }
         guard let itemCol = column(["item", "item_id", "itemid", "product_id", "product"]) else {
             throw TrainerError(.badHeader, "\(path): no item column in \(header)")
@@ -36,6 +37,9 @@ public enum ItemAttributesReader {
         )
         let brandCol = column(["brand"])
         let priceCol = column(["price"])
+        let used = Set([itemCol, catCol, brandCol, priceCol].compactMap { $0 })
+        let rest = body[min(headerEnd + 1, body.endIndex)...]
+        let lines = records(rest, delimiter: delimiter, lineBreaksIn: { !used.contains($0) })
         var rowOf: [String: Int] = [:]
         for (i, id) in itemIds.enumerated() { rowOf[id] = i }
         var category = [UInt32](repeating: ItemAttributes.none, count: itemIds.count)
@@ -47,8 +51,7 @@ public enum ItemAttributesReader {
         var brandIndex: [String: UInt32] = [:]
         var skipped = 0
         for line in lines {
-            let f = splitCSVLine(String(line), delimiter: delimiter)
-            guard itemCol < f.count, let row = rowOf[f[itemCol]] else {
+            guard let f = line, itemCol < f.count, let row = rowOf[f[itemCol]] else {
                 skipped += 1
                 continue
             }
@@ -90,40 +93,86 @@ public enum ItemAttributesReader {
         return (attrs, skipped)
     }
 
-    /// Splits one CSV line, honouring double quotes and `""` escapes.
-    package static func splitCSVLine(_ line: String, delimiter: Character) -> [String] {
-        var out: [String] = []
-        var field = ""
-        var inQuotes = false
-        var chars = line.makeIterator()
-        var pending: Character? = nil
-        while let c = pending ?? chars.next() {
-            pending = nil
-            if inQuotes {
-                if c == "\"" {
-                    if let n = chars.next() {
-                        if n == "\"" {
-                            field.append("\"")
-                        } else {
-                            inQuotes = false
-                            pending = n
+    /// Splits CSV bytes into records of fields, skipping empty lines (RFC 4180: a quoted field may hold the
+    /// delimiter, `""` for a quote, and line breaks, as product descriptions in catalogue exports do).
+    ///
+    /// A quote still open after ``EventLogReader/maxRecordBytes`` or at the end of the file is a stray. So is a record
+    /// of several lines with a line break in a column where `lineBreaksIn` says none belongs (an id, a category), or
+    /// with text after a closing quote: its "closing" quote opened a later row's field. The first line is then a
+    /// malformed record (nil) and reading goes on at the next line, so one bad quote cannot swallow the rows after it.
+    package static func records(
+        _ text: ArraySlice<UInt8>,
+        delimiter: UInt8,
+        lineBreaksIn: (Int) -> Bool
+    ) -> [[String]?] {
+        let quote = UInt8(ascii: "\""), lf: UInt8 = 0x0A, cr: UInt8 = 0x0D
+        var out: [[String]?] = []
+        var pos = text.startIndex
+        let n = text.endIndex
+        while pos < n {
+            var fields: [String] = []
+            var field: [UInt8] = []
+            var i = pos
+            var malformed = false
+            var multiLine = false  // a quoted field so far held a line break
+            var fieldStart = true
+            record: while i < n {
+                let c = text[i]
+                if fieldStart && c == quote {
+                    let limit = min(n, pos + EventLogReader.maxRecordBytes)
+                    var j = i + 1
+                    while true {
+                        guard j < limit else {
+                            malformed = true
+                            break record
                         }
-                    } else {
-                        inQuotes = false
+                        if text[j] == quote {
+                            if j + 1 < n && text[j + 1] == quote {
+                                field.append(quote)
+                                j += 2
+                                continue
+                            }
+                            break
+                        }
+                        if text[j] == lf { multiLine = true }
+                        field.append(text[j])
+                        j += 1
                     }
-                } else {
+                    i = j + 1
+                    fieldStart = false
+                    // Text after a closing quote on a record of several lines: that quote opened a later row's field.
+                    if multiLine, i < n, text[i] != delimiter, text[i] != lf, text[i] != cr {
+                        malformed = true
+                        break record
+                    }
+                    continue
+                }
+                fieldStart = false
+                if c == delimiter {
+                    if multiLine && field.contains(lf) && !lineBreaksIn(fields.count) {
+                        malformed = true
+                        break record
+                    }
+                    fields.append(String(decoding: field, as: UTF8.self))
+                    field.removeAll(keepingCapacity: true)
+                    fieldStart = true
+                } else if c == lf {
+                    break
+                } else if !(c == cr && i + 1 < n && text[i + 1] == lf) {
                     field.append(c)
                 }
-            } else if c == "\"" && field.isEmpty {
-                inQuotes = true
-            } else if c == delimiter {
-                out.append(field)
-                field = ""
-            } else {
-                field.append(c)
+                i += 1
             }
+            if malformed || (multiLine && field.contains(lf) && !lineBreaksIn(fields.count)) {
+                out.append(nil)
+                pos = (text[pos..<n].firstIndex(of: lf) ?? n - 1) + 1
+                continue
+            }
+            pos = i + 1
+            if fields.isEmpty && field.isEmpty { continue }  // an empty line
+            fields.append(String(decoding: field, as: UTF8.self))
+            out.append(fields)
         }
-        out.append(field)
         return out
     }
 

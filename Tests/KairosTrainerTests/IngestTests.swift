@@ -299,6 +299,109 @@ import Testing
         #expect(q.userIds == ["u,1"] && q.itemIds == ["say \"hi\""])
     }
 
+    /// RFC 4180: a quoted field may hold line breaks (a note, a description). The record is one row, counted once,
+    /// and the line numbers after it stay the file's own.
+    @Test func quotedLineBreaksStayInTheirField() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            "user,item,timestamp,note\n"
+                + "u1,i1,100,\"first line\nsecond, with a comma\"\n"  // lines 2-3
+                + "u2,i2,200,\"a\r\n\r\n\"\"quoted\"\" c\"\r\n"  // lines 4-6, CRLF
+                + "u3,i3,yesterday,x\n"  // line 7: bad timestamp
+                + "u4,i4,400,\"\n\"\n",  // lines 8-9
+            to: "e.csv"
+        )
+        let (log, report) = try EventLogReader.read(path: path)
+        #expect(report.rows == 4 && report.badRows == 1)
+        #expect(report.firstBadRows.map(\.line) == [7])
+        #expect(log.userIds == ["u1", "u2", "u4"] && log.itemIds == ["i1", "i2", "i4"])
+        #expect(log.times.sorted() == [100, 200, 400])
+    }
+
+    /// A quote that never closes is a stray: its line is a bad row and the rows after it are read, not swallowed into
+    /// one field. A line break inside an id, a time or an event is the same stray seen from the other side: the quote
+    /// that closed it belonged to a later row.
+    @Test func strayQuotesCostOneLine() throws {
+        let dir = TempFolder()
+        let open = dir.write("user,item,timestamp\nu1,\"i1,100\nu2,i2,200\nu3,i3,300\n", to: "open.csv")
+        let (a, ra) = try EventLogReader.read(path: open)
+        #expect(ra.rows == 3 && ra.badRows == 1)
+        #expect(ra.firstBadRows.map(\.line) == [2])
+        #expect(ra.firstBadRows.first?.reason.contains("unterminated quote") == true)
+        #expect(a.userIds == ["u2", "u3"] && a.times.sorted() == [200, 300])
+
+        let closedLater = dir.write(
+            "user,item,timestamp,note\nu1,\"i1,100,x\nu2,i2,200,x\nu3,i3,300,\"late\"\n", to: "late.csv"
+        )
+        let (b, rb) = try EventLogReader.read(path: closedLater)
+        #expect(rb.badRows == 1 && rb.firstBadRows.map(\.line) == [2])
+        #expect(rb.firstBadRows.first?.reason.contains("text after a closing quote") == true)
+        #expect(b.userIds == ["u2", "u3"] && b.itemIds == ["i2", "i3"])
+
+        let inId = dir.write("user,item,timestamp\nu1,\"i1\nu2,i2\",200\nu3,i3,300\n", to: "id.csv")
+        let (c, rc) = try EventLogReader.read(path: inId)
+        #expect(rc.badRows == 1 && rc.firstBadRows.map(\.line) == [2])
+        #expect(rc.firstBadRows.first?.reason.contains("line break in the item field") == true)
+        #expect(c.userIds == ["u2", "u3"] && c.itemIds == ["i2\"", "i3"])
+
+        var strict = IngestOptions()
+        strict.strict = true
+        #expect(throws: TrainerError.self) { _ = try EventLogReader.read(path: closedLater, options: strict) }
+    }
+
+    /// Records that cross the reader's chunk boundaries (8 MiB in use; down to 5 bytes here) parse exactly as from one
+    /// read: the same events, bad rows and line numbers.
+    @Test func recordsAcrossReadBoundaries() throws {
+        let dir = TempFolder()
+        var text = "user,item,timestamp,note\r\n"
+        var rng = SplitMix64(seed: 11)
+        for r in 0..<300 {
+            let note: String
+            switch rng.next() % 6 {
+            case 0: note = "\"multi\nline \"\"note\"\"\r\nend\""
+            case 1: note = "\"\(String(repeating: "x", count: Int(rng.next() % 40)))\n\""
+            case 2: note = "\"unclosed"  // a stray: closed by the next quoted note, which makes a bad row
+            default: note = "plain"
+            }
+            let time = rng.next() % 10 == 0 ? "never" : "\(1000 + r)"
+            text += "u\(rng.next() % 20),i\(rng.next() % 50),\(time),\(note)\(r % 2 == 0 ? "\r\n" : "\n")"
+        }
+        let path = dir.write(text, to: "e.csv")
+        let (whole, wholeReport) = try EventLogReader.read(path: path)
+        #expect(wholeReport.badRows > 0 && wholeReport.rows > 250)
+        var options = IngestOptions()
+        options.reportedBadRows = 1000
+        let (reference, referenceReport) = try EventLogReader.read(path: path, options: options)
+        for chunk in [5, 16, 61, 4096] {
+            let (log, report) = try EventLogReader.read(path: path, options: options, chunkBytes: chunk)
+            #expect(EventLogSplitTests.same(log, reference), "chunk \(chunk)")
+            #expect(report.rows == referenceReport.rows && report.firstBadRows == referenceReport.firstBadRows)
+        }
+        #expect(EventLogSplitTests.same(whole, reference))
+    }
+
+    /// An item attributes file as catalogue exports write it: a byte-order mark, CRLF endings, and a quoted
+    /// description with line breaks, commas and quotes before the category. A stray quote costs its own line: the next
+    /// item keeps its attributes instead of lending them to the stray's.
+    @Test func itemAttributesFromACatalogueExport() throws {
+        let dir = TempFolder()
+        let path = dir.write(
+            "\u{FEFF}item,description,category,brand,price\r\n"
+                + "x1,\"Soft shoe.\r\n\r\nSizes 38-46, \"\"wide\"\" fit\",Shoes|Sport,Acme,59.5\r\n"
+                + "x2,\"oops,Bags,Other,10\r\n"
+                + "x3,\"Plain\",Hats,Acme,5\r\n"
+                + "x4,\"two\nlines\",Shoes,,7\r\n"
+                + "x5,fine,\"Bad\r\ncat\",Acme,3\r\n",  // a line break in a category: x5's line and the next are bad
+            to: "items.csv"
+        )
+        let (a, skipped) = try ItemAttributesReader.read(path: path, itemIds: ["x1", "x2", "x3", "x4", "x5"])
+        #expect(skipped == 3)
+        #expect(a.categoryNames == ["Shoes", "Hats"] && a.brandNames == ["Acme"])
+        #expect(a.category == [0, ItemAttributes.none, 1, 0, ItemAttributes.none])
+        #expect(a.brand == [0, ItemAttributes.none, 0, ItemAttributes.none, ItemAttributes.none])
+        #expect(a.price[0] == 59.5 && a.price[1].isNaN && a.price[2] == 5 && a.price[3] == 7)
+    }
+
     /// A header without a user column is rejected with the header in the message.
     @Test func missingColumnIsAHeaderError() throws {
         let dir = TempFolder()
