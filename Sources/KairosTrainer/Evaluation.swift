@@ -45,6 +45,14 @@ package struct EvaluationSet: Sendable {
     package var truth: [Set<Int32>] = []
     /// Per user: items removed from the ranking (training items under exclude-seen, else none).
     package var seen: [Set<Int32>] = []
+
+    /// At most `maxUsers` of the users, evenly spaced (deterministic: keeps evaluation cost bounded on big logs).
+    package func thinned(to maxUsers: Int) -> EvaluationSet {
+        guard users.count > maxUsers else { return self }
+        let step = Double(users.count) / Double(maxUsers)
+        let picks = (0..<maxUsers).map { Int(Double($0) * step) }
+        return EvaluationSet(users: picks.map { users[$0] }, truth: picks.map { truth[$0] }, seen: picks.map { seen[$0] })
+    }
 }
 
 /// Per-item and per-user signals a ranking is made from, computed from one training log.
@@ -164,17 +172,7 @@ package enum Evaluation {
                 set.truth.append(truth)
                 set.seen.append(p == .excludeSeen ? seen[u] : [])
             }
-            // Deterministic thinning keeps evaluation cost bounded on big logs.
-            if set.users.count > maxUsers {
-                let step = Double(set.users.count) / Double(maxUsers)
-                let picks = (0..<maxUsers).map { Int(Double($0) * step) }
-                set = EvaluationSet(
-                    users: picks.map { set.users[$0] },
-                    truth: picks.map { set.truth[$0] },
-                    seen: picks.map { set.seen[$0] }
-                )
-            }
-            out[p] = set
+            out[p] = set.thinned(to: maxUsers)
         }
         return out
     }

@@ -198,6 +198,63 @@ import Testing
         #expect(BlendScorer.clearWinner([], over: incumbent) == nil)
     }
 
+    /// The shortlist scorer ranks every user exactly as a full scan of the catalogue does, for blends drawn from the
+    /// search's grid over all five components (categories, freshness, buy-again and exclusions in play), whether the
+    /// shortlist holds everything, its bounds decide, or they cannot and the candidates are refined (or, without the
+    /// dot product, the catalogue scanned). Each of the four happens below, so each is checked.
+    @Test func shortlistRankingsEqualFullScans() throws {
+        let dir = TempFolder()
+        let path = try Logs.synthetic(in: dir, users: 90, items: 400, categories: 12, days: 40, eventsPerUser: 30)
+        let (log, _) = try EventLogReader.read(path: path)
+        let (train, test) = log.split(at: Evaluation.cutTime(log, quantile: 0.7))
+        var config = ALSConfig()
+        config.factors = 20
+        config.iterations = 3
+        let m = Interactions.matrix(train, decay: DecaySpec(form: .none), reference: 0, normalizePerUser: true)
+        let factors = WeightedALS.fit(m, config: config)
+        // Every 9th item has no category, as items missing from an attributes file do.
+        let categories = (0..<train.itemIds.count).map { $0 % 9 == 0 ? ItemAttributes.none : UInt32($0 % 12) }
+        let comps = ScoringComponents(
+            log: train,
+            decay: .exponential(halfLifeDays: 10),
+            trendingDecay: .exponential(halfLifeDays: 3),
+            reference: train.timeRange!.upperBound,
+            historyCap: 1000,
+            categories: categories,
+            factors: factors,
+            freshnessHalfLifeDays: 7
+        )
+        var rng = SplitMix64(seed: 5)
+        func pick() -> Double { BlendScorer.grid[Int(rng.next() % UInt64(BlendScorer.grid.count))] }
+        var seen: Set<String> = []
+        for (p, set) in Evaluation.sets(train: train, test: test, maxUsers: 1000) {
+            let firstSeen = Signals.firstSeen(train, reference: train.timeRange!.upperBound)
+            for per in [1, 3, 12, 400] {
+                let first = BlendScorer(set: set, components: comps, k: 10, threads: 2, perComponent: per)
+                // The freshness search's variant: the same lists, another freshness's best items added.
+                let variant = BlendScorer(first, freshness: firstSeen.freshness(halfLifeDays: 2))
+                var full: [Float] = []
+                var short: [Float] = []
+                for scorer in [first, variant] {
+                    for _ in 0..<15 {
+                        let w = BlendWeights(
+                            dot: pick(), trending: pick(), buyAgain: pick(), category: pick(), freshness: pick()
+                        )
+                        for n in set.users.indices {
+                            let fast = scorer.top(user: n, w, full: &full, short: &short)
+                            let reference = scorer.ranking(user: n, w).map(\.item)
+                            #expect(fast.items == reference, "\(p) per \(per) \(w) user \(n)")
+                            seen.insert("\(fast.decided)")
+                        }
+                        let ranked = scorer.accumulate(w)
+                        #expect(ranked.result.ndcg.isFinite)
+                    }
+                }
+            }
+        }
+        #expect(seen == ["completeShortlist", "bounds", "refined", "fullScan"])
+    }
+
     /// The factorization search's dot-product run, one user at a time, ranks exactly as the cached blend scorer
     /// with the dot product alone: the same items per user, so the same per-user NDCG and coverage; and both give the
     /// same lists, in the same order, when the users are split over threads.
@@ -236,6 +293,7 @@ import Testing
                 }
             }
             #expect(lists(parallel, 3) == lists(serial, 1), "\(p)")
+            #expect(lists(parallel, 3) == set.users.indices.map { parallel.ranking(user: $0, blend).map(\.item) })
             #expect(parallel.accumulate(blend).userNDCG == serial.accumulate(blend).userNDCG, "\(p)")
             let directParallel = BlendScorer.dotProductRun(
                 set: set, factors: factors, items: train.itemIds.count, k: 7, threads: 2
