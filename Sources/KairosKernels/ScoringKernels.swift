@@ -139,6 +139,21 @@ public struct ScoringKernels: Sendable {
         return dotKernel(matrix.encoding)(query.baseAddress!, matrix.rowPointer(row), scale, Int32(matrix.cols))
     }
 
+    /// Every row's dot product with `query`, into `scores` (one per row): the values ``topK(_:of:k:excluding:)``
+    /// ranks, bit for bit the same as ``dot(_:row:of:)`` gives row by row.
+    public func scores(
+        _ query: UnsafeBufferPointer<Float>,
+        of matrix: MatrixView,
+        into scores: UnsafeMutableBufferPointer<Float>
+    ) {
+        precondition(query.count == matrix.cols && scores.count >= matrix.rows)
+        guard matrix.rows > 0 else { return }
+        scanKernel(matrix.encoding)(
+            query.baseAddress!, matrix.base, matrix.rowStride, matrix.scales, 0, matrix.rows, Int32(matrix.cols),
+            scores.baseAddress!
+        )
+    }
+
     /// Asks the CPU to fetch `values[row]` for each of `rows` into cache ahead of use (rows out of range are skipped).
     public static func prefetch(_ values: UnsafeBufferPointer<Float>, at rows: UnsafeBufferPointer<Int32>) {
         guard let base = values.baseAddress else { return }

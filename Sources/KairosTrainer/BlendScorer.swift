@@ -20,6 +20,8 @@ package struct BlendScorer: Sendable {
     let affinity: [[Float]]
     /// Items per component in each shortlist.
     let perComponent: Int
+    /// How dot products are computed.
+    let factorDots: FactorDots
     /// One per user of `set`.
     let shortlists: [Shortlist]
 
@@ -47,9 +49,11 @@ package struct BlendScorer: Sendable {
         components c: ScoringComponents,
         k: Int,
         threads: Int = 1,
-        perComponent: Int = BlendScorer.shortlistPerComponent
+        perComponent: Int = BlendScorer.shortlistPerComponent,
+        dots: FactorDots = .swift
     ) {
         self.set = set
+        factorDots = dots
         components = c
         self.k = k
         self.threads = threads
@@ -59,7 +63,7 @@ package struct BlendScorer: Sendable {
         self.buy = buy
         self.affinity = affinity
         shortlists = Self.shortlists(
-            set, c, per: self.perComponent, buy: buy, affinity: affinity, earlier: nil, threads: threads
+            set, c, per: self.perComponent, buy: buy, affinity: affinity, earlier: nil, dots: dots, threads: threads
         )
     }
 
@@ -71,11 +75,12 @@ package struct BlendScorer: Sendable {
         k = other.k
         threads = other.threads
         perComponent = other.perComponent
+        factorDots = other.factorDots
         buy = other.buy
         affinity = other.affinity
         shortlists = Self.shortlists(
             set, components, per: perComponent, buy: buy, affinity: affinity, earlier: other.shortlists,
-            threads: threads
+            dots: factorDots, threads: threads
         )
     }
 
@@ -88,6 +93,7 @@ package struct BlendScorer: Sendable {
         buy: [[(Int32, Float)]],
         affinity: [[Float]],
         earlier: [Shortlist]?,
+        dots: FactorDots,
         threads: Int
     ) -> [Shortlist] {
         let items = c.items
@@ -131,7 +137,7 @@ package struct BlendScorer: Sendable {
                     } else {
                         if let f = c.factors {
                             dotRow.withUnsafeMutableBufferPointer { d in
-                                scoreAll(f, user: set.users[n], into: d)
+                                dots.row(f, user: set.users[n], into: d)
                                 s.dotBound = take(UnsafeBufferPointer(d))
                             }
                         }
@@ -155,7 +161,7 @@ package struct BlendScorer: Sendable {
                     var known: [Int32: Float] = [:]
                     for (j, i) in old.enumerated() where j < s.dots.count { known[i] = s.dots[j] }
                     if let f = c.factors {
-                        s.dots = s.items.map { known[$0] ?? dot(f, user: set.users[n], item: Int($0)) }
+                        s.dots = s.items.map { known[$0] ?? dots.one(f, user: set.users[n], item: Int($0)) }
                     }
                     var weight: [Int32: Float] = [:]
                     for (i, v) in buy[n] { weight[i] = v }
@@ -167,44 +173,6 @@ package struct BlendScorer: Sendable {
         return out
     }
 
-    /// `user . item` as ``scoreAll`` computes it (the same operations in the same order, so the same bits).
-    static func dot(_ f: ALSFactors, user u: Int, item i: Int) -> Float {
-        f.user.withUnsafeBufferPointer { U in
-            f.item.withUnsafeBufferPointer { V in
-                dot(U.baseAddress! + u * f.factors, V.baseAddress! + i * f.factors, f.factors)
-            }
-        }
-    }
-
-    @inline(__always)
-    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ k: Int) -> Float {
-        var acc = SIMD16<Float>()
-        var d = 0
-        while d + 16 <= k {
-            let a = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self)
-            let b = UnsafeRawPointer(y + d).loadUnaligned(as: SIMD16<Float>.self)
-            acc = a * b + acc
-            d += 16
-        }
-        var s = horizontalSum(acc)
-        while d < k {
-            s += x[d] * y[d]
-            d += 1
-        }
-        return s
-    }
-
-    /// `out[i] = user . item_i` for every item.
-    package static func scoreAll(_ f: ALSFactors, user u: Int, into out: UnsafeMutableBufferPointer<Float>) {
-        let k = f.factors
-        f.user.withUnsafeBufferPointer { U in
-            f.item.withUnsafeBufferPointer { V in
-                let x = U.baseAddress! + u * k
-                for i in 0..<out.count { out[i] = dot(x, V.baseAddress! + i * k, k) }
-            }
-        }
-    }
-
     /// The metrics of the dot product alone (``BlendWeights``'s default) on `set`, one user at a time: the same
     /// rankings as `BlendScorer(...).accumulate(BlendWeights())` without caching every user's dot products, which
     /// on a 50k-item catalogue is the largest allocation of each factorization-search fit (about 120 MB).
@@ -213,10 +181,11 @@ package struct BlendScorer: Sendable {
         factors f: ALSFactors,
         items: Int,
         k: Int,
-        threads: Int = 1
+        threads: Int = 1,
+        dots: FactorDots = .swift
     ) -> MetricsAccumulator {
         let ranked = rankEachUser(set, items: items, k: k, threads: threads) { n, b in
-            scoreAll(f, user: set.users[n], into: b)
+            dots.row(f, user: set.users[n], into: b)
         }
         return accumulate(ranked, set: set, k: k, catalogue: items)
     }
@@ -328,7 +297,7 @@ package struct BlendScorer: Sendable {
                 j += 1
             } else if !(rest[i] < need), !set.seen[n].contains(Int32(i)) {
                 // The blend as `scores` computes it: the same operations in the same order.
-                var v = wd * Self.dot(f, user: set.users[n], item: i) + wt * c.trending[i]
+                var v = wd * factorDots.one(f, user: set.users[n], item: i) + wt * c.trending[i]
                 if wf != 0 { v += wf * c.freshness[i] }
                 if category, let cats = c.categories, cats[i] < affinity[n].count { v += wc * affinity[n][Int(cats[i])] }
                 items.append(Int32(i))
@@ -392,7 +361,7 @@ package struct BlendScorer: Sendable {
         let wf = Float(w.freshness)
         let n = b.count
         if let f = c.factors, wd != 0 {
-            Self.scoreAll(f, user: set.users[user], into: b)
+            factorDots.row(f, user: set.users[user], into: b)
             c.trending.withUnsafeBufferPointer { T in for i in 0..<n { b[i] = wd * b[i] + wt * T[i] } }
         } else {
             c.trending.withUnsafeBufferPointer { T in for i in 0..<n { b[i] = wt * T[i] } }

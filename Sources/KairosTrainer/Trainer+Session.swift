@@ -41,6 +41,9 @@ struct Session {
     /// larger lambda to keep the balance validation found.
     var regularizationPerPair: Double?
 
+    /// How evaluation computes dot products (the ALS kernel's instruction-set level).
+    var factorDots: FactorDots { FactorDots(kernel: config.als.kernel) }
+
     /// The regularization a fit on `m` uses.
     func regularization(for m: SparseMatrix) -> Float {
         guard let r = regularizationPerPair else { return config.als.regularization }
@@ -188,7 +191,13 @@ struct Session {
             let factors = decayed ? decayedFactors : fit(matrix(sub, decayed: false), label: "validation fit (no decay)")
             let comps = components(sub, decayed: decayed, tuned: tuned, factors: factors)
             for p in EvaluationProtocol.allCases {
-                let scorer = BlendScorer(set: sets[p]!, components: comps, k: config.k, threads: config.als.threads)
+                let scorer = BlendScorer(
+                    set: sets[p]!,
+                    components: comps,
+                    k: config.k,
+                    threads: config.als.threads,
+                    dots: factorDots
+                )
                 let (w, run) = scorer.tune()
                 let metrics = run.result
                 if decayed {
@@ -228,7 +237,8 @@ struct Session {
             set: set,
             components: components(sub, decayed: true, tuned: t, factors: factors),
             k: config.k,
-            threads: config.als.threads
+            threads: config.als.threads,
+            dots: factorDots
         )
         let (base, _) = baseScorer.tune()
         let baseRun = baseScorer.accumulate(base)
@@ -292,7 +302,8 @@ struct Session {
             als.iterations = min(als.iterations, incumbentFactors == nil ? Self.coldSearchIterations : Self.warmSearchIterations)
             let raw = WeightedALS.fit(m, config: als, initial: incumbentFactors)
             let run = BlendScorer.dotProductRun(
-                set: set, factors: raw.stored(as: c.encoding), items: sub.itemIds.count, k: c.k, threads: c.als.threads
+                set: set, factors: raw.stored(as: c.encoding), items: sub.itemIds.count, k: c.k, threads: c.als.threads,
+                dots: factorDots
             )
             let v = run.result.ndcg
             cache[key] = run
@@ -372,10 +383,22 @@ struct Session {
         for p in EvaluationProtocol.allCases {
             let set = sets[p]!
             var runs = Evaluation.baselines(set, p, comps, k: config.k)
-            let scorer = BlendScorer(set: set, components: comps, k: config.k, threads: config.als.threads)
+            let scorer = BlendScorer(
+                set: set,
+                components: comps,
+                k: config.k,
+                threads: config.als.threads,
+                dots: factorDots
+            )
             runs["als"] = scorer.accumulate(BlendWeights())
             runs["model"] = scorer.accumulate(tuned.weights[p]!)
-            let scorer0 = BlendScorer(set: set, components: comps0, k: config.k, threads: config.als.threads)
+            let scorer0 = BlendScorer(
+                set: set,
+                components: comps0,
+                k: config.k,
+                threads: config.als.threads,
+                dots: factorDots
+            )
             runs["als-no-decay"] = scorer0.accumulate(BlendWeights())
             runs["model-no-decay"] = scorer0.accumulate(tuned.noDecayWeights[p]!)
             let methods = runs.mapValues(\.result)

@@ -383,21 +383,21 @@ public enum Trainer {
     /// - Throws: ``TrainerError`` `io`, naming `what` (the option that gave the path).
     public static func checkWritable(_ path: String, what: String) throws(TrainerError) {
         let (dir, _) = AtomicFile.split(path)  // the folder the writer's temp file goes to
-        var st = stat()
-        guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+        guard ckt_path_kind(dir, nil) == Int32(CKT_PATH_DIR) else {
             throw TrainerError(.io, "\(what) \(path): folder \(dir) does not exist")
         }
         guard access(dir, W_OK | X_OK) == 0 else {
             let why = String(cString: strerror(errno))
             throw TrainerError(.io, "\(what) \(path): folder \(dir) is not writable: \(why)")
         }
-        if stat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+        let kind = ckt_path_kind(path, nil)
+        if kind != Int32(CKT_PATH_NONE) && kind != Int32(CKT_PATH_FILE) {
             throw TrainerError(.io, "\(what) \(path): not a regular file")
         }
     }
 
     static func fileSize(_ path: String) -> Int? {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+        var size: Int64 = 0
+        return ckt_path_kind(path, &size) == Int32(CKT_PATH_NONE) ? nil : Int(size)
     }
 }

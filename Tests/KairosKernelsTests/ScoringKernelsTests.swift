@@ -86,6 +86,25 @@ import Testing
         }
     }
 
+    /// `scores` writes every row's dot product, bit for bit as dot gives it, and nothing past the last row.
+    @Test(arguments: dotCases)
+    func scoresEqualDotBitForBit(_ kc: KernelCase, cols: Int) {
+        for rows in [1, 37, 64] {
+            let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: UInt64(cols + rows)), rows: rows,
+                                  cols: cols, encoding: kc.encoding)
+            let query = randomValues(rows: 1, cols: cols, seed: 5 &+ UInt64(cols))
+            var out = [Float](repeating: .nan, count: rows + 1)
+            query.withUnsafeBufferPointer { q in
+                out.withUnsafeMutableBufferPointer { kc.kernels.scores(q, of: m.view, into: $0) }
+                for r in 0..<rows {
+                    let dot = kc.kernels.dot(q, row: r, of: m.view)
+                    #expect(out[r].bitPattern == dot.bitPattern, "\(kc) cols \(cols) row \(r)")
+                }
+            }
+            #expect(out[rows].isNaN)
+        }
+    }
+
     /// All levels produce the same scores within float tolerance (they run concurrently in this process).
     @Test(arguments: RowEncoding.allCases)
     func levelsAgree(_ encoding: RowEncoding) {

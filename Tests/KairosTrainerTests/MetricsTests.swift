@@ -230,7 +230,9 @@ import Testing
         for (p, set) in Evaluation.sets(train: train, test: test, maxUsers: 1000) {
             let firstSeen = Signals.firstSeen(train, reference: train.timeRange!.upperBound)
             for per in [1, 3, 12, 400] {
-                let first = BlendScorer(set: set, components: comps, k: 10, threads: 2, perComponent: per)
+                // Swift SIMD dot products for some, the C scan kernels for the others.
+                let dots = per % 2 == 0 ? FactorDots(kernel: .auto) : .swift
+                let first = BlendScorer(set: set, components: comps, k: 10, threads: 2, perComponent: per, dots: dots)
                 // The freshness search's variant: the same lists, another freshness's best items added.
                 let variant = BlendScorer(first, freshness: firstSeen.freshness(halfLifeDays: 2))
                 var full: [Float] = []
@@ -253,6 +255,34 @@ import Testing
             }
         }
         #expect(seen == ["completeShortlist", "bounds", "refined", "fullScan"])
+    }
+
+    /// Evaluation's dot products, whole rows and single items, agree bit for bit at every kernel level, and each
+    /// level agrees with a plain sum to float rounding.
+    @Test func factorDotsRowsEqualSingleItems() {
+        var rng = SplitMix64(seed: 9)
+        for factors in [4, 20, 64, 68] {
+            let users = 3, items = 37
+            let f = ALSFactors(
+                factors: factors,
+                user: (0..<(users * factors)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 997 },
+                item: (0..<(items * factors)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 991 },
+                losses: []
+            )
+            for kernel in ALSKernel.allCases {
+                let dots = FactorDots(kernel: kernel)
+                for u in 0..<users {
+                    var row = [Float](repeating: .nan, count: items)
+                    row.withUnsafeMutableBufferPointer { dots.row(f, user: u, into: $0) }
+                    #expect(row == (0..<items).map { dots.one(f, user: u, item: $0) }, "\(kernel) \(factors)")
+                    for i in 0..<items {
+                        var exact = 0.0
+                        for d in 0..<factors { exact += Double(f.user[u * factors + d]) * Double(f.item[i * factors + d]) }
+                        #expect(abs(Double(row[i]) - exact) <= 1e-4 * (1 + abs(exact)), "\(kernel) \(factors)")
+                    }
+                }
+            }
+        }
     }
 
     /// The factorization search's dot-product run, one user at a time, ranks exactly as the cached blend scorer

@@ -20,4 +20,10 @@ void ckt_cg_solve(int isa, float *X, const float *Y, int stride, const float *G,
 /* Hands freed heap memory back to the system (glibc's malloc_trim; nothing elsewhere). */
 void ckt_release_free_memory(void);
 
+/* What `path` is: CKT_PATH_NONE (stat fails), CKT_PATH_FILE (regular), CKT_PATH_DIR or CKT_PATH_OTHER; its size in
+ * bytes goes to `*size` when `size` is not null. In C because Swift's view of `struct stat` depends on which module
+ * owns <sys/stat.h> in a given build. */
+enum { CKT_PATH_NONE = 0, CKT_PATH_FILE = 1, CKT_PATH_DIR = 2, CKT_PATH_OTHER = 3 };
+int ckt_path_kind(const char *path, int64_t *size);
+
 #endif
