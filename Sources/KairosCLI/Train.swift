@@ -132,7 +132,7 @@ public struct Train: ParsableCommand {
     var tuneFactorization = true
     @Option(help: "Ranking cut-off K.")
     var k = 10
-    @Option(help: "Most users per evaluation set (fewer when users x items would pass 256M).")
+    @Option(help: "Most users per evaluation set (fewer when users x items would pass 250M).")
     var evalUsers = 5000
     @Option(help: "Write every metric as JSON to this file.")
     var metricsJson: String?
