@@ -184,20 +184,26 @@ struct Session {
         }
         if config.tuneFactorization { tuneFactorization(sub: sub, sets: sets) }
         let decayedFactors = fit(matrix(sub, decayed: true), label: "validation fit")
+        // The freshness search's scorer for its choice: the decayed exclude-seen blend's, shortlists already built.
+        var chosenScorer: BlendScorer?
         if config.freshnessHalfLifeDays == nil {
-            chooseFreshness(sub: sub, sets: sets, factors: decayedFactors, tuned: &tuned)
+            chosenScorer = chooseFreshness(sub: sub, sets: sets, factors: decayedFactors, tuned: &tuned)
         }
         for decayed in [true, false] {
             let factors = decayed ? decayedFactors : fit(matrix(sub, decayed: false), label: "validation fit (no decay)")
             let comps = components(sub, decayed: decayed, tuned: tuned, factors: factors)
             for p in EvaluationProtocol.allCases {
-                let scorer = BlendScorer(
-                    set: sets[p]!,
-                    components: comps,
-                    k: config.k,
-                    threads: config.als.threads,
-                    dots: factorDots
-                )
+                let reuse = decayed && p == .excludeSeen ? chosenScorer : nil
+                if reuse != nil { chosenScorer = nil }  // held here only: freed with the loop's scorer
+                let scorer =
+                    reuse
+                    ?? BlendScorer(
+                        set: sets[p]!,
+                        components: comps,
+                        k: config.k,
+                        threads: config.als.threads,
+                        dots: factorDots
+                    )
                 let (w, run) = scorer.tune()
                 let metrics = run.result
                 if decayed {
@@ -229,8 +235,15 @@ struct Session {
     /// (``BlendScorer/clearlyBetter``); none clearing it leaves freshness out (Instacart's steady catalogue). An
     /// earlier rule (the shortest half-life that clears the rule, replaced only when another is clearly better
     /// again) let 14 days win on 5 of 8 seeds on ml-100k and cost 0.015-0.02 test NDCG each time.
-    func chooseFreshness(sub: EventLog, sets: [EvaluationProtocol: EvaluationSet], factors: ALSFactors, tuned: inout Tuned) {
-        guard let set = sets[.excludeSeen], !set.users.isEmpty else { return }
+    ///
+    /// - Returns: the scorer of the chosen components (the same rankings as one built from them afresh).
+    func chooseFreshness(
+        sub: EventLog,
+        sets: [EvaluationProtocol: EvaluationSet],
+        factors: ALSFactors,
+        tuned: inout Tuned
+    ) -> BlendScorer? {
+        guard let set = sets[.excludeSeen], !set.users.isEmpty else { return nil }
         var t = tuned
         t.freshnessHalfLifeDays = 0  // the components without freshness; each half-life below only swaps it in
         let baseScorer = BlendScorer(
@@ -243,23 +256,26 @@ struct Session {
         let (base, _) = baseScorer.tune()
         let baseRun = baseScorer.accumulate(base)
         let firstSeen = Signals.firstSeen(sub, reference: sub.timeRange?.upperBound ?? 0)
-        var tried: [(days: Double, run: MetricsAccumulator)] = []
+        var tried: [(days: Double, run: MetricsAccumulator, scorer: BlendScorer)] = []
         for days in Self.freshnessGrid {
             let scorer = BlendScorer(baseScorer, freshness: firstSeen.freshness(halfLifeDays: days))
             guard let (w, run) = scorer.bestFreshness(added: base, baseline: baseRun.result.ndcg) else { continue }
-            tried.append((days, run))
+            tried.append((days, run, scorer))
             progress.line(
                 "validation",
                 "freshness half-life \(Format.number(days)) d, weight \(Format.number(w.freshness)) -> ndcg@\(config.k) "
                     + "\(Format.fixed(run.result.ndcg, 4))"
             )
         }
-        let chosen = BlendScorer.clearWinner(tried.map(\.run), over: baseRun).map { tried[$0] } ?? (days: 0, run: baseRun)
+        let chosen =
+            BlendScorer.clearWinner(tried.map(\.run), over: baseRun).map { tried[$0] }
+            ?? (days: 0, run: baseRun, scorer: baseScorer)
         tuned.freshnessHalfLifeDays = chosen.days
         progress.line(
             "validation",
             chosen.days > 0 ? "freshness half-life \(Format.number(chosen.days)) d" : "no freshness term (no clear gain)"
         )
+        return chosen.scorer
     }
 
     /// Coordinate search of regularization, alpha and half-life on validation NDCG of the factor model alone.
