@@ -79,8 +79,11 @@ struct Session {
 
     /// Users per evaluation set: `--eval-users`, lowered on big catalogues so that the dot products computed for
     /// the shortlists (users x items) stay within 250M per evaluation set: 5000 users up to 50k items, 250 users at 1M.
-    func evalUsers(items: Int) -> Int {
-        max(100, min(config.maxEvalUsers, 250_000_000 / max(items, 1)))
+    func evalUsers(items: Int) -> Int { Self.evaluationUsers(items: items, most: config.maxEvalUsers) }
+
+    /// ``evalUsers(items:)`` for a catalogue of `items` and `--eval-users` `most`.
+    static func evaluationUsers(items: Int, most: Int) -> Int {
+        max(100, min(most, 250_000_000 / max(items, 1)))
     }
 
     func components(_ log: EventLog, decayed: Bool, tuned: Tuned, factors: ALSFactors?) -> ScoringComponents {

@@ -257,6 +257,23 @@ import Testing
         #expect(seen == ["completeShortlist", "bounds", "refined", "fullScan"])
     }
 
+    /// Evaluation sets are thinned to evenly spaced users, deterministically; the cap follows the catalogue size
+    /// (users x items within 250M, never below 100 users) and `--eval-users`.
+    @Test func evaluationUsersAreCappedAndEvenlyThinned() {
+        let set = EvaluationSet(
+            users: Array(10..<20), truth: (0..<10).map { [Int32($0)] }, seen: (0..<10).map { _ in [] }
+        )
+        let thin = set.thinned(to: 4)
+        #expect(thin.users == [10, 12, 15, 17] && thin.truth == [[0], [2], [5], [7]] && thin.seen.count == 4)
+        #expect(set.thinned(to: 10).users == set.users && set.thinned(to: 50).users == set.users)
+        #expect(Session.evaluationUsers(items: 1_682, most: 5000) == 5000)
+        #expect(Session.evaluationUsers(items: 50_000, most: 5000) == 5000)
+        #expect(Session.evaluationUsers(items: 50_001, most: 5000) == 4999)
+        #expect(Session.evaluationUsers(items: 1_000_000, most: 5000) == 250)
+        #expect(Session.evaluationUsers(items: 10_000_000, most: 5000) == 100)
+        #expect(Session.evaluationUsers(items: 50_000, most: 700) == 700)
+    }
+
     /// Evaluation's dot products, whole rows and single items, agree bit for bit at every kernel level, and each
     /// level agrees with a plain sum to float rounding.
     @Test func factorDotsRowsEqualSingleItems() {
