@@ -174,8 +174,8 @@ package struct BlendScorer: Sendable {
     }
 
     /// The metrics of the dot product alone (``BlendWeights``'s default) on `set`, one user at a time: the same
-    /// rankings as `BlendScorer(...).accumulate(BlendWeights())` without caching every user's dot products, which
-    /// on a 50k-item catalogue is the largest allocation of each factorization-search fit (about 120 MB).
+    /// rankings as `BlendScorer(...).accumulate(BlendWeights())` without building shortlists, which a single
+    /// weight vector does not repay.
     package static func dotProductRun(
         set: EvaluationSet,
         factors f: ALSFactors,
@@ -211,25 +211,45 @@ package struct BlendScorer: Sendable {
     /// How a user's top K was found.
     enum Decided { case completeShortlist, bounds, refined, fullScan }
 
+    /// A blend's weights for one user, with the terms `scores` skips, so that one item's blend can be computed alone.
+    struct UserBlend {
+        let wd, wt, wb, wc, wf: Float
+        /// The dot product is not blended (no factors, or weight 0).
+        let noDot: Bool
+        /// The user's category affinities when the category term is blended.
+        let affinity: [Float]?
+
+        init(_ w: BlendWeights, hasDots: Bool, affinity a: [Float], categories: [UInt32]?) {
+            wd = Float(w.dot)
+            wt = Float(w.trending)
+            wb = Float(w.buyAgain)
+            wc = Float(w.category)
+            wf = Float(w.freshness)
+            noDot = !hasDots || wd == 0
+            affinity = wc != 0 && categories != nil && !a.isEmpty ? a : nil
+        }
+
+        /// Item `i`'s blend: the operations of `scores`, in its order, so the same bits as a full scan gives it.
+        @inline(__always)
+        func value(_ i: Int, dot: Float, buyAgain: Float, _ c: ScoringComponents) -> Float {
+            var v = noDot ? wt * c.trending[i] : wd * dot + wt * c.trending[i]
+            if wf != 0 { v += wf * c.freshness[i] }
+            if wb != 0 && buyAgain != 0 { v += wb * buyAgain }
+            if let a = affinity, let cats = c.categories, cats[i] < a.count { v += wc * a[Int(cats[i])] }
+            return v
+        }
+    }
+
     /// The set's `n`-th user's top `k` under `w`: from the shortlist when its bounds prove it, else from every item.
     func top(user n: Int, _ w: BlendWeights, full: inout [Float], short: inout [Float]) -> (
         items: [Int32], decided: Decided
     ) {
         let s = shortlists[n]
         let c = components
-        let wd = Float(w.dot), wt = Float(w.trending), wb = Float(w.buyAgain), wc = Float(w.category)
-        let wf = Float(w.freshness)
-        let noDot = s.dots.isEmpty || wd == 0
-        let category = wc != 0 && c.categories != nil && !affinity[n].isEmpty
+        let b = UserBlend(w, hasDots: !s.dots.isEmpty, affinity: affinity[n], categories: c.categories)
         short.removeAll(keepingCapacity: true)
-        // The same operations in the same order as `scores`, so each item gets the same bits as in a full scan.
         for (j, item) in s.items.enumerated() {
-            let i = Int(item)
-            var v = noDot ? wt * c.trending[i] : wd * s.dots[j] + wt * c.trending[i]
-            if wf != 0 { v += wf * c.freshness[i] }
-            if wb != 0 && s.buyAgain[j] != 0 { v += wb * s.buyAgain[j] }
-            if category, let cats = c.categories, cats[i] < affinity[n].count { v += wc * affinity[n][Int(cats[i])] }
-            short.append(v)
+            short.append(b.value(Int(item), dot: b.noDot ? 0 : s.dots[j], buyAgain: s.buyAgain[j], c))
         }
         let picked = short.withUnsafeBufferPointer { topK($0, k: k, skip: []) }
         if s.complete { return (picked.map { s.items[Int($0)] }, .completeShortlist) }
@@ -238,15 +258,15 @@ package struct BlendScorer: Sendable {
             // rounding. Strictly below the K-th best, it can neither enter nor tie.
             var bound: Float = 0
             var size: Float = 0
-            func add(_ weight: Float, _ b: Float) {
+            func add(_ weight: Float, _ limit: Float) {
                 guard weight != 0 else { return }
-                bound += weight * b
-                size += abs(weight * b)
+                bound += weight * limit
+                size += abs(weight * limit)
             }
-            add(noDot ? 0 : wd, s.dotBound)
-            add(wt, s.trendingBound)
-            add(wf, s.freshnessBound)
-            add(category ? wc : 0, s.categoryBound)
+            add(b.noDot ? 0 : b.wd, s.dotBound)
+            add(b.wt, s.trendingBound)
+            add(b.wf, s.freshnessBound)
+            add(b.affinity == nil ? 0 : b.wc, s.categoryBound)
             // -inf: a component whose every finite value is listed; anything left out scores NaN or inf and is
             // skipped by a full scan too.
             if bound == -.infinity || short[Int(picked[k - 1])] > bound + 1e-4 * size + Float.leastNormalMagnitude {
@@ -254,8 +274,8 @@ package struct BlendScorer: Sendable {
             }
         }
         if full.count != c.items { full = [Float](repeating: 0, count: c.items) }
-        if !noDot, w.dot > 0, s.dotBound.isFinite, w.trending >= 0, w.freshness >= 0, w.category >= 0 {
-            return (refine(user: n, w, picked: picked, rest: &full, short: &short), .refined)
+        if !b.noDot, w.dot > 0, s.dotBound.isFinite, w.trending >= 0, w.freshness >= 0, w.category >= 0 {
+            return (refine(user: n, b, picked: picked, rest: &full, short: short), .refined)
         }
         let items = full.withUnsafeMutableBufferPointer { b in
             scores(user: n, w, into: b)
@@ -267,22 +287,19 @@ package struct BlendScorer: Sendable {
     /// The top K when the shortlist's bounds do not settle it: every item's blend without the dot product is cheap,
     /// and only the items whose blend could still reach the shortlist's K-th best with the largest dot product left
     /// out get their dot product computed and join the candidates. Exact, at a small part of a full scan's cost.
-    func refine(user n: Int, _ w: BlendWeights, picked: [Int32], rest: inout [Float], short: inout [Float]) -> [Int32] {
+    func refine(user n: Int, _ b: UserBlend, picked: [Int32], rest: inout [Float], short: [Float]) -> [Int32] {
         let s = shortlists[n]
         let c = components
-        let wd = Float(w.dot), wt = Float(w.trending), wc = Float(w.category), wf = Float(w.freshness)
-        let category = wc != 0 && c.categories != nil && !affinity[n].isEmpty
         let count = c.items
         let kth = picked.count == k ? short[Int(picked[k - 1])] : -Float.infinity
-        let top = wd * s.dotBound
+        let top = b.wd * s.dotBound
         // An item left out can reach `kth` only if its non-dot blend is at least `kth - top` (less a rounding margin).
         let need = kth - top - (1e-4 * (abs(kth) + abs(top)) + Float.leastNormalMagnitude)
         rest.withUnsafeMutableBufferPointer { r in
-            c.trending.withUnsafeBufferPointer { T in for i in 0..<count { r[i] = wt * T[i] } }
-            if wf != 0 { c.freshness.withUnsafeBufferPointer { F in for i in 0..<count { r[i] += wf * F[i] } } }
-            if category, let cats = c.categories {
-                let a = affinity[n]
-                for i in 0..<count where cats[i] < a.count { r[i] += wc * a[Int(cats[i])] }
+            c.trending.withUnsafeBufferPointer { T in for i in 0..<count { r[i] = b.wt * T[i] } }
+            if b.wf != 0 { c.freshness.withUnsafeBufferPointer { F in for i in 0..<count { r[i] += b.wf * F[i] } } }
+            if let a = b.affinity, let cats = c.categories {
+                for i in 0..<count where cats[i] < a.count { r[i] += b.wc * a[Int(cats[i])] }
             }
         }
         // Merge the shortlist with the new candidates, in item order (the order ties are broken in).
@@ -296,12 +313,8 @@ package struct BlendScorer: Sendable {
                 scores.append(short[j])
                 j += 1
             } else if !(rest[i] < need), !set.seen[n].contains(Int32(i)) {
-                // The blend as `scores` computes it: the same operations in the same order.
-                var v = wd * factorDots.one(f, user: set.users[n], item: i) + wt * c.trending[i]
-                if wf != 0 { v += wf * c.freshness[i] }
-                if category, let cats = c.categories, cats[i] < affinity[n].count { v += wc * affinity[n][Int(cats[i])] }
                 items.append(Int32(i))
-                scores.append(v)
+                scores.append(b.value(i, dot: factorDots.one(f, user: set.users[n], item: i), buyAgain: 0, c))
             }
         }
         return scores.withUnsafeBufferPointer { topK($0, k: k, skip: []) }.map { items[Int($0)] }

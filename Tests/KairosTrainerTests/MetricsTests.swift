@@ -198,20 +198,30 @@ import Testing
         #expect(BlendScorer.clearWinner([], over: incumbent) == nil)
     }
 
-    /// The shortlist scorer ranks every user exactly as a full scan of the catalogue does, for blends drawn from the
-    /// search's grid over all five components (categories, freshness, buy-again and exclusions in play), whether the
-    /// shortlist holds everything, its bounds decide, or they cannot and the candidates are refined (or, without the
-    /// dot product, the catalogue scanned). Each of the four happens below, so each is checked.
-    @Test func shortlistRankingsEqualFullScans() throws {
+    /// A synthetic log of 40 days split at its 0.7 time quantile, and 20 factors fitted on the earlier part (20: not a
+    /// multiple of 16, so the scalar tail of the Swift dot product is in play).
+    static func splitAndFit(
+        users: Int, items: Int, categories: Int, eventsPerUser: Double
+    ) throws -> (EventLog, EventLog, ALSFactors) {
         let dir = TempFolder()
-        let path = try Logs.synthetic(in: dir, users: 90, items: 400, categories: 12, days: 40, eventsPerUser: 30)
+        let path = try Logs.synthetic(
+            in: dir, users: users, items: items, categories: categories, days: 40, eventsPerUser: eventsPerUser
+        )
         let (log, _) = try EventLogReader.read(path: path)
         let (train, test) = log.split(at: Evaluation.cutTime(log, quantile: 0.7))
         var config = ALSConfig()
         config.factors = 20
         config.iterations = 3
         let m = Interactions.matrix(train, decay: DecaySpec(form: .none), reference: 0, normalizePerUser: true)
-        let factors = WeightedALS.fit(m, config: config)
+        return (train, test, WeightedALS.fit(m, config: config))
+    }
+
+    /// The shortlist scorer ranks every user exactly as a full scan of the catalogue does, for blends drawn from the
+    /// search's grid over all five components (categories, freshness, buy-again and exclusions in play), whether the
+    /// shortlist holds everything, its bounds decide, or they cannot and the candidates are refined (or, without the
+    /// dot product, the catalogue scanned). Each of the four happens below, so each is checked.
+    @Test func shortlistRankingsEqualFullScans() throws {
+        let (train, test, factors) = try Self.splitAndFit(users: 90, items: 400, categories: 12, eventsPerUser: 30)
         // Every 9th item has no category, as items missing from an attributes file do.
         let categories = (0..<train.itemIds.count).map { $0 % 9 == 0 ? ItemAttributes.none : UInt32($0 % 12) }
         let comps = ScoringComponents(
@@ -302,19 +312,11 @@ import Testing
         }
     }
 
-    /// The factorization search's dot-product run, one user at a time, ranks exactly as the cached blend scorer
+    /// The factorization search's dot-product run, one user at a time, ranks exactly as the blend scorer
     /// with the dot product alone: the same items per user, so the same per-user NDCG and coverage; and both give the
     /// same lists, in the same order, when the users are split over threads.
     @Test func dotProductRunEqualsTheBlendScorersDotRanking() throws {
-        let dir = TempFolder()
-        let path = try Logs.synthetic(in: dir, users: 80, items: 120, categories: 20, days: 40, eventsPerUser: 25)
-        let (log, _) = try EventLogReader.read(path: path)
-        let (train, test) = log.split(at: Evaluation.cutTime(log, quantile: 0.7))
-        var config = ALSConfig()
-        config.factors = 20  // not a multiple of 16: the scalar tail of the dot product is in play
-        config.iterations = 3
-        let m = Interactions.matrix(train, decay: DecaySpec(form: .none), reference: 0, normalizePerUser: true)
-        let factors = WeightedALS.fit(m, config: config)
+        let (train, test, factors) = try Self.splitAndFit(users: 80, items: 120, categories: 20, eventsPerUser: 25)
         let comps = ScoringComponents(
             log: train,
             decay: DecaySpec(form: .none),
@@ -328,9 +330,9 @@ import Testing
             // Enough users for three parts of at least 16: the split over threads is in play below.
             #expect(set.users.count >= 48, "\(p)")
             let serial = BlendScorer(set: set, components: comps, k: 7)
-            let cached = serial.accumulate(BlendWeights())
+            let scored = serial.accumulate(BlendWeights())
             let direct = BlendScorer.dotProductRun(set: set, factors: factors, items: train.itemIds.count, k: 7)
-            #expect(direct.userNDCG == cached.userNDCG && direct.result == cached.result, "\(p)")
+            #expect(direct.userNDCG == scored.userNDCG && direct.result == scored.result, "\(p)")
             // Split over threads: the same lists for the same users, in the same order, so the same metrics.
             let parallel = BlendScorer(set: set, components: comps, k: 7, threads: 3)
             let blend = BlendWeights(dot: 1, trending: 2)
