@@ -240,24 +240,61 @@ public struct ScoringKernels: Sendable {
         return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in exact(start, n, out) }
     }
 
-    /// The `k` best rows of `matrix` by their dot product with `query` after `transform(start, block)` rewrote each
-    /// block of dot products in place (rows `start..<start + block.count`); a row the transform sets to NaN is left
-    /// out. Best first, ties by lower row. The transform runs inside the scan, block by block, so a per-row rescaling
-    /// (cosine similarity) or filter costs no second pass over a full score vector.
-    public func topK(
+    /// The `k` best rows of `matrix` by cosine similarity with `query` (`dot / (queryNorm * norms[row])`), best first
+    /// (ties: lower row first), after `filter(start, block)` rewrote each block of cosines in place (NaN leaves a row
+    /// out). A row whose cosine is not finite or whose norm is not positive is left out, as ``cosines`` does.
+    ///
+    /// With `bounds` (built for this matrix and these norms) the scan bounds each row's cosine with integer
+    /// arithmetic first and computes exactly only the rows that could enter the top k: the same rows and scores.
+    public func topKCosine(
         _ query: UnsafeBufferPointer<Float>,
         of matrix: MatrixView,
         k: Int,
-        transform: (Int, UnsafeMutableBufferPointer<Float>) -> Void
+        norms: UnsafeBufferPointer<Float>,
+        queryNorm: Float,
+        bounds: UnitRowBounds? = nil,
+        filter: (Int, UnsafeMutableBufferPointer<Float>) -> Void
     ) -> [ScoredRow] {
         precondition(k >= 0 && k <= Self.maxK)
         precondition(query.count == matrix.cols)
+        precondition(norms.count >= matrix.rows, "one norm per row")
         guard k > 0, matrix.rows > 0 else { return [] }
         let scan = scanKernel(matrix.encoding)
         let q = query.baseAddress!
+        /// Cosines, then the caller's filter, for a block whose dot products are in `out`.
+        func finish(_ start: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
+            let block = UnsafeMutableBufferPointer(start: out, count: n)
+            Self.cosines(block, norms: UnsafeBufferPointer(rebasing: norms[start..<(start + n)]), queryNorm: queryNorm)
+            filter(start, block)
+        }
+        if let bounds, let bounded = ckk_scan_bounded(Int32(isa.rawValue)) {
+            let b = bounds.rows
+            precondition(b.rows == matrix.rows && b.cols == matrix.cols && b.encoding == matrix.encoding, "bounds of another matrix")
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: matrix.cols) { qq in
+                var slack: Float = 0
+                var qL1: Float = 0
+                let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack, &qL1)
+                return scanTopK(rows: matrix.rows, k: k, excluding: nil) { start, n, threshold, out in
+                    // The kernel bounds q . (row / norm), which is the cosine times the query's norm. Its threshold
+                    // is lowered by a relative 1e-5, far above the rounding of the division that makes a cosine, so
+                    // a row it drops scores strictly below the k-th best as a cosine too.
+                    let limit = threshold * queryNorm
+                    let lowered = limit - abs(limit) * 1e-5 - Float.leastNormalMagnitude
+                    if qs > 0 && threshold > -.infinity && queryNorm > 0 && lowered.isFinite {
+                        // Dropped rows come back as -infinity, which `cosines` turns into NaN (left out).
+                        bounded(q, qq.baseAddress!, qs, slack, qL1, b.blocked, b.corr, b.l1, bounds.rowScale,
+                                bounds.rowError, Int32(matrix.encoding.rawValue), matrix.base, matrix.rowStride,
+                                matrix.scales, nil, start, n, Int32(matrix.cols), lowered, out)
+                    } else {
+                        scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
+                    }
+                    finish(start, n, out)
+                }
+            }
+        }
         return scanTopK(rows: matrix.rows, k: k, excluding: nil) { start, n, _, out in
             scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
-            transform(start, UnsafeMutableBufferPointer(start: out, count: n))
+            finish(start, n, out)
         }
     }
 
@@ -413,6 +450,54 @@ public final class ScanBounds: @unchecked Sendable {
     }
 
     private let region: UnsafeMutableRawPointer
+
+    deinit { munmap(region, byteCount) }
+}
+
+/// ``ScanBounds`` for the rows divided by their norms, which bound cosine similarities (``ScoringKernels/topKCosine``).
+/// A positive factor per row leaves the int8 codes as they are and divides only the row's scale and error, so these
+/// share the codes of `rows` and add 8 bytes per row.
+public final class UnitRowBounds: @unchecked Sendable {
+    /// The bounds of the rows themselves, whose codes these share.
+    public let rows: ScanBounds
+    let rowScale: UnsafeMutablePointer<Float>
+    let rowError: UnsafeMutablePointer<Float>
+    /// Bytes held beyond `rows`.
+    public let byteCount: Int
+    private let region: UnsafeMutableRawPointer
+
+    /// Bounds of `rows`' matrix with row `r` divided by `norms[r]`; nil when the norms do not match or memory cannot
+    /// be had. A row whose norm is not positive and finite gets an infinite error: it is always computed exactly (and
+    /// then left out, as its cosine is).
+    public init?(_ rows: ScanBounds, norms: UnsafeBufferPointer<Float>) {
+        guard norms.count == rows.rows, rows.rows > 0 else { return nil }
+        let n = rows.rows
+        let size = 8 * n
+        // Mapped, not malloc'd, for the reason ScanBounds gives.
+        guard let region = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+            region != MAP_FAILED
+        else { return nil }
+        let scale = region.bindMemory(to: Float.self, capacity: 2 * n)
+        let error = scale + n
+        for r in 0..<n {
+            let norm = norms[r]
+            if norm > 0 && norm.isFinite {
+                scale[r] = rows.rowScale[r] / norm
+                // Room for rounding the divided scale (2^-24 of terms at most |q|_1 x the row's largest value) and
+                // the cosine's own division: 1e-6 of the largest value (127 x scale) on top. int8 rows carry no
+                // error term of their own to hide that in.
+                error[r] = (rows.rowError[r] * 1.01 + 1e-6 * 127 * abs(rows.rowScale[r])) / norm
+            } else {
+                scale[r] = 0
+                error[r] = .infinity
+            }
+        }
+        self.rows = rows
+        rowScale = scale
+        rowError = error
+        byteCount = size
+        self.region = region
+    }
 
     deinit { munmap(region, byteCount) }
 }

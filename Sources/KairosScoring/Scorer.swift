@@ -239,13 +239,15 @@ public enum Scorer {
         let qNorm = norms[row]
         // Cosines are applied block by block inside the scan (k is within the protocol's limit, as for TOPK):
         // gathering every row into a full score vector and heap-selecting it made SIMILAR 1.5x slower on a 50k-item
-        // model.
+        // model. Once the snapshot's bounds are built, rows that cannot make the top k are skipped as TOPK skips them.
+        let bounds = s.itemCosineBounds
         let best = q.withUnsafeBufferPointer { qp in
             norms.withUnsafeBufferPointer { N in
                 s.itemCategories.withUnsafeBufferPointer { C in
-                    s.kernels.topK(qp, of: m.itemFactors, k: min(Int(r.k), n)) { start, block in
+                    s.kernels.topKCosine(
+                        qp, of: m.itemFactors, k: min(Int(r.k), n), norms: N, queryNorm: qNorm, bounds: bounds
+                    ) { start, block in
                         let end = start + block.count
-                        ScoringKernels.cosines(block, norms: UnsafeBufferPointer(rebasing: N[start..<end]), queryNorm: qNorm)
                         if (start..<end).contains(row) { block[row - start] = .nan }
                         if let category {
                             for j in 0..<block.count where C[start + j] != category { block[j] = .nan }

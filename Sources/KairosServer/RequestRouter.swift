@@ -103,7 +103,7 @@ public final class RequestRouter: Sendable {
         case .topK(let r):
             return withModel(r.model, scan: .ranking) { s in .topK(Scorer.topK(r, on: s, now: now)) }
         case .similar(let r):
-            return withModel(r.model, scan: .full) { s in
+            return withModel(r.model, scan: .ranking) { s in
                 guard let list = Scorer.similar(r, on: s) else {
                     return .error(ProtocolError(.unknownItem, "item \"\(r.item)\" is not in model \(s.name) v\(s.version)"))
                 }
@@ -130,9 +130,9 @@ public final class RequestRouter: Sendable {
         }
     }
 
-    /// What a request reads of the item rows: nothing (SCORE), a full scan, or a ranking scan (TOPK, PUSH_DECIDE),
-    /// which reads only the 1-byte codes when the snapshot has scan bounds.
-    enum ScanKind { case none, full, ranking }
+    /// What a request reads of the item rows: nothing (SCORE) or a ranking scan (TOPK, SIMILAR, PUSH_DECIDE), which
+    /// reads mostly the 1-byte codes once the snapshot has scan bounds.
+    enum ScanKind { case none, ranking }
 
     /// Resolves the model, then runs `body` inline or (for scans of large catalogues) off the event loop.
     func withModel(_ ref: ModelRef, scan: ScanKind = .none, _ body: @escaping @Sendable (ModelSnapshot) -> Response) -> Plan {
@@ -145,7 +145,6 @@ public final class RequestRouter: Sendable {
         let m = s.model.itemFactors
         let bytes = switch scan {
         case .none: 0
-        case .full: m.rows * m.rowStride
         case .ranking: m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
         }
         if bytes > offloadAboveBytes { return .offload { body(s) } }

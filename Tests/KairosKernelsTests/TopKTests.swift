@@ -299,3 +299,162 @@ import Testing
         }
     }
 }
+
+@Suite struct CosineScanTests {
+    /// Each row's norm as a server computes it: the square root of the row's dot product with itself.
+    static func norms(_ m: MatrixView, _ kernels: ScoringKernels) -> [Float] {
+        (0..<m.rows).map { r in RowEncoder.decodeRow(r, of: m).withUnsafeBufferPointer { kernels.dot($0, row: r, of: m) }.squareRoot() }
+    }
+
+    /// The `k` best cosines from the formula row by row (`kernels`' dot, `cosines`' rules), `dropped` rows left out.
+    static func reference(
+        _ q: [Float], _ m: MatrixView, _ norms: [Float], queryNorm: Float, k: Int, kernels: ScoringKernels,
+        dropped: (Int) -> Bool
+    ) -> [ScoredRow] {
+        let scores = (0..<m.rows).map { r -> Float in
+            if dropped(r) { return .nan }
+            let d = queryNorm * norms[r]
+            let v = d > 0 ? q.withUnsafeBufferPointer { kernels.dot($0, row: r, of: m) } / d : .nan
+            return v.isFinite ? v : .nan
+        }
+        return TopKTests.expected(scores, k: k)
+    }
+
+    /// Without bounds, `topKCosine` is the cosine formula ranked (NaN, zero-norm and filtered rows left out), on
+    /// every kernel level.
+    @Test func cosineScanRanksTheFormula() {
+        let rows = 2049, cols = 20
+        var values = randomValues(rows: rows, cols: cols, seed: 31)
+        for c in 0..<cols { values[5 * cols + c] = 0 }  // a zero row: no cosine
+        let query = randomValues(rows: 1, cols: cols, seed: 32)
+        for c in KernelCase.all {
+            let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: c.encoding)
+            let norms = Self.norms(m.view, c.kernels)
+            let qNorm = zip(query, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }.squareRoot()
+            for k in [1, 10, 1000] {
+                let got = query.withUnsafeBufferPointer { q in
+                    norms.withUnsafeBufferPointer { n in
+                        c.kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm) { start, block in
+                            for j in 0..<block.count where (start + j) % 7 == 3 { block[j] = .nan }
+                        }
+                    }
+                }
+                let expected = Self.reference(query, m.view, norms, queryNorm: qNorm, k: k, kernels: c.kernels) { $0 % 7 == 3 }
+                #expect(got.map(\.row) == expected.map(\.row), "\(c) k \(k)")
+                #expect(zip(got, expected).allSatisfy { abs($0.score - $1.score) <= 1e-6 }, "\(c) k \(k)")
+                #expect(!got.contains { $0.row == 5 || $0.row % 7 == 3 })
+            }
+        }
+    }
+
+    /// Bounds must be of the rows divided by their norms: here the rows with the largest dot products (norm 100,
+    /// cosine about 0.9) come first and fill the top k, and the best cosines (norm 0.01, exactly aligned) sit in the
+    /// last, bounded blocks with dot products of 0.01. Bounding raw dot products against the cosine threshold would
+    /// drop them all.
+    @Test(arguments: RowEncoding.allCases)
+    func boundsAreOfUnitRows(_ encoding: RowEncoding) throws {
+        let rows = 3000, cols = 4
+        let values = (0..<rows).flatMap { r -> [Float] in r < 2048 ? [90, 43.6, 0, 0] : [0.01, 0, 0, 0] }
+        let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: encoding)
+        let kernels = ScoringKernels.best
+        guard let scan = ScanBounds(matrix: m.view, kernels: kernels) else { return }
+        let norms = Self.norms(m.view, kernels)
+        let unit = try #require(norms.withUnsafeBufferPointer { UnitRowBounds(scan, norms: $0) })
+        let query: [Float] = [1, 0, 0, 0]
+        for k in [1, 10, 100] {
+            let (exact, bounded) = query.withUnsafeBufferPointer { q in
+                norms.withUnsafeBufferPointer { n in
+                    (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: 1) { _, _ in },
+                     kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: 1, bounds: unit) { _, _ in })
+                }
+            }
+            #expect(exact.count == k && exact.allSatisfy { $0.row >= 2048 })
+            #expect(bounded == exact, "\(encoding) k \(k)")
+        }
+    }
+
+    /// Float rows that differ only below int8 resolution share their codes, which understate the best of them; the
+    /// divided error term keeps those (checked: with no error term the bounded scan loses them).
+    @Test(arguments: [RowEncoding.float32, .float16])
+    func rowErrorCarriesWhatTheCodesCannotSee(_ encoding: RowEncoding) throws {
+        let rows = 3000
+        // Column 1 runs over [1, 1.17): all code 1 at scale 100/127; the cosine with the query grows with it.
+        let values = (0..<rows).flatMap { r -> [Float] in [100, 1 + Float(r) * 0.17 / 3000, 0, 0] }
+        let m = GuardedMatrix(values: values, rows: rows, cols: 4, encoding: encoding)
+        let kernels = ScoringKernels.best
+        guard let scan = ScanBounds(matrix: m.view, kernels: kernels) else { return }
+        let norms = Self.norms(m.view, kernels)
+        let unit = try #require(norms.withUnsafeBufferPointer { UnitRowBounds(scan, norms: $0) })
+        let query: [Float] = [127, 127, 0, 0]  // quantizes exactly: no slack to hide behind
+        let qNorm = zip(query, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }.squareRoot()
+        for k in [1, 10, 100] {
+            let (exact, bounded) = query.withUnsafeBufferPointer { q in
+                norms.withUnsafeBufferPointer { n in
+                    (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm) { _, _ in },
+                     kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, bounds: unit) { _, _ in })
+                }
+            }
+            #expect(exact.count == k && exact.allSatisfy { $0.row >= 2048 })
+            #expect(bounded == exact, "\(encoding) k \(k)")
+        }
+    }
+
+    /// A bounded cosine scan returns exactly what the exact one returns (rows, scores, tie order) in every encoding:
+    /// rows of very different norms (so dot and cosine orders differ), equal rows and scaled copies across blocks
+    /// (ties), a zero row, a filter, and queries the quantizer declines (zero, NaN) or quantizes coarsely.
+    @Test(arguments: [(1, 64), (17, 20), (1000, 64), (2049, 64), (3001, 128), (777, 4)], RowEncoding.allCases)
+    func boundedCosineScanEqualsExactScan(shape: (rows: Int, cols: Int), encoding: RowEncoding) throws {
+        let (rows, cols) = shape
+        let kernels = ScoringKernels.best
+        let distinct = randomValues(rows: rows, cols: cols, seed: UInt64(rows * 17 + cols))
+        var values = distinct
+        for r in stride(from: 50, to: rows, by: 50) {
+            // Every 50th row repeats row 0; every 100th, offset by 25, is row 0 times 3 (the same cosine).
+            for c in 0..<cols { values[r * cols + c] = distinct[c] }
+            if r + 25 < rows { for c in 0..<cols { values[(r + 25) * cols + c] = 3 * distinct[c] } }
+        }
+        if rows > 10 { for c in 0..<cols { values[10 * cols + c] = 0 } }
+        let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: encoding)
+        guard let scan = ScanBounds(matrix: m.view, kernels: kernels) else {
+            #expect(!(kernels.isa == .avx512 && BoundedScanTests.vnni), "bounds missing on a CPU that can run them")
+            return
+        }
+        let norms = Self.norms(m.view, kernels)
+        let unit = try #require(norms.withUnsafeBufferPointer { UnitRowBounds(scan, norms: $0) })
+        var queries = [randomValues(rows: 1, cols: cols, seed: 7), [Float](repeating: 0, count: cols), distinct.prefix(cols).map { $0 }]
+        var nan = randomValues(rows: 1, cols: cols, seed: 8)
+        nan[cols / 2] = .nan
+        queries.append(nan)
+        var spiky = randomValues(rows: 1, cols: cols, seed: 9)
+        spiky[0] = 1_000
+        queries.append(spiky)
+        queries.append(queries[0].map { $0 * 0.01 })  // a norm below 1: the threshold must scale with it
+        for (qi, query) in queries.enumerated() {
+            let qNorm = zip(query, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }.squareRoot()
+            for k in [1, 10, 100, 1000] {
+                for filtered in [false, true] {
+                    func filter(_ start: Int, _ block: UnsafeMutableBufferPointer<Float>) {
+                        if filtered { for j in 0..<block.count where (start + j) % 3 == 1 { block[j] = .nan } }
+                    }
+                    let (exact, bounded) = query.withUnsafeBufferPointer { q in
+                        norms.withUnsafeBufferPointer { n in
+                            (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, filter: filter),
+                             kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, bounds: unit, filter: filter))
+                        }
+                    }
+                    #expect(bounded == exact, "query \(qi), k \(k), filtered \(filtered)")
+                }
+            }
+        }
+    }
+
+    /// Norms that do not match the bounds' rows give no unit bounds.
+    @Test func unitBoundsNeedOneNormPerRow() {
+        let m = GuardedMatrix(values: randomValues(rows: 40, cols: 16, seed: 3), rows: 40, cols: 16, encoding: .float32)
+        guard let scan = ScanBounds(matrix: m.view, kernels: .best) else { return }
+        let short = [Float](repeating: 1, count: 39)
+        #expect(short.withUnsafeBufferPointer { UnitRowBounds(scan, norms: $0) } == nil)
+        let right = [Float](repeating: 1, count: 40)
+        #expect(right.withUnsafeBufferPointer { UnitRowBounds(scan, norms: $0) } != nil)
+    }
+}

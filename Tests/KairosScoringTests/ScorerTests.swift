@@ -183,6 +183,31 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
     }
 }
 
+/// SIMILAR answers the same once a snapshot's scan bounds are built (its bounded cosine scan skips rows), for every
+/// item asked, with and without a category filter; the bounds' memory is counted.
+@Test func similarIsUnchangedByScanBounds() throws {
+    let path = "/tmp/kairos-similar-bounds-\(getpid()).kmodel"
+    try ModelWriter.write(SyntheticModel.make(name: "m", version: 1, items: 3000, users: 20, dimensions: 16, seed: 9), to: path)
+    let model = try MappedModel(path: path)
+    unlink(path)
+    let s = ModelSnapshot(model: model, loadedAt: 0)
+    let names = try #require(model.categoryNames)
+    let ref = ModelRef(name: "m")
+    let requests = stride(from: 0, to: 3000, by: 97).flatMap { i in
+        [SimilarRequest(model: ref, item: "item-\(i)", k: 50),
+         SimilarRequest(model: ref, item: "item-\(i)", k: 10, category: names[i % names.count])]
+    }
+    let before = requests.map { Scorer.similar($0, on: s) }
+    #expect(s.derivedBytes == 0 && s.itemCosineBounds == nil)
+    s.buildScanBounds()
+    guard let scan = s.itemScanBounds else { return }  // no AVX-512 VNNI here: nothing to compare
+    let unit = try #require(s.itemCosineBounds)
+    #expect(s.derivedBytes == scan.byteCount + unit.byteCount && unit.byteCount == 8 * 3000)
+    let after = requests.map { Scorer.similar($0, on: s) }
+    #expect(before == after)
+    #expect(before.allSatisfy { ($0?.items.count ?? 0) > 0 })
+}
+
 @Suite struct StoredBlendTests {
     static let contents = SyntheticModel.make(name: "b", version: 1, items: 300, users: 30, dimensions: 8, seed: 21)
 
