@@ -241,31 +241,42 @@ public struct ScoringKernels: Sendable {
     }
 
     /// The `k` best rows of `matrix` by cosine similarity with `query` (`dot / (queryNorm * norms[row])`), best first
-    /// (ties: lower row first), after `filter(start, block)` rewrote each block of cosines in place (NaN leaves a row
-    /// out). A row whose cosine is not finite or whose norm is not positive is left out, as ``cosines`` does.
+    /// (ties: lower row first), skipping `excluding` and the rows `mask` sets to -infinity (0 keeps a row; no other
+    /// value is meaningful). A row whose cosine is not finite or whose norm is not positive is left out, as
+    /// ``cosines`` does.
     ///
     /// With `bounds` (built for this matrix and these norms) the scan bounds each row's cosine with integer
-    /// arithmetic first and computes exactly only the rows that could enter the top k: the same rows and scores.
+    /// arithmetic first and computes exactly only the rows that could enter the top k, never a masked one: the same
+    /// rows and scores.
     public func topKCosine(
         _ query: UnsafeBufferPointer<Float>,
         of matrix: MatrixView,
         k: Int,
         norms: UnsafeBufferPointer<Float>,
         queryNorm: Float,
-        bounds: UnitRowBounds? = nil,
-        filter: (Int, UnsafeMutableBufferPointer<Float>) -> Void
+        excluding: ExclusionSet? = nil,
+        mask: UnsafeBufferPointer<Float>? = nil,
+        bounds: UnitRowBounds? = nil
     ) -> [ScoredRow] {
         precondition(k >= 0 && k <= Self.maxK)
         precondition(query.count == matrix.cols)
         precondition(norms.count >= matrix.rows, "one norm per row")
+        precondition(mask == nil || mask!.count >= matrix.rows, "one mask value per row")
         guard k > 0, matrix.rows > 0 else { return [] }
         let scan = scanKernel(matrix.encoding)
         let q = query.baseAddress!
-        /// Cosines, then the caller's filter, for a block whose dot products are in `out`.
-        func finish(_ start: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
-            let block = UnsafeMutableBufferPointer(start: out, count: n)
-            Self.cosines(block, norms: UnsafeBufferPointer(rebasing: norms[start..<(start + n)]), queryNorm: queryNorm)
-            filter(start, block)
+        let add = mask?.baseAddress
+        /// Dot products of a block into `out`, masked: -infinity for a masked row.
+        func exact(_ start: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
+            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
+            if let add { for i in 0..<n { out[i] += add[start &+ i] } }
+        }
+        /// Masked dot products (-infinity) become NaN here, which the scan leaves out.
+        func cosines(_ start: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
+            Self.cosines(
+                UnsafeMutableBufferPointer(start: out, count: n),
+                norms: UnsafeBufferPointer(rebasing: norms[start..<(start + n)]), queryNorm: queryNorm
+            )
         }
         if let bounds, let bounded = ckk_scan_bounded(Int32(isa.rawValue)) {
             let b = bounds.rows
@@ -274,27 +285,27 @@ public struct ScoringKernels: Sendable {
                 var slack: Float = 0
                 var qL1: Float = 0
                 let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack, &qL1)
-                return scanTopK(rows: matrix.rows, k: k, excluding: nil) { start, n, threshold, out in
+                return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, threshold, out in
                     // The kernel bounds q . (row / norm), which is the cosine times the query's norm. Its threshold
                     // is lowered by a relative 1e-5, far above the rounding of the division that makes a cosine, so
                     // a row it drops scores strictly below the k-th best as a cosine too.
                     let limit = threshold * queryNorm
                     let lowered = limit - abs(limit) * 1e-5 - Float.leastNormalMagnitude
                     if qs > 0 && threshold > -.infinity && queryNorm > 0 && lowered.isFinite {
-                        // Dropped rows come back as -infinity, which `cosines` turns into NaN (left out).
+                        // Dropped and masked rows come back as -infinity.
                         bounded(q, qq.baseAddress!, qs, slack, qL1, b.blocked, b.corr, b.l1, bounds.rowScale,
                                 bounds.rowError, Int32(matrix.encoding.rawValue), matrix.base, matrix.rowStride,
-                                matrix.scales, nil, start, n, Int32(matrix.cols), lowered, out)
+                                matrix.scales, add, start, n, Int32(matrix.cols), lowered, out)
                     } else {
-                        scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
+                        exact(start, n, out)
                     }
-                    finish(start, n, out)
+                    cosines(start, n, out)
                 }
             }
         }
-        return scanTopK(rows: matrix.rows, k: k, excluding: nil) { start, n, _, out in
-            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
-            finish(start, n, out)
+        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in
+            exact(start, n, out)
+            cosines(start, n, out)
         }
     }
 

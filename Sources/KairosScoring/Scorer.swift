@@ -240,22 +240,21 @@ public enum Scorer {
         // Cosines are applied block by block inside the scan (k is within the protocol's limit, as for TOPK):
         // gathering every row into a full score vector and heap-selecting it made SIMILAR 1.5x slower on a 50k-item
         // model. Once the snapshot's bounds are built, rows that cannot make the top k are skipped as TOPK skips them.
-        let bounds = s.itemCosineBounds
-        let best = q.withUnsafeBufferPointer { qp in
-            norms.withUnsafeBufferPointer { N in
-                s.itemCategories.withUnsafeBufferPointer { C in
+        // A category is a mask the kernel adds (-infinity outside it), so the bounded scan never computes a row of
+        // another category exactly: filtering after the cosines made a filtered SIMILAR slower with bounds than
+        // without (16.9 ms against 13.8 on a 1M-item model).
+        let mask = category.map { c in s.itemCategories.map { $0 == c ? Float(0) : -.infinity } }
+        func scan(_ M: UnsafeBufferPointer<Float>?) -> [ScoredRow] {
+            q.withUnsafeBufferPointer { qp in
+                norms.withUnsafeBufferPointer { N in
                     s.kernels.topKCosine(
-                        qp, of: m.itemFactors, k: min(Int(r.k), n), norms: N, queryNorm: qNorm, bounds: bounds
-                    ) { start, block in
-                        let end = start + block.count
-                        if (start..<end).contains(row) { block[row - start] = .nan }
-                        if let category {
-                            for j in 0..<block.count where C[start + j] != category { block[j] = .nan }
-                        }
-                    }
+                        qp, of: m.itemFactors, k: min(Int(r.k), n), norms: N, queryNorm: qNorm,
+                        excluding: ExclusionSet([Int32(row)]), mask: M, bounds: s.itemCosineBounds
+                    )
                 }
             }
         }
+        let best = mask.map { $0.withUnsafeBufferPointer { scan($0) } } ?? scan(nil)
         return ItemListResponse(model: stamp(s), flags: [], items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
     }
 }

@@ -320,7 +320,7 @@ import Testing
         return TopKTests.expected(scores, k: k)
     }
 
-    /// Without bounds, `topKCosine` is the cosine formula ranked (NaN, zero-norm and filtered rows left out), on
+    /// Without bounds, `topKCosine` is the cosine formula ranked (zero-norm, masked and excluded rows left out), on
     /// every kernel level.
     @Test func cosineScanRanksTheFormula() {
         let rows = 2049, cols = 20
@@ -331,18 +331,22 @@ import Testing
             let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: c.encoding)
             let norms = Self.norms(m.view, c.kernels)
             let qNorm = zip(query, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }.squareRoot()
+            let mask = (0..<rows).map { $0 % 7 == 3 ? -Float.infinity : 0 }
+            let excluded = ExclusionSet([8, 9, 2000] as [Int32])
             for k in [1, 10, 1000] {
                 let got = query.withUnsafeBufferPointer { q in
                     norms.withUnsafeBufferPointer { n in
-                        c.kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm) { start, block in
-                            for j in 0..<block.count where (start + j) % 7 == 3 { block[j] = .nan }
+                        mask.withUnsafeBufferPointer { mask in
+                            c.kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, excluding: excluded, mask: mask)
                         }
                     }
                 }
-                let expected = Self.reference(query, m.view, norms, queryNorm: qNorm, k: k, kernels: c.kernels) { $0 % 7 == 3 }
+                let expected = Self.reference(query, m.view, norms, queryNorm: qNorm, k: k, kernels: c.kernels) {
+                    $0 % 7 == 3 || excluded.contains(Int32($0))
+                }
                 #expect(got.map(\.row) == expected.map(\.row), "\(c) k \(k)")
                 #expect(zip(got, expected).allSatisfy { abs($0.score - $1.score) <= 1e-6 }, "\(c) k \(k)")
-                #expect(!got.contains { $0.row == 5 || $0.row % 7 == 3 })
+                #expect(!got.contains { $0.row == 5 || $0.row % 7 == 3 || excluded.contains($0.row) })
             }
         }
     }
@@ -364,8 +368,8 @@ import Testing
         for k in [1, 10, 100] {
             let (exact, bounded) = query.withUnsafeBufferPointer { q in
                 norms.withUnsafeBufferPointer { n in
-                    (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: 1) { _, _ in },
-                     kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: 1, bounds: unit) { _, _ in })
+                    (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: 1),
+                     kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: 1, bounds: unit))
                 }
             }
             #expect(exact.count == k && exact.allSatisfy { $0.row >= 2048 })
@@ -390,8 +394,8 @@ import Testing
         for k in [1, 10, 100] {
             let (exact, bounded) = query.withUnsafeBufferPointer { q in
                 norms.withUnsafeBufferPointer { n in
-                    (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm) { _, _ in },
-                     kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, bounds: unit) { _, _ in })
+                    (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm),
+                     kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, bounds: unit))
                 }
             }
             #expect(exact.count == k && exact.allSatisfy { $0.row >= 2048 })
@@ -401,7 +405,7 @@ import Testing
 
     /// A bounded cosine scan returns exactly what the exact one returns (rows, scores, tie order) in every encoding:
     /// rows of very different norms (so dot and cosine orders differ), equal rows and scaled copies across blocks
-    /// (ties), a zero row, a filter, and queries the quantizer declines (zero, NaN) or quantizes coarsely.
+    /// (ties), a zero row, a mask and exclusions, and queries the quantizer declines (zero, NaN) or quantizes coarsely.
     @Test(arguments: [(1, 64), (17, 20), (1000, 64), (2049, 64), (3001, 128), (777, 4)], RowEncoding.allCases)
     func boundedCosineScanEqualsExactScan(shape: (rows: Int, cols: Int), encoding: RowEncoding) throws {
         let (rows, cols) = shape
@@ -429,20 +433,21 @@ import Testing
         spiky[0] = 1_000
         queries.append(spiky)
         queries.append(queries[0].map { $0 * 0.01 })  // a norm below 1: the threshold must scale with it
+        let mask = (0..<rows).map { $0 % 3 == 1 ? -Float.infinity : 0 }  // a category filter
+        let excluded = ExclusionSet(stride(from: Int32(0), to: Int32(rows), by: 11))
         for (qi, query) in queries.enumerated() {
             let qNorm = zip(query, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }.squareRoot()
             for k in [1, 10, 100, 1000] {
-                for filtered in [false, true] {
-                    func filter(_ start: Int, _ block: UnsafeMutableBufferPointer<Float>) {
-                        if filtered { for j in 0..<block.count where (start + j) % 3 == 1 { block[j] = .nan } }
-                    }
+                for (ex, masked) in [(nil, false), (excluded, false), (nil, true), (excluded, true)] as [(ExclusionSet?, Bool)] {
                     let (exact, bounded) = query.withUnsafeBufferPointer { q in
                         norms.withUnsafeBufferPointer { n in
-                            (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, filter: filter),
-                             kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, bounds: unit, filter: filter))
+                            mask.withUnsafeBufferPointer { mask in
+                                (kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, excluding: ex, mask: masked ? mask : nil),
+                                 kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, excluding: ex, mask: masked ? mask : nil, bounds: unit))
+                            }
                         }
                     }
-                    #expect(bounded == exact, "query \(qi), k \(k), filtered \(filtered)")
+                    #expect(bounded == exact, "query \(qi), k \(k), exclusions \(ex != nil), mask \(masked)")
                 }
             }
         }
