@@ -31,6 +31,7 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Number of users in the model.") var users = 500
     @Option(help: "Event-loop threads for the load generator.") var threads = 1
     @Flag(help: "TOPK with repeats allowed (the user's history is scored and merged in).") var allowRepeats = false
+    @Option(help: "TOPK and SIMILAR within this category (e.g. category-0 in a make-demo-model model).") var category = ""
     @Option(help: "Draw user and item ids from this model file (a real model's ids) instead of PREFIX + number.") var idsFrom: String?
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -75,8 +76,8 @@ public struct Bench: AsyncParsableCommand {
             let request: Request = switch op {
             case "ping": .ping
             case "score": .score(ScoreRequest(model: ref, user: user, candidates: IdList((0..<candidates).map { _ in ids.item(&rng) })))
-            case "topk": .topK(TopKRequest(model: ref, user: user, k: k, options: allowRepeats ? .allowRepeats : []))
-            case "similar": .similar(SimilarRequest(model: ref, item: ids.item(&rng), k: k))
+            case "topk": .topK(TopKRequest(model: ref, user: user, k: k, options: allowRepeats ? .allowRepeats : [], category: category))
+            case "similar": .similar(SimilarRequest(model: ref, item: ids.item(&rng), k: k, category: category))
             default: .pushDecide(PushDecideRequest(model: ref, user: user, k: k))
             }
             var b = ByteBuffer()

@@ -10,8 +10,11 @@
 #   topk                  TOPK k=10 offered at 2,000 req/s (8 connections) while 50 closed-loop SCORE connections
 #                         run, on a 100k x 64 int8 model served with default threads: p99 (a noisy number here:
 #                         compare medians over many rounds).
+#   similar, similarcat   SIMILAR k=10, one closed-loop connection, on a 1M x 64 float32 model (SIMILAR_ITEMS), without
+#                         and with a category filter (one of its 8 categories): p50 and p99. Only when listed in CASES.
 # Usage: Tests/Benchmarks/run-server-ab.sh BIN_A BIN_B [BIN...]   (e.g. a copy of .build/release/kairos per build)
-# Environment: RUNS (5), SECONDS_PER_CASE (3), CASES ("score1 score16 topk"), ENCODING (float32).
+# Environment: RUNS (5), SECONDS_PER_CASE (3), CASES ("score1 score16 topk"; also "similar similarcat"), ENCODING
+# (float32), SIMILAR_ITEMS (1000000).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [BIN...]"; exit 2; }
 RUNS=${RUNS:-5}
@@ -26,6 +29,12 @@ mkdir -p "$out/models" "$out/models-topk"
     --encoding "${ENCODING:-float32}" >/dev/null
 "$load" make-demo-model --out "$out/models-topk/default.kmodel" --items 100000 --users 10000 --dimensions 64 \
     --encoding int8 >/dev/null
+similar_items=${SIMILAR_ITEMS:-1000000}
+case " $CASES " in *" similar"*)
+    mkdir -p "$out/models-similar"
+    "$load" make-demo-model --out "$out/models-similar/default.kmodel" --items "$similar_items" --users 10000 \
+        --dimensions 64 >/dev/null ;;
+esac
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -35,13 +44,20 @@ for i in "${!bins[@]}"; do
     pids+=($!)
     "${bins[$i]}" serve --models "$out/models-topk" --port $((7950 + i)) --log-level warning >"$out/topk-$i.log" 2>&1 &
     pids+=($!)
+    if [ -d "$out/models-similar" ]; then
+        "${bins[$i]}" serve --models "$out/models-similar" --port $((7850 + i)) --log-level warning >"$out/similar-$i.log" 2>&1 &
+        pids+=($!)
+    fi
 done
 for i in "${!bins[@]}"; do
     for _ in $(seq 1 100); do
-        grep -q listening "$out/score-$i.log" 2>/dev/null && grep -q listening "$out/topk-$i.log" 2>/dev/null && break
+        grep -q listening "$out/score-$i.log" 2>/dev/null && grep -q listening "$out/topk-$i.log" 2>/dev/null \
+            && { [ ! -d "$out/models-similar" ] || grep -q listening "$out/similar-$i.log" 2>/dev/null; } && break
         sleep 0.2
     done
 done
+# The servers build their scan bounds a second after a model starts serving, in the background: let that finish.
+[ -d "$out/models-similar" ] && sleep 5
 
 kb() { "$load" bench --port "$1" --threads 1 --duration "$SECS" --json --items 100000 --users 10000 "${@:2}"; }
 for run in $(seq 1 "$RUNS"); do
@@ -57,6 +73,10 @@ for run in $(seq 1 "$RUNS"); do
                 kb $((7950 + i)) --op topk --k 10 --connections 8 --rate 2000 >"$out/$c-$i-$run.json"
                 wait $bg
                 ;;
+            similar) "$load" bench --port $((7850 + i)) --duration "$SECS" --json --items "$similar_items" --users 10000 \
+                --op similar --k 10 --connections 1 >"$out/$c-$i-$run.json" ;;
+            similarcat) "$load" bench --port $((7850 + i)) --duration "$SECS" --json --items "$similar_items" --users 10000 \
+                --op similar --k 10 --connections 1 --category "category-$((run % 8))" >"$out/$c-$i-$run.json" ;;
             *) echo "unknown case $c"; exit 2 ;;
             esac
         done
@@ -67,7 +87,7 @@ python3 - "$out" "$RUNS" "$CASES" "${bins[@]}" <<'PY'
 import json, os, statistics, sys
 out, runs, cases, bins = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 med = statistics.median
-print(f"{'case':10}{'binary':44}{'median rps':>12}{'median p99 us':>15}  per-run p99 us")
+print(f"{'case':12}{'binary':44}{'median rps':>12}{'median p99 us':>15}  per-run p99 us (similar: and median p50)")
 for c in cases:
     base = None
     for i, b in enumerate(bins):
@@ -76,7 +96,8 @@ for c in cases:
         p99s = [r["latency_us"]["p99"] for r in rows]
         errors = sum(r["errors"] for r in rows)
         base = base or rps
-        print(f"{c:10}{b[-44:]:44}{rps:>12.0f}{med(p99s):>15.0f}  " + " ".join(f"{x:.0f}" for x in p99s)
-              + (f"  ({rps / base:.3f}x of the first)" if c != "topk" else "") + (f"  errors {errors}" if errors else ""))
+        print(f"{c:12}{b[-44:]:44}{rps:>12.0f}{med(p99s):>15.0f}  " + " ".join(f"{x:.0f}" for x in p99s)
+              + (f"  ({rps / base:.3f}x of the first)" if c != "topk" else "") + (f"  errors {errors}" if errors else "")
+              + (f"  p50 {med([r['latency_us']['p50'] for r in rows]):.0f} us" if c.startswith("similar") else ""))
 print(f"(results in {out})")
 PY
