@@ -25,6 +25,8 @@ public struct MakeDemoModel: ParsableCommand {
     var encoding: RowEncoding?
     @Option(help: "Random seed.")
     var seed: UInt64 = 42
+    @Option(help: "Number of item categories (category-0 ...).")
+    var categories = 8
 
     public init() {}
 
@@ -33,6 +35,7 @@ public struct MakeDemoModel: ParsableCommand {
             throw ValidationError("--dimensions must be a multiple of 4 in 4...1024")
         }
         guard items > 0, users >= 0 else { throw ValidationError("--items must be positive, --users not negative") }
+        guard categories >= 1, categories <= 1_000_000 else { throw ValidationError("--categories must be in 1...1000000") }
     }
 
     public func run() throws {
@@ -42,6 +45,7 @@ public struct MakeDemoModel: ParsableCommand {
             items: items,
             users: users,
             dimensions: dimensions,
+            categories: categories,
             encoding: encoding ?? .float32,
             seed: seed
         )

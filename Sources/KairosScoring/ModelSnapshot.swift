@@ -54,8 +54,30 @@ public final class ModelSnapshot: Sendable {
         }
     }
 
+    /// Item rows by category id, ascending: category `c`'s are `rows[offsets[c]..<offsets[c + 1]]` (items without a
+    /// category are in none); empty without attributes. Built on first use.
+    public var categoryRows: (offsets: [Int], rows: [Int32]) {
+        lazyTables.withLock { t in
+            if let index = t.categoryRows { return index }
+            let count = model.categoryNames?.count ?? 0
+            var offsets = [Int](repeating: 0, count: count + 1)
+            for c in itemCategories where Int(c) < count { offsets[Int(c) + 1] += 1 }
+            for c in 0..<count { offsets[c + 1] += offsets[c] }
+            var next = offsets
+            var rows = [Int32](repeating: 0, count: offsets[count])
+            for (i, c) in itemCategories.enumerated() where Int(c) < count {
+                rows[next[Int(c)]] = Int32(i)
+                next[Int(c)] += 1
+            }
+            t.categoryRows = (offsets, rows)
+            return (offsets, rows)
+        }
+    }
+
     /// Tables only some requests need, built by the first one.
-    private let lazyTables = Mutex<(trendingOrder: [Int32]?, itemNorms: [Float]?)>((nil, nil))
+    private let lazyTables = Mutex<(trendingOrder: [Int32]?, itemNorms: [Float]?, categoryRows: (offsets: [Int], rows: [Int32])?)>(
+        (nil, nil, nil)
+    )
     /// Typical (average) user vector norm: the scale a cold-start user's event-built vector is normalised to.
     public let typicalUserNorm: Float
     /// Category name -> id.

@@ -453,6 +453,41 @@ import Testing
         }
     }
 
+    /// Scoring only a subset of rows, gathered, answers exactly as masking every other row in a scan: rows and
+    /// scores, ties across blocks (repeated rows), exclusions, subsets of one row to all rows, every kernel level.
+    @Test func gatheredRowsEqualAMaskedScan() {
+        let rows = 2600, cols = 20
+        var values = randomValues(rows: rows, cols: cols, seed: 41)
+        for r in stride(from: 100, to: rows, by: 100) { for c in 0..<cols { values[r * cols + c] = values[c] } }
+        let query = values.prefix(cols).map { $0 }  // row 0: its repeats tie at cosine 1
+        let qNorm = zip(query, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }.squareRoot()
+        var rng = SplitMix64(seed: 42)
+        for c in KernelCase.all {
+            let m = GuardedMatrix(values: values, rows: rows, cols: cols, encoding: c.encoding)
+            let norms = Self.norms(m.view, c.kernels)
+            for share in [0.0005, 0.05, 0.3, 1.0] {
+                let subset = (0..<Int32(rows)).filter { $0 % 100 == 0 || Double.random(in: 0..<1, using: &rng) < share }
+                let members = Set(subset)
+                let mask = (0..<rows).map { members.contains(Int32($0)) ? Float(0) : -.infinity }
+                let excluded = ExclusionSet([0, 700, 1301] as [Int32])
+                for k in [1, 10, 1000] {
+                    let (gathered, masked) = query.withUnsafeBufferPointer { q in
+                        norms.withUnsafeBufferPointer { n in
+                            subset.withUnsafeBufferPointer { subset in
+                                mask.withUnsafeBufferPointer { mask in
+                                    (c.kernels.topKCosine(q, of: m.view, rows: subset, k: k, norms: n, queryNorm: qNorm, excluding: excluded),
+                                     c.kernels.topKCosine(q, of: m.view, k: k, norms: n, queryNorm: qNorm, excluding: excluded, mask: mask))
+                                }
+                            }
+                        }
+                    }
+                    #expect(gathered == masked, "\(c) share \(share) k \(k)")
+                    #expect(!gathered.isEmpty && gathered.allSatisfy { members.contains($0.row) && !excluded.contains($0.row) })
+                }
+            }
+        }
+    }
+
     /// Norms that do not match the bounds' rows give no unit bounds.
     @Test func unitBoundsNeedOneNormPerRow() {
         let m = GuardedMatrix(values: randomValues(rows: 40, cols: 16, seed: 3), rows: 40, cols: 16, encoding: .float32)
