@@ -309,6 +309,60 @@ public struct ScoringKernels: Sendable {
         }
     }
 
+    /// ``topK(_:of:k:excluding:adding:bounds:)`` over only `rows` (ascending, each in `0..<matrix.rows`), with
+    /// `offsets[j]` added to row `rows[j]`'s dot product: the same answer as an offset of -infinity on every other row
+    /// (less the rows at -infinity a scan may fill an unfilled answer with), from gathered rows instead of a scan.
+    public func topK(
+        _ query: UnsafeBufferPointer<Float>,
+        of matrix: MatrixView,
+        rows: UnsafeBufferPointer<Int32>,
+        k: Int,
+        excluding: ExclusionSet?,
+        adding offsets: UnsafeBufferPointer<Float>
+    ) -> [ScoredRow] {
+        precondition(offsets.count >= rows.count, "one offset per row")
+        return gatheredTopK(query, of: matrix, rows: rows, k: k, excluding: excluding) { block, start, out in
+            for j in 0..<block.count { out[j] += offsets[start + j] }
+        }
+    }
+
+    /// The gathered top-k: `rows` scored in blocks, `finish(block, start, scores)` applied to each block's dot products,
+    /// NaN left out, ties to the earlier (lower) row.
+    private func gatheredTopK(
+        _ query: UnsafeBufferPointer<Float>,
+        of matrix: MatrixView,
+        rows: UnsafeBufferPointer<Int32>,
+        k: Int,
+        excluding: ExclusionSet?,
+        finish: (UnsafeBufferPointer<Int32>, Int, UnsafeMutableBufferPointer<Float>) -> Void
+    ) -> [ScoredRow] {
+        precondition(k >= 0 && k <= Self.maxK)
+        precondition(query.count == matrix.cols)
+        guard k > 0, !rows.isEmpty else { return [] }
+        // Ties are broken by the order rows come in (lower first), as in a scan.
+        for i in 1..<rows.count { precondition(rows[i - 1] < rows[i], "rows must ascend") }
+        var heap = TopKHeap(capacity: min(k, rows.count))
+        let blockRows = Self.scanBlockRows
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: blockRows) { buffer in
+            var start = 0
+            while start < rows.count {
+                let n = min(blockRows, rows.count - start)
+                let block = UnsafeBufferPointer(rebasing: rows[start..<(start + n)])
+                let out = UnsafeMutableBufferPointer(rebasing: buffer[0..<n])
+                gather(query, rows: block, of: matrix, into: out)  // checks every row is in range
+                finish(block, start, out)
+                for j in 0..<n {
+                    let score = out[j]
+                    if score.isNaN || (heap.isFull && !(score > heap.worstScore)) { continue }
+                    if let excluding, excluding.contains(block[j]) { continue }
+                    heap.insert(score: score, row: block[j])  // a later row tying the k-th score loses to it
+                }
+                start += n
+            }
+        }
+        return heap.sortedBestFirst()
+    }
+
     /// ``topKCosine(_:of:k:norms:queryNorm:excluding:mask:bounds:)`` over only `rows` (ascending, each in
     /// `0..<matrix.rows`): the same answer as masking every other row, from gathered rows instead of a scan, which
     /// is faster when `rows` is a small part of the matrix (a category).
@@ -324,35 +378,12 @@ public struct ScoringKernels: Sendable {
         precondition(k >= 0 && k <= Self.maxK)
         precondition(query.count == matrix.cols)
         precondition(norms.count >= matrix.rows, "one norm per row")
-        guard k > 0, !rows.isEmpty else { return [] }
-        // Ties are broken by the order rows come in (lower first), as in a scan.
-        for i in 1..<rows.count { precondition(rows[i - 1] < rows[i], "rows must ascend") }
-        var heap = TopKHeap(capacity: min(k, rows.count))
-        let blockRows = Self.scanBlockRows
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * blockRows) { buffer in
-            let out = UnsafeMutableBufferPointer(rebasing: buffer[0..<blockRows])
-            let blockNorms = UnsafeMutableBufferPointer(rebasing: buffer[blockRows...])
-            var start = 0
-            while start < rows.count {
-                let n = min(blockRows, rows.count - start)
-                let block = UnsafeBufferPointer(rebasing: rows[start..<(start + n)])
-                gather(query, rows: block, of: matrix, into: out)  // checks every row is in range
-                for j in 0..<n { blockNorms[j] = norms[Int(block[j])] }
-                Self.cosines(
-                    UnsafeMutableBufferPointer(rebasing: out[0..<n]),
-                    norms: UnsafeBufferPointer(rebasing: blockNorms[0..<n]), queryNorm: queryNorm
-                )
-                for j in 0..<n {
-                    let score = out[j]
-                    // A later row tying the k-th score loses to it.
-                    if score.isNaN || (heap.isFull && !(score > heap.worstScore)) { continue }
-                    if let excluding, excluding.contains(block[j]) { continue }
-                    heap.insert(score: score, row: block[j])
-                }
-                start += n
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.scanBlockRows) { blockNorms in
+            gatheredTopK(query, of: matrix, rows: rows, k: k, excluding: excluding) { block, _, out in
+                for j in 0..<block.count { blockNorms[j] = norms[Int(block[j])] }
+                Self.cosines(out, norms: UnsafeBufferPointer(rebasing: blockNorms[0..<block.count]), queryNorm: queryNorm)
             }
         }
-        return heap.sortedBestFirst()
     }
 
     /// Turns a block of dot products into cosines in place: `dot / (queryNorm * norms[j])`, or NaN (row left out)

@@ -216,6 +216,12 @@ public struct BlendWeights: Sendable, Equatable {
 
     /// `dot x bias + trending x trend + freshness x fresh` per item.
     func offsets(biases: [Float], trend: [Float], fresh: [Float]) -> [Float] {
-        (0..<biases.count).map { dot * biases[$0] + trending * trend[$0] + freshness * fresh[$0] }
+        (0..<biases.count).map { offset($0, biases: biases, trend: trend, fresh: fresh) }
+    }
+
+    /// Item `i`'s entry of ``offsets(biases:trend:fresh:)``, the same operations.
+    @inline(__always)
+    func offset(_ i: Int, biases: [Float], trend: [Float], fresh: [Float]) -> Float {
+        dot * biases[i] + trending * trend[i] + freshness * fresh[i]
     }
 }

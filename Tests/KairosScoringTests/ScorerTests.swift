@@ -208,6 +208,56 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
     #expect(before.allSatisfy { ($0?.items.count ?? 0) > 0 })
 }
 
+/// TOPK within a category equals TOPK over every item with that category's items kept, scores and order alike,
+/// whether the category is ranked from its own rows (12 categories: a twelfth of the items each) or by a scan with
+/// the others at -infinity (3 categories): with the stored blends' category affinity, repeats and buy-again, custom
+/// weights, exclusions, real-time events, and an unknown user.
+@Test(arguments: [12, 3])
+func topKWithinACategoryIsTheCatalogueRankingFiltered(categories: Int) throws {
+    var c = SyntheticModel.make(name: "c", version: 1, items: 600, users: 40, dimensions: 8, categories: categories, seed: 23)
+    c.metadata.scoring = [
+        "exclude-seen": ["dot": 1, "trending": 0.5, "buy-again": 0, "category": 2],
+        "allow-repeats": ["dot": 0.5, "trending": 0.3, "buy-again": 1, "category": 1],
+    ]
+    let path = "/tmp/kairos-category-test-\(getpid())-\(categories).kmodel"
+    try ModelWriter.write(c, to: path)
+    defer { unlink(path) }
+    let s = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+    let ref = ModelRef(name: "c")
+    let names = try #require(s.model.categoryNames)
+    let gathered = (0..<categories).filter { cat in
+        s.itemCategories.filter { $0 == UInt32(cat) }.count * Scorer.topKGatherBelow <= 600
+    }
+    #expect(categories == 3 ? gathered.isEmpty : gathered.count >= 6)  // both ways of ranking are covered
+    let events = RealtimeContext(events: [RealtimeEvent(item: "item-7", strength: 4, timestamp: now - 60)], now: now)
+    var checked = 0
+    for user in ["user-3", "user-17", "user-39", "stranger"] {
+        let variants: [TopKRequest] = [
+            TopKRequest(model: ref, user: user, k: 10),
+            TopKRequest(model: ref, user: user, k: 10, options: .allowRepeats),
+            TopKRequest(model: ref, user: user, k: 5, options: [.allowRepeats, .customWeights], trendingWeight: 2, buyAgainWeight: 3),
+            TopKRequest(model: ref, user: user, k: 10, exclude: ["item-1", "item-2", "item-3", "item-4"]),
+            TopKRequest(model: ref, user: user, k: 10, context: events),
+        ]
+        for var r in variants {
+            let k = Int(r.k)
+            r.k = 600
+            let all = Scorer.topK(r, on: s, now: now)
+            for cat in 0..<categories {
+                r.k = UInt16(k)
+                r.category = names[cat]
+                let within = Scorer.topK(r, on: s, now: now)
+                let expected = all.items.filter { s.itemCategories[s.model.items.row(of: $0.item)!] == UInt32(cat) }.prefix(k)
+                #expect(within.items == Array(expected), "\(user) \(r.options) category \(cat)")
+                #expect(within.flags == all.flags)
+                checked += within.items.count
+                r.category = ""
+            }
+        }
+    }
+    #expect(checked > 500)
+}
+
 @Suite struct StoredBlendTests {
     static let contents = SyntheticModel.make(name: "b", version: 1, items: 300, users: 30, dimensions: 8, seed: 21)
 
