@@ -101,9 +101,15 @@ public final class ModelSnapshot: Sendable {
     /// norms, which let SIMILAR's cosine scan skip rows the same way.
     public var itemCosineBounds: UnitRowBounds? { scanBounds.withLock { $0?.unit } }
     private let scanBounds = Mutex<(rows: ScanBounds, unit: UnitRowBounds?)?>(nil)
-    /// Bytes this snapshot holds beyond its model (counted by the memory budget).
+    /// Bytes this snapshot holds beyond its model (counted by the memory budget): the scan bounds and the tables
+    /// built on first use, once built.
     public var derivedBytes: Int {
-        scanBounds.withLock { b in (b?.rows.byteCount ?? 0) + (b?.unit?.byteCount ?? 0) }
+        let bounds = scanBounds.withLock { b in (b?.rows.byteCount ?? 0) + (b?.unit?.byteCount ?? 0) }
+        let tables = lazyTables.withLock { t in
+            4 * ((t.trendingOrder?.count ?? 0) + (t.itemNorms?.count ?? 0) + (t.categoryRows?.rows.count ?? 0))
+                + 8 * (t.categoryRows?.offsets.count ?? 0)
+        }
+        return bounds + tables
     }
 
     /// Builds the item scan bounds and the item norms (a pass over every item row: ~0.3 s per 1M float32 rows). Not
