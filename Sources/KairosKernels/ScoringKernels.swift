@@ -213,31 +213,55 @@ public struct ScoringKernels: Sendable {
         precondition(query.count == matrix.cols)
         precondition(offsets == nil || offsets!.count >= matrix.rows, "one offset per row")
         guard k > 0, matrix.rows > 0 else { return [] }
+        precondition(bounds == nil || bounds!.fits(matrix), "bounds of another matrix")
+        return blockTopK(
+            query.baseAddress!, of: matrix, k: k, excluding: excluding, add: offsets?.baseAddress,
+            bounds: bounds.map { ($0, $0.rowScale, $0.rowError) }, kernelThreshold: { $0 }, finish: nil
+        )
+    }
+
+    /// The scan behind ``topK(_:of:k:excluding:adding:bounds:)`` and ``topKCosine(_:of:k:norms:queryNorm:excluding:mask:bounds:)``:
+    /// each block's dot products plus `add`, then `finish` on the block, kept in a top-k heap. With `bounds` (codes,
+    /// and the row scales and errors to bound with) and once the heap is full, a block is bounded against
+    /// `kernelThreshold(k-th best)` and only the rows above it are computed exactly (the rest come back -infinity); a
+    /// nil threshold, or a query the quantizer declines, scores the block exactly.
+    private func blockTopK(
+        _ q: UnsafePointer<Float>,
+        of matrix: MatrixView,
+        k: Int,
+        excluding: ExclusionSet?,
+        add: UnsafePointer<Float>?,
+        bounds: (codes: ScanBounds, rowScale: UnsafeMutablePointer<Float>, rowError: UnsafeMutablePointer<Float>)?,
+        kernelThreshold: (Float) -> Float?,
+        finish: ((Int, Int, UnsafeMutablePointer<Float>) -> Void)?
+    ) -> [ScoredRow] {
         let scan = scanKernel(matrix.encoding)
-        let q = query.baseAddress!
-        let add = offsets?.baseAddress
-        let exact = { (start: Int, n: Int, out: UnsafeMutablePointer<Float>) in
+        func exact(_ start: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
             scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
             if let add { for i in 0..<n { out[i] += add[start &+ i] } }
         }
-        if let bounds, let bounded = ckk_scan_bounded(Int32(isa.rawValue)) {
-            precondition(bounds.rows == matrix.rows && bounds.cols == matrix.cols && bounds.encoding == matrix.encoding, "bounds of another matrix")
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: matrix.cols) { qq in
-                var slack: Float = 0
-                var qL1: Float = 0
-                let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack, &qL1)
-                return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, threshold, out in
-                    if qs > 0 && threshold > -.infinity {
-                        bounded(q, qq.baseAddress!, qs, slack, qL1, bounds.blocked, bounds.corr, bounds.l1,
-                                bounds.rowScale, bounds.rowError, Int32(matrix.encoding.rawValue), matrix.base,
-                                matrix.rowStride, matrix.scales, add, start, n, Int32(matrix.cols), threshold, out)
-                    } else {  // filling the heap (every row counts) or a query the quantizer declined
-                        exact(start, n, out)
-                    }
-                }
+        guard let bounds, let bounded = ckk_scan_bounded(Int32(isa.rawValue)) else {
+            return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in
+                exact(start, n, out)
+                finish?(start, n, out)
             }
         }
-        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in exact(start, n, out) }
+        let b = bounds.codes
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: matrix.cols) { qq in
+            var slack: Float = 0
+            var qL1: Float = 0
+            let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack, &qL1)
+            return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, threshold, out in
+                if qs > 0 && threshold > -.infinity, let limit = kernelThreshold(threshold) {
+                    bounded(q, qq.baseAddress!, qs, slack, qL1, b.blocked, b.corr, b.l1, bounds.rowScale,
+                            bounds.rowError, Int32(matrix.encoding.rawValue), matrix.base, matrix.rowStride,
+                            matrix.scales, add, start, n, Int32(matrix.cols), limit, out)
+                } else {  // filling the heap (every row counts) or a query the quantizer declined
+                    exact(start, n, out)
+                }
+                finish?(start, n, out)
+            }
+        }
     }
 
     /// The `k` best rows of `matrix` by cosine similarity with `query` (`dot / (queryNorm * norms[row])`), best first
@@ -263,50 +287,26 @@ public struct ScoringKernels: Sendable {
         precondition(norms.count >= matrix.rows, "one norm per row")
         precondition(mask == nil || mask!.count >= matrix.rows, "one mask value per row")
         guard k > 0, matrix.rows > 0 else { return [] }
-        let scan = scanKernel(matrix.encoding)
-        let q = query.baseAddress!
-        let add = mask?.baseAddress
-        /// Dot products of a block into `out`, masked: -infinity for a masked row.
-        func exact(_ start: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
-            scan(q, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols), out)
-            if let add { for i in 0..<n { out[i] += add[start &+ i] } }
-        }
-        /// Masked dot products (-infinity) become NaN here, which the scan leaves out.
-        func cosines(_ start: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
-            Self.cosines(
-                UnsafeMutableBufferPointer(start: out, count: n),
-                norms: UnsafeBufferPointer(rebasing: norms[start..<(start + n)]), queryNorm: queryNorm
-            )
-        }
-        if let bounds, let bounded = ckk_scan_bounded(Int32(isa.rawValue)) {
-            let b = bounds.rows
-            precondition(b.rows == matrix.rows && b.cols == matrix.cols && b.encoding == matrix.encoding, "bounds of another matrix")
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: matrix.cols) { qq in
-                var slack: Float = 0
-                var qL1: Float = 0
-                let qs = ckk_quantize_query_u8(q, Int32(matrix.cols), qq.baseAddress!, &slack, &qL1)
-                return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, threshold, out in
-                    // The kernel bounds q . (row / norm), which is the cosine times the query's norm. Its threshold
-                    // is lowered by a relative 1e-5, far above the rounding of the division that makes a cosine, so
-                    // a row it drops scores strictly below the k-th best as a cosine too.
-                    let limit = threshold * queryNorm
-                    let lowered = limit - abs(limit) * 1e-5 - Float.leastNormalMagnitude
-                    if qs > 0 && threshold > -.infinity && queryNorm > 0 && lowered.isFinite {
-                        // Dropped and masked rows come back as -infinity.
-                        bounded(q, qq.baseAddress!, qs, slack, qL1, b.blocked, b.corr, b.l1, bounds.rowScale,
-                                bounds.rowError, Int32(matrix.encoding.rawValue), matrix.base, matrix.rowStride,
-                                matrix.scales, add, start, n, Int32(matrix.cols), lowered, out)
-                    } else {
-                        exact(start, n, out)
-                    }
-                    cosines(start, n, out)
-                }
+        precondition(bounds == nil || bounds!.rows.fits(matrix), "bounds of another matrix")
+        return blockTopK(
+            query.baseAddress!, of: matrix, k: k, excluding: excluding, add: mask?.baseAddress,
+            bounds: bounds.map { ($0.rows, $0.rowScale, $0.rowError) },
+            kernelThreshold: { threshold in
+                // The kernel bounds q . (row / norm), which is the cosine times the query's norm. Its threshold is
+                // lowered by a relative 1e-5, far above the rounding of the division that makes a cosine, so a row
+                // it drops scores strictly below the k-th best as a cosine too.
+                let limit = threshold * queryNorm
+                let lowered = limit - abs(limit) * 1e-5 - Float.leastNormalMagnitude
+                return queryNorm > 0 && lowered.isFinite ? lowered : nil
+            },
+            finish: { start, n, out in
+                // Masked and dropped rows (-infinity) become NaN here, which the scan leaves out.
+                Self.cosines(
+                    UnsafeMutableBufferPointer(start: out, count: n),
+                    norms: UnsafeBufferPointer(rebasing: norms[start..<(start + n)]), queryNorm: queryNorm
+                )
             }
-        }
-        return scanTopK(rows: matrix.rows, k: k, excluding: excluding) { start, n, _, out in
-            exact(start, n, out)
-            cosines(start, n, out)
-        }
+        )
     }
 
     /// ``topK(_:of:k:excluding:adding:bounds:)`` over only `rows` (ascending, each in `0..<matrix.rows`), with
@@ -483,6 +483,9 @@ public final class ScanBounds: @unchecked Sendable {
     let rowError: UnsafeMutablePointer<Float>
     /// Bytes held.
     public let byteCount: Int
+
+    /// Whether these bounds were built from a matrix of `matrix`'s shape and encoding.
+    func fits(_ matrix: MatrixView) -> Bool { rows == matrix.rows && cols == matrix.cols && encoding == matrix.encoding }
 
     /// Bounds for `matrix`, or nil when this CPU cannot run bounded scans at `kernels`' level (they need AVX-512
     /// VNNI) or a row holds a NaN or infinity.
