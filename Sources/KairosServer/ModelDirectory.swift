@@ -169,7 +169,7 @@ public final class ModelDirectory: Sendable {
                     else { throw ServingError("the file changed while it was loading") }
                     let snapshot = ModelSnapshot(model: model, loadedAt: Int64(time(nil)))
                     store.install(snapshot)
-                    buildScanBounds(for: snapshot, name: name)
+                    buildDerivedTables(for: snapshot, name: name)
                     s.serving[name] = (file, record.identity)
                     let generation = generationCounter.add(1, ordering: .relaxed).newValue
                     generationGauge.record(Int(generation))
@@ -196,16 +196,16 @@ public final class ModelDirectory: Sendable {
         return report
     }
 
-    /// Builds a freshly installed snapshot's scan bounds on a background queue, once it has served for a second:
-    /// the swap does not wait for them (TOPK scans exactly until they exist), and in a burst of swaps the snapshots
-    /// superseded within that second are never built for (in run-reload-soak.py's back-to-back swaps, building each
+    /// Builds a freshly installed snapshot's derived tables and scan bounds on a background queue, once it has served
+    /// for a second: the swap does not wait for them (TOPK scans exactly until they exist, and a request that needs a
+    /// table first builds it), and in a burst of swaps the snapshots superseded within that second are never built for (in run-reload-soak.py's back-to-back swaps, building each
     /// one at once took CPU from the next load: rename -> serving p50 58-61 ms without builds, 81-85 ms with, measured
     /// when the soak still polled INFO in a busy loop).
-    private func buildScanBounds(for snapshot: ModelSnapshot, name: String) {
+    private func buildDerivedTables(for snapshot: ModelSnapshot, name: String) {
         let store = self.store
         Self.boundsQueue.asyncAfter(deadline: .now() + .seconds(1)) { [weak snapshot] in
             guard let snapshot, store.snapshot(name) === snapshot else { return }
-            snapshot.buildScanBounds()
+            snapshot.buildDerivedTables()
         }
     }
 

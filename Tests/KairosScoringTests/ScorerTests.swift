@@ -183,6 +183,27 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
     }
 }
 
+/// The trending order (the unknown-user fallback) is by trend descending, ties by lower row, zeros last: the packed
+/// sort key gives the comparator's order, on a model with many equal and zero trends.
+@Test func trendingOrderIsByTrendThenRow() {
+    let values = (0..<5000).map { (i: Int) -> Float in
+        if i % 7 == 0 { return 0 }
+        if i % 11 == 0 { return -0.0 }
+        return Float((i * 7919) % 97) / 96
+    }
+    let order = ModelSnapshot.order(byDescending: values)
+    let reference = (0..<Int32(values.count)).sorted { a, b in
+        let x = values[Int(a)], y = values[Int(b)]
+        return x != y ? x > y : a < b
+    }
+    #expect(order == reference)
+    #expect(values[Int(order[0])] == 1 && values[Int(order.last!)] == 0)
+    #expect(testSnapshot.trendingOrder == (0..<Int32(testSnapshot.trend.count)).sorted { a, b in
+        let x = testSnapshot.trend[Int(a)], y = testSnapshot.trend[Int(b)]
+        return x != y ? x > y : a < b
+    })
+}
+
 /// SIMILAR answers the same once a snapshot's scan bounds are built (its bounded cosine scan skips rows), for every
 /// item asked, with and without a category filter; the bounds' memory is counted.
 @Test func similarIsUnchangedByScanBounds() throws {
@@ -200,12 +221,12 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
     #expect(s.derivedBytes == 0)
     let before = requests.map { Scorer.similar($0, on: s) }
     #expect(s.itemCosineBounds == nil)
-    s.buildScanBounds()
+    s.buildDerivedTables()
     guard let scan = s.itemScanBounds else { return }  // no AVX-512 VNNI here: nothing to compare
     let unit = try #require(s.itemCosineBounds)
-    // The bounds, and the norms and category index the requests before built (4 bytes per item each, plus the
-    // category offsets).
-    let tables = 4 * 3000 + 4 * 3000 + 8 * (names.count + 1)
+    // The bounds, the norms, the category index and the trending order (4 bytes per item each, plus the category
+    // offsets).
+    let tables = 3 * 4 * 3000 + 8 * (names.count + 1)
     #expect(s.derivedBytes == scan.byteCount + unit.byteCount + tables && unit.byteCount == 8 * 3000)
     let after = requests.map { Scorer.similar($0, on: s) }
     #expect(before == after)
