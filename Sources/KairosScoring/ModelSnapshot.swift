@@ -79,6 +79,9 @@ public final class ModelSnapshot: Sendable {
         }
     }
 
+    /// ``categoryRows`` if it is built already, else nil (without building it).
+    public var builtCategoryRows: (offsets: [Int], rows: [Int32])? { lazyTables.withLock { $0.categoryRows } }
+
     /// Tables only some requests need, built by the first one.
     private let lazyTables = Mutex<(trendingOrder: [Int32]?, itemNorms: [Float]?, categoryRows: (offsets: [Int], rows: [Int32])?)>(
         (nil, nil, nil)

@@ -103,9 +103,21 @@ public enum Scorer {
     /// TOPK within a category of at most 1/this of the items gathers the category's rows instead of scanning. The
     /// crossover measured on a 1M x 64 float32 model (p50 against the scan): 8.3% of the items 0.78x, 10% 0.88x,
     /// 20% 1.59x; 0.5% 0.054x.
-    static let topKGatherBelow = 10
+    public static let topKGatherBelow = 10
     /// The same for SIMILAR, whose scan costs more (cosines): 8.3% 0.43x, 20% 0.89x; 0.5% 0.015x.
-    static let similarGatherBelow = 5
+    public static let similarGatherBelow = 5
+
+    /// The rows of category `c` when a request within it ranks them alone, gathered: when the category holds at
+    /// most 1/`below` of the items (else nil, and the request scans the catalogue). Without `build`, nil also until
+    /// the category index exists (so a caller that only estimates never builds it).
+    public static func rowsToGather(category c: UInt32, below: Int, on s: ModelSnapshot, build: Bool = true) -> ArraySlice<Int32>? {
+        guard let index = build ? s.categoryRows : s.builtCategoryRows else { return nil }
+        let c = Int(c)
+        guard c + 1 < index.offsets.count, (index.offsets[c + 1] - index.offsets[c]) * below <= s.model.itemCount else {
+            return nil
+        }
+        return index.rows[index.offsets[c]..<index.offsets[c + 1]]
+    }
 
     /// TOPK: the blend of dot product, bias, trending and buy-again over the whole catalogue, best first.
     ///
@@ -180,14 +192,7 @@ public enum Scorer {
         // A category of at most a tenth of the items is ranked from its own rows, gathered, with offsets computed
         // for those rows only (the same operations as the per-item array below), instead of a scan of the catalogue
         // with -infinity outside it: the same answer.
-        var categoryRows: ArraySlice<Int32>?
-        if let category {
-            let index = s.categoryRows
-            let c = Int(category)
-            if c + 1 < index.offsets.count, (index.offsets[c + 1] - index.offsets[c]) * Self.topKGatherBelow <= n {
-                categoryRows = index.rows[index.offsets[c]..<index.offsets[c + 1]]
-            }
-        }
+        let categoryRows = category.flatMap { Self.rowsToGather(category: $0, below: Self.topKGatherBelow, on: s) }
         let defaults = s.defaultOffsets(allowRepeats: allowRepeats)
         let offsets: [Float]
         if categoryRows != nil || (!custom && category == nil && affinity.isEmpty) {
@@ -283,12 +288,10 @@ public enum Scorer {
             // A category of at most a fifth of the items is scored from its own rows, gathered (a full row each),
             // rather than by scanning the catalogue (about a quarter of a row's bytes each with bounds): the same
             // answer.
-            let index = s.categoryRows
-            let c = Int(category)
-            if c + 1 < index.offsets.count, (index.offsets[c + 1] - index.offsets[c]) * Self.similarGatherBelow <= n {
+            if let gathered = Self.rowsToGather(category: category, below: Self.similarGatherBelow, on: s) {
                 let best = q.withUnsafeBufferPointer { qp in
                     norms.withUnsafeBufferPointer { N in
-                        index.rows[index.offsets[c]..<index.offsets[c + 1]].withUnsafeBufferPointer { rows in
+                        gathered.withUnsafeBufferPointer { rows in
                             s.kernels.topKCosine(qp, of: m.itemFactors, rows: rows, k: k, norms: N, queryNorm: qNorm, excluding: excluded)
                         }
                     }

@@ -101,16 +101,20 @@ public final class RequestRouter: Sendable {
         case .score(let r):
             return withModel(r.model) { s in .score(Scorer.score(r, on: s, now: now)) }
         case .topK(let r):
-            return withModel(r.model, scan: .ranking) { s in .topK(Scorer.topK(r, on: s, now: now)) }
+            return withModel(r.model, scan: .ranking(category: r.category, gatherBelow: Scorer.topKGatherBelow)) { s in
+                .topK(Scorer.topK(r, on: s, now: now))
+            }
         case .similar(let r):
-            return withModel(r.model, scan: .ranking) { s in
+            return withModel(r.model, scan: .ranking(category: r.category, gatherBelow: Scorer.similarGatherBelow)) { s in
                 guard let list = Scorer.similar(r, on: s) else {
                     return .error(ProtocolError(.unknownItem, "item \"\(r.item)\" is not in model \(s.name) v\(s.version)"))
                 }
                 return .similar(list)
             }
         case .pushDecide(let r):
-            return withModel(r.model, scan: .ranking) { s in .pushDecide(PushPolicy.decide(r, on: s, now: now)) }
+            return withModel(r.model, scan: .ranking(category: "", gatherBelow: 0)) { s in
+                .pushDecide(PushPolicy.decide(r, on: s, now: now))
+            }
         }
     }
 
@@ -131,8 +135,12 @@ public final class RequestRouter: Sendable {
     }
 
     /// What a request reads of the item rows: nothing (SCORE) or a ranking scan (TOPK, SIMILAR, PUSH_DECIDE), which
-    /// reads mostly the 1-byte codes once the snapshot has scan bounds.
-    enum ScanKind { case none, ranking }
+    /// reads mostly the 1-byte codes once the snapshot has scan bounds, or only a category's rows when the request
+    /// gathers them (a category of at most 1/`gatherBelow` of the items; see ``Scorer/rowsToGather``).
+    enum ScanKind {
+        case none
+        case ranking(category: String, gatherBelow: Int)
+    }
 
     /// Resolves the model, then runs `body` inline or (for scans of large catalogues) off the event loop.
     func withModel(_ ref: ModelRef, scan: ScanKind = .none, _ body: @escaping @Sendable (ModelSnapshot) -> Response) -> Plan {
@@ -143,9 +151,21 @@ public final class RequestRouter: Sendable {
             return .done(.error(ProtocolError(.unknownModel, "model \(ref.name) serves version \(s.version), not \(ref.version)")))
         }
         let m = s.model.itemFactors
-        let bytes = switch scan {
-        case .none: 0
-        case .ranking: m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
+        let bytes: Int
+        switch scan {
+        case .none:
+            bytes = 0
+        case .ranking(let category, let below):
+            if category.isEmpty {
+                bytes = m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
+            } else if let c = s.categoryIDs[category] {
+                // A small category is ranked from its own rows, so it stays on the event loop like a SCORE; until the
+                // category index is built it counts as a scan.
+                let rows = Scorer.rowsToGather(category: c, below: below, on: s, build: false)
+                bytes = rows.map { $0.count * m.rowStride } ?? m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
+            } else {
+                bytes = 0  // no item has an unknown category: answered at once
+            }
         }
         if bytes > offloadAboveBytes { return .offload { body(s) } }
         return .done(body(s))

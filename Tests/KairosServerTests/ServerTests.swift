@@ -1,6 +1,8 @@
 import Foundation
 import KairosClient
+import KairosModelFormat
 import KairosProtocol
+import KairosScoring
 @testable import KairosServer
 import KairosTestSupport
 import NIOCore
@@ -212,4 +214,36 @@ import Testing
         await c.close()
         await h.stop()
     }
+}
+
+/// A TOPK or SIMILAR within a small category reads only that category's rows, so once the category index is built it
+/// is answered on the event loop like a SCORE, while catalogue scans (and the same requests before the index exists)
+/// go to the scan threads; a category no item has is answered at once.
+@Test func smallCategoriesAreNotOffloaded() throws {
+    let path = "/tmp/kairos-router-category-\(getpid()).kmodel"
+    try ModelWriter.write(
+        SyntheticModel.make(name: "c", version: 1, items: 20_000, users: 10, dimensions: 16, categories: 200, seed: 4), to: path
+    )
+    defer { unlink(path) }
+    let snapshot = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+    let store = ModelStore()
+    store.install(snapshot)
+    // A full scan reads 20,000 rows (at least 16 bytes each); a category about 100 rows of 64 bytes.
+    let router = RequestRouter(store: store, offloadAboveBytes: 100_000)
+    let m = ModelRef(name: "c")
+    func offloaded(_ r: Request) -> Bool {
+        var b = ByteBuffer()
+        r.writePayload(to: &b)
+        if case .offload = router.plan(opcode: r.opcode.rawValue, payload: b) { return true }
+        return false
+    }
+    let topK = Request.topK(TopKRequest(model: m, user: "user-1", k: 10, category: "category-7"))
+    let similar = Request.similar(SimilarRequest(model: m, item: "item-5", k: 10, category: "category-7"))
+    #expect(offloaded(topK) && offloaded(similar))  // the index is not built yet: counted as scans
+    snapshot.buildDerivedTables()
+    #expect(!offloaded(topK) && !offloaded(similar))
+    #expect(offloaded(.topK(TopKRequest(model: m, user: "user-1", k: 10))))
+    #expect(offloaded(.similar(SimilarRequest(model: m, item: "item-5", k: 10))))
+    #expect(offloaded(.pushDecide(PushDecideRequest(model: m, user: "user-1"))))
+    #expect(!offloaded(.topK(TopKRequest(model: m, user: "user-1", k: 10, category: "no-such"))))
 }
