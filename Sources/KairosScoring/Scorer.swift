@@ -295,36 +295,34 @@ public enum Scorer {
         // model. Once the snapshot's bounds are built, rows that cannot make the top k are skipped as TOPK skips them.
         let k = min(Int(r.k), n)
         let excluded = ExclusionSet([Int32(row)])
-        if let category {
-            // A category of at most a fifth of the items is scored from its own rows, gathered (a full row each),
-            // rather than by scanning the catalogue (about a quarter of a row's bytes each with bounds): the same
-            // answer.
-            if let gathered = Self.rowsToGather(category: category, below: Self.similarGatherBelow, on: s) {
-                let best = q.withUnsafeBufferPointer { qp in
-                    norms.withUnsafeBufferPointer { N in
-                        gathered.withUnsafeBufferPointer { rows in
-                            s.kernels.topKCosine(qp, of: m.itemFactors, rows: rows, k: k, norms: N, queryNorm: qNorm, excluding: excluded)
-                        }
+        let best: [ScoredRow]
+        // A category of at most a fifth of the items is scored from its own rows, gathered (a full row each), rather
+        // than by scanning the catalogue (about a quarter of a row's bytes each with bounds): the same answer.
+        if let category, let gathered = Self.rowsToGather(category: category, below: Self.similarGatherBelow, on: s) {
+            best = q.withUnsafeBufferPointer { qp in
+                norms.withUnsafeBufferPointer { N in
+                    gathered.withUnsafeBufferPointer { rows in
+                        s.kernels.topKCosine(qp, of: m.itemFactors, rows: rows, k: k, norms: N, queryNorm: qNorm, excluding: excluded)
                     }
                 }
-                return ItemListResponse(model: stamp(s), flags: [], items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
             }
-        }
-        // A larger category is a mask the kernel adds (-infinity outside it), so the bounded scan never computes a
-        // row of another category exactly: filtering after the cosines made a filtered SIMILAR slower with bounds
-        // than without (16.9 ms against 13.8 on a 1M-item model).
-        let mask = category.map { c in s.itemCategories.map { $0 == c ? Float(0) : -.infinity } }
-        func scan(_ M: UnsafeBufferPointer<Float>?) -> [ScoredRow] {
-            q.withUnsafeBufferPointer { qp in
-                norms.withUnsafeBufferPointer { N in
-                    s.kernels.topKCosine(
-                        qp, of: m.itemFactors, k: k, norms: N, queryNorm: qNorm, excluding: excluded, mask: M,
-                        bounds: s.itemCosineBounds
-                    )
+        } else {
+            // A larger category is a mask the kernel adds (-infinity outside it), so the bounded scan never computes a
+            // row of another category exactly: filtering after the cosines made a filtered SIMILAR slower with bounds
+            // than without (16.9 ms against 13.8 on a 1M-item model).
+            let mask = category.map { c in s.itemCategories.map { $0 == c ? Float(0) : -.infinity } }
+            func scan(_ M: UnsafeBufferPointer<Float>?) -> [ScoredRow] {
+                q.withUnsafeBufferPointer { qp in
+                    norms.withUnsafeBufferPointer { N in
+                        s.kernels.topKCosine(
+                            qp, of: m.itemFactors, k: k, norms: N, queryNorm: qNorm, excluding: excluded, mask: M,
+                            bounds: s.itemCosineBounds
+                        )
+                    }
                 }
             }
+            best = mask.map { $0.withUnsafeBufferPointer { scan($0) } } ?? scan(nil)
         }
-        let best = mask.map { $0.withUnsafeBufferPointer { scan($0) } } ?? scan(nil)
         return ItemListResponse(model: stamp(s), flags: [], items: best.map { ScoredItem(item: m.items.table[Int($0.row)], score: $0.score) })
     }
 }

@@ -156,13 +156,14 @@ public final class RequestRouter: Sendable {
         case .none:
             bytes = 0
         case .ranking(let category, let below):
+            let catalogue = m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
             if category.isEmpty {
-                bytes = m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
+                bytes = catalogue
             } else if let c = s.categoryIDs[category] {
                 // A small category is ranked from its own rows, so it stays on the event loop like a SCORE; until the
                 // category index is built it counts as a scan.
                 let rows = Scorer.rowsToGather(category: c, below: below, on: s, build: false)
-                bytes = rows.map { $0.count * m.rowStride } ?? m.rows * (s.itemScanBounds != nil ? m.cols : m.rowStride)
+                bytes = rows.map { $0.count * m.rowStride } ?? catalogue
             } else {
                 bytes = 0  // no item has an unknown category: answered at once
             }
