@@ -5,6 +5,7 @@ import PackageDescription
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioEmbedded: Target.Dependency = .product(name: "NIOEmbedded", package: "swift-nio")
 let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
@@ -85,7 +86,7 @@ let package = Package(
         .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", "KairosTestSupport", nioCore]),
         .testTarget(
             name: "KairosServerTests",
-            dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosScoring", "KairosTestSupport", logging, nioCore, nioPosix, serviceLifecycle]
+            dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosScoring", "KairosTestSupport", logging, nioCore, nioPosix, nioEmbedded, serviceLifecycle]
         ),
         .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels"]),

@@ -119,12 +119,12 @@ public final class KairosServer: Service, Sendable {
         }
         try? await listener?.close()
         for child in children { child.pipeline.fireUserInboundEventTriggered(DrainEvent()) }
+        // A connection closes itself once its answers are written; one whose client stops reading would never get
+        // there, so each is closed at the deadline whatever it is doing.
         let deadline = NIODeadline.now() + configuration.drainTimeout
-        for child in children {
-            let remaining = deadline - .now()
-            guard remaining > .zero else { break }
-            _ = try? await child.closeFuture.get()
-        }
+        let forcedCloses = children.map { child in child.eventLoop.scheduleTask(deadline: deadline) { child.close(promise: nil) } }
+        for child in children { _ = try? await child.closeFuture.get() }
+        for close in forcedCloses { close.cancel() }
         for child in state.withLock({ Array($0.children.values) }) { try? await child.close() }
         logger.info("stopped")
     }

@@ -17,6 +17,7 @@ public final class ServerStats: Sendable {
         var ops = [OpState?](repeating: nil, count: 256)
         var openConnections: UInt64 = 0
         var totalConnections: UInt64 = 0
+        var stalledConnections: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -26,6 +27,8 @@ public final class ServerStats: Sendable {
     private let errorCounters: [Counter?]
     private let timers: [Metrics.Timer?]
     private let connectionsGauge = Gauge(label: "kairos_open_connections")
+    private let stalledGauge = Gauge(label: "kairos_stalled_connections")
+    private let stallCounter = Counter(label: "kairos_connection_stalls_total")
 
     public init() {
         var r = [Counter?](repeating: nil, count: 256)
@@ -73,6 +76,19 @@ public final class ServerStats: Sendable {
         }
         connectionsGauge.record(Int(open))
     }
+
+    /// Counts a connection starting (true) or ending (false) a stall: its client is not reading its answers.
+    public func stall(started: Bool) {
+        let n = state.withLock { s -> UInt64 in
+            if started { s.stalledConnections += 1 } else { s.stalledConnections -= 1 }
+            return s.stalledConnections
+        }
+        stalledGauge.record(Int(n))
+        if started { stallCounter.increment() }
+    }
+
+    /// Connections whose reads are withheld because their client is not reading its answers.
+    public var stalledConnections: UInt64 { state.withLock { $0.stalledConnections } }
 
     /// The STATS response.
     public func snapshot(uptimeSeconds: UInt64) -> Response {

@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import KairosClient
 import KairosModelFormat
@@ -55,8 +56,11 @@ final class RawSocket {
     /// Bytes received but not yet returned as frames.
     private var buffer = ByteBuffer()
 
-    init(port: Int) throws {
+    /// - Parameter receiveBuffer: a fixed kernel receive buffer in bytes (set before connecting, which turns off its
+    ///   autotuning), so a test that stops reading knows how little the kernel holds for it.
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -73,14 +77,29 @@ final class RawSocket {
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Sends `bytes` from another thread, for a send that blocks until the server reads; the semaphore is signalled
+    /// when the send returns (sent, or the connection closed).
+    func sendInBackground(_ bytes: [UInt8]) -> DispatchSemaphore {
+        let fd = fd
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            done.signal()
+        }
+        return done
+    }
+
     /// Reads until `frames` complete frames arrived, the peer closed, or 5 s passed.
+    /// - Parameter decodingAll: false decodes only error frames (the others come back as nil), for tests that read
+    ///   megabytes of answers and check only their order and kind.
     /// - Returns: the frames and whether the peer closed the connection.
-    func read(frames wanted: Int) -> (frames: [(FrameHeader, Response?)], closed: Bool) {
+    func read(frames wanted: Int, decodingAll: Bool = true) -> (frames: [(FrameHeader, Response?)], closed: Bool) {
         var out: [(FrameHeader, Response?)] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while out.count < wanted {
             if case .frame(let h, let payload) = FrameParser.next(from: &buffer, maxPayload: 1 << 24) {
-                out.append((h, try? Response.decode(code: h.opcode, payload: payload)))
+                let decode = decodingAll || h.opcode == FrameHeader.errorResponseCode
+                out.append((h, decode ? try? Response.decode(code: h.opcode, payload: payload) : nil))
                 continue
             }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
