@@ -16,13 +16,28 @@ struct DrainEvent: Sendable {}
 /// above its write high-water mark, or too many answers wait behind scans, the connection neither reads nor parses:
 /// it withholds the channel's reads (as NIO's `BackPressureHandler` does) and leaves the unparsed frames in its
 /// buffer until the client catches up, so what one connection holds is bounded by a few socket buffers.
+///
+/// Fairness: a read loop that has answered for its turn (``defaultTurnNanos``) stops there, and the rest of what it
+/// read is answered in later turns, each after the event loop has polled the other connections, with this connection's
+/// reads withheld meanwhile. Before, one connection pipelining 1,024 SCOREs held its event loop for 7 ms per read loop
+/// (16 reads of 64 KB), and a PING on another connection waited that long, every time.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// Output bytes of one batch after which they are written out and the channel's writability is checked.
-    static let writeEvery = 65_536
+    /// Output bytes of one batch after which they are written out and the channel's writability is checked (64 KiB
+    /// cost a deep-pipelining client 7% of its throughput in write calls).
+    static let writeEvery = 262_144
+    /// Nanoseconds of answering after which a batch yields the event loop to the other connections.
+    static let defaultTurnNanos: UInt64 = 500_000
+    private let turnNanos: UInt64
+    /// How long a yielded batch waits at least. NIO runs the tasks that fall due during a tick in that same tick,
+    /// before it polls I/O again (so an `execute`d continuation would never let the other connections in); a task not
+    /// yet due when the tick looks for more ends the tick, and the loop polls I/O (at once if it is due by then).
+    static let yieldPause: TimeAmount = .microseconds(5)
+    /// A continuation task is queued.
+    private var continuationScheduled = false
 
     /// A response waiting behind an offloaded one (nil while still being computed).
     private struct Slot {
@@ -39,7 +54,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var cumulation: ByteBuffer?
     private var output = ByteBuffer()
     private var queued = Deque<Slot>()
+    /// Close once every answer is written (framing lost, or draining).
     private var closeWhenDone = false
+    /// A frame could not be delimited: nothing after it is parsed.
+    private var framingLost = false
     /// Draining for shutdown: requests still arriving are answered with SHUTTING_DOWN instead of being served.
     private var draining = false
     /// The client is not reading its answers: the channel is above its high-water mark. Reads are withheld, and
@@ -47,7 +65,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var stalledOnWrites = false
     /// More than `maxQueued` answers wait behind offloaded scans: the same, until half of them are written.
     private var stalledOnQueue = false
-    /// The channel asked to read while stalled; the read is issued on resuming.
+    /// A batch used up its turn: the frames left in `cumulation` are answered by a task queued on the event loop.
+    private var yielded = false
+    /// When the frames left by a yield were read (their latency counts from then).
+    private var yieldedBatchStarted: UInt64 = 0
+    /// When the current turn ends (0: no turn begun). A turn spans one read loop (up to `maxMessagesPerRead` reads),
+    /// or one continuation or resumption.
+    private var turnEnds: UInt64 = 0
+    /// The channel asked to read while stalled or yielded; the read is issued on resuming.
     private var readWithheld = false
     private var open = false
     private var nextSequence: UInt64 = 1
@@ -57,7 +82,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var lastRead: UInt64 = 0
     private var idleCheck: Scheduled<Void>?
 
-    init(router: RequestRouter, pool: NIOThreadPool, scans: ScanAdmission, idleTimeout: TimeAmount = .seconds(300), maxQueued: Int = 256) {
+    init(
+        router: RequestRouter,
+        pool: NIOThreadPool,
+        scans: ScanAdmission,
+        idleTimeout: TimeAmount = .seconds(300),
+        maxQueued: Int = 256,
+        turnNanos: UInt64 = ConnectionHandler.defaultTurnNanos
+    ) {
+        self.turnNanos = turnNanos
         self.router = router
         self.pool = pool
         self.scans = scans
@@ -106,22 +139,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
             refuseWhileDraining(data: unwrapInboundIn(data), context: context)
             return
         }
-        guard !closeWhenDone else { return }  // framing is lost: ignore the rest
+        guard !framingLost else { return }
         var incoming = unwrapInboundIn(data)
+        lastRead = ServerStats.nanoseconds()
         if cumulation == nil {
             cumulation = incoming
         } else {
             cumulation!.writeBuffer(&incoming)
         }
-        // Stalled in this read loop: keep the bytes (at most the loop's remaining reads) for when the client catches up.
-        guard !stalledOnWrites && !stalledOnQueue else { return }
-        processFrames(context: context)
+        // Stalled or yielded in this read loop: keep the bytes (at most the loop's remaining reads) for later.
+        guard !stalledOnWrites && !stalledOnQueue && !yielded else { return }
+        processFrames(context: context, started: lastRead)
     }
 
-    /// Issues the channel's reads only while the client keeps up with its answers.
+    /// Issues the channel's reads only while the client keeps up with its answers and no frames wait for a turn.
     func read(context: ChannelHandlerContext) {
         if !stalledOnWrites && !context.channel.isWritable { beginWriteStall() }
-        if stalledOnWrites || stalledOnQueue {
+        if stalledOnWrites || stalledOnQueue || yielded {
             readWithheld = true
         } else {
             context.read()
@@ -139,17 +173,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Ends the stalls whose cause has gone, answers the frames left unparsed, then reads again.
-    private func resume(context: ChannelHandlerContext) {
+    /// - Parameter backlogRead: when the frames left were read, if their wait counts as latency (a yield's, not a
+    ///   stall's: a client that does not read is not the server being slow).
+    private func resume(context: ChannelHandlerContext, backlogRead: UInt64? = nil) {
+        defer { scheduleContinuation(context: context) }
         if stalledOnWrites && context.channel.isWritable {
             stalledOnWrites = false
             router.stats.stall(started: false)
         }
         if stalledOnQueue && queued.count <= maxQueued / 2 { stalledOnQueue = false }
-        guard !stalledOnWrites && !stalledOnQueue else { return }
-        if cumulation != nil && !closeWhenDone {
-            processFrames(context: context)
+        guard !stalledOnWrites && !stalledOnQueue && !yielded else { return }
+        if cumulation != nil && !framingLost {
+            turnEnds = 0
+            processFrames(context: context, started: backlogRead ?? ServerStats.nanoseconds())
             writeOutput(context: context)
-            guard !stalledOnWrites && !stalledOnQueue else { return }
+            guard !stalledOnWrites && !stalledOnQueue && !yielded else { return }
         }
         if readWithheld {
             readWithheld = false
@@ -157,8 +195,31 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Ends the turn: the frames left in `cumulation` wait for ``scheduleContinuation(context:)``'s task.
+    private func yieldTurn(batchStarted: UInt64) {
+        yielded = true
+        yieldedBatchStarted = batchStarted
+    }
+
+    /// Queues the rest of a yielded batch. Called last, once the turn's answers are written: the task must not be due
+    /// yet when the event loop next looks for tasks, or it would run in the same tick (see ``yieldPause``).
+    private func scheduleContinuation(context: ChannelHandlerContext) {
+        guard yielded && !continuationScheduled else { return }
+        continuationScheduled = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: Self.yieldPause) {
+            let (handler, context) = bound.value
+            handler.continuationScheduled = false
+            guard handler.open && handler.yielded else { return }
+            handler.yielded = false
+            handler.resume(context: context, backlogRead: handler.yieldedBatchStarted)
+        }
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
+        turnEnds = 0
         writeOutput(context: context)
+        scheduleContinuation(context: context)
         context.fireChannelReadComplete()
     }
 
@@ -166,7 +227,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if event is DrainEvent {
             draining = true
             // Frames read but left unparsed while the client was not reading its answers are refused, not dropped.
-            if cumulation != nil && !closeWhenDone { refuseWhileDraining(data: nil, context: context) }
+            // Frames waiting only for their turn are answered (the yielded task goes on).
+            if (stalledOnWrites || stalledOnQueue) && cumulation != nil && !framingLost {
+                refuseWhileDraining(data: nil, context: context)
+            }
             closeWhenDone = true
             writeOutput(context: context)
         } else {
@@ -193,7 +257,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
         writeOutput(context: context)
     }
 
-    private func processFrames(context: ChannelHandlerContext) {
+    /// Answers the complete frames in `cumulation`, until they run out, the batch's turn is up, or a stall.
+    /// - Parameter started: when the frames were read (the latency of each answer counts from then).
+    private func processFrames(context: ChannelHandlerContext, started batchStarted: UInt64) {
+        if !context.channel.isWritable {
+            // The answers written so far have not gone out yet (a continuation after a turn, or the rest of a read loop).
+            if !stalledOnWrites { beginWriteStall() }
+            return
+        }
         let maxPayload = Int(router.limits.maxPayload)
         // Work on locals for the whole batch: class properties passed inout pay a dynamic exclusivity check on every
         // access, which showed up in profiles at a few per cent per request.
@@ -201,27 +272,30 @@ final class ConnectionHandler: ChannelDuplexHandler {
         cumulation = nil
         var out = ByteBuffer()
         swap(&out, &output)
-        // Latency is measured from the start of the read batch: it includes queueing behind earlier frames.
-        let batchStarted = ServerStats.nanoseconds()
-        lastRead = batchStarted
-        parsing: while !closeWhenDone {
+        // Latency is measured from when the batch was read: it includes queueing behind earlier frames.
+        // The turn counts from now; `now` is the clock read by the last answer (offloads read none).
+        if turnEnds == 0 { turnEnds = ServerStats.nanoseconds() &+ turnNanos }
+        let turnEnds = turnEnds
+        var now: UInt64 = 0
+        parsing: while !framingLost {
             switch FrameParser.next(from: &input, maxPayload: maxPayload) {
             case .needMoreData:
                 break parsing
             case .frame(let header, let payload):
                 switch router.plan(opcode: header.opcode, payload: payload) {
                 case .done(let response):
-                    emit(response, header: header, started: batchStarted, into: &out)
+                    now = emit(response, header: header, started: batchStarted, into: &out)
                 case .offload(let work):
                     if scans.tryEnter() {
                         offload(work, header: header, started: batchStarted, context: context)
                     } else {
                         let error = ProtocolError(.overloaded, "\(scans.limit) scans are already waiting or running; retry later")
-                        emit(.error(error), header: header, started: batchStarted, into: &out)
+                        now = emit(.error(error), header: header, started: batchStarted, into: &out)
                     }
                 }
             case .unframeable(let error, let requestID):
                 emit(.error(error), header: FrameHeader(opcode: 0, requestID: requestID, length: 0), started: batchStarted, into: &out)
+                framingLost = true
                 closeWhenDone = true
             }
             if queued.count > maxQueued {
@@ -236,6 +310,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     break parsing
                 }
             }
+            if now > turnEnds {
+                if input.readableBytes > 0 { yieldTurn(batchStarted: batchStarted) }
+                break parsing
+            }
         }
         swap(&out, &output)
         if input.readableBytes > 0 {
@@ -245,10 +323,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Appends a response in order: straight to `out`, or behind a pending offloaded one.
-    private func emit(_ response: Response, header: FrameHeader, started: UInt64, into out: inout ByteBuffer) {
+    /// - Returns: the clock reading its latency was taken at.
+    @discardableResult
+    private func emit(_ response: Response, header: FrameHeader, started: UInt64, into out: inout ByteBuffer) -> UInt64 {
         var failed = false
         if case .error = response { failed = true }
-        router.stats.record(opcode: header.opcode, nanos: ServerStats.nanoseconds() &- started, failed: failed)
+        let now = ServerStats.nanoseconds()
+        router.stats.record(opcode: header.opcode, nanos: now &- started, failed: failed)
         if queued.isEmpty {
             response.writeFrame(requestID: header.requestID, to: &out)
         } else {
@@ -256,6 +337,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             response.writeFrame(requestID: header.requestID, to: &bytes)
             queued.append(Slot(sequence: 0, bytes: bytes))
         }
+        return now
     }
 
     private func offload(_ work: @escaping @Sendable () -> Response, header: FrameHeader, started: UInt64, context: ChannelHandlerContext) {
@@ -297,7 +379,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// once everything written so far has gone out: closing at once would drop the writes still pending (the answers a
     /// slow reader has not taken yet).
     private func writeOutput(context: ChannelHandlerContext) {
-        let closing = closeWhenDone && queued.isEmpty
+        let closing = closeWhenDone && queued.isEmpty && !yielded
         guard output.readableBytes > 0 || closing else { return }
         let out = output
         output = context.channel.allocator.buffer(capacity: 4096)

@@ -13,8 +13,9 @@ import Testing
 /// every answer: the connection stalls (stops reading and parsing) while its channel is above the write high-water
 /// mark, and loses nothing when it resumes or drains.
 @Suite struct BackpressureTests {
-    /// Pipelined TOPK frames whose answers (about 4 KB each: k 300 of the 300-item model) far exceed 64 KB.
-    static let requests = 200
+    /// Pipelined TOPK frames whose answers (about 4 KB each: k 300 of the 300-item model) are several times what the
+    /// connection writes before it looks at writability.
+    static let requests = 400
 
     static func topKs(_ n: Int) -> ByteBuffer {
         var b = ByteBuffer()
@@ -24,18 +25,47 @@ import Testing
         return b
     }
 
-    /// A connection handler on an embedded channel (writability set by the test), answering inline from a small model.
-    static func connection() throws -> (EmbeddedChannel, ServerStats) {
-        let path = "/tmp/kairos-backpressure-\(getpid()).kmodel"
+    /// Turns its channel unwritable once more than `limit` bytes were written through it, as a socket whose client
+    /// stopped reading does at its high-water mark.
+    final class WriteLimit: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var limit: Int
+        var written = 0
+
+        init(limit: Int) { self.limit = limit }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            written += unwrapOutboundIn(data).readableBytes
+            if written > limit, let channel = context.channel as? EmbeddedChannel { channel.isWritable = false }
+            context.write(data, promise: promise)
+        }
+    }
+
+    /// A connection handler on an embedded channel (on `loop` when given), answering inline from a small model, behind
+    /// a ``WriteLimit`` of 64 KiB; `turnNanos` 0 yields after every answer.
+    static func connection(loop: EmbeddedEventLoop? = nil, turnNanos: UInt64 = ConnectionHandler.defaultTurnNanos) throws
+        -> (channel: EmbeddedChannel, stats: ServerStats, limit: WriteLimit)
+    {
+        let path = "/tmp/kairos-backpressure-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).kmodel"
         try ModelWriter.write(SyntheticModel.make(items: 300, users: 50, dimensions: 16, seed: 11), to: path)
         defer { unlink(path) }
         let store = ModelStore()
         store.install(ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0))
         let router = RequestRouter(store: store, offloadAboveBytes: .max)
-        let handler = ConnectionHandler(router: router, pool: .singleton, scans: ScanAdmission(limit: 4))
-        let channel = EmbeddedChannel(handler: handler)
+        let handler = ConnectionHandler(router: router, pool: .singleton, scans: ScanAdmission(limit: 4), turnNanos: turnNanos)
+        let limit = WriteLimit(limit: 65_536)
+        let channel = EmbeddedChannel(loop: loop ?? EmbeddedEventLoop())
+        try channel.pipeline.syncOperations.addHandlers([limit, handler])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        return (channel, router.stats)
+        return (channel, router.stats, limit)
+    }
+
+    /// Hands `frames` to the connection as one read, then runs its event loop (every turn the frames take, and no idle
+    /// timeout).
+    static func read(_ frames: ByteBuffer, into channel: EmbeddedChannel) throws {
+        try channel.writeInbound(frames)
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
     }
 
     /// Every frame written to the channel so far: (request id, response code, error code if an error).
@@ -55,46 +85,69 @@ import Testing
         return out
     }
 
-    /// Unwritable mid-batch: the batch stops after the first 64 KB of answers; writable again: the rest is answered,
-    /// in order, and the stall is over.
+    /// The channel turns unwritable partway: the connection stops within a write of it and keeps the rest,
+    /// including bytes read later; writable again, the rest is answered, in order, and the stall is over.
     @Test func aStalledBatchResumesInOrder() throws {
-        let (channel, stats) = try Self.connection()
-        channel.isWritable = false
-        try channel.writeInbound(Self.topKs(Self.requests))
-        channel.pipeline.fireChannelReadComplete()
+        let (channel, stats, limit) = try Self.connection()
+        try Self.read(Self.topKs(Self.requests), into: channel)
         let first = try Self.written(channel)
-        #expect(first.count > 0 && first.count < Self.requests / 4, "\(first.count) answered while stalled")
+        let bound = ConnectionHandler.writeEvery / 4000 + 1  // one write past the limit
+        #expect(first.count > 0 && first.count <= bound, "\(first.count) answered before the stall")
         #expect(stats.stalledConnections == 1)
-        // More bytes from the same read loop are kept, not answered.
-        try channel.writeInbound(Self.topKs(1))
+        try Self.read(Self.topKs(1), into: channel)
         #expect(try Self.written(channel).isEmpty)
 
+        limit.limit = .max
         channel.isWritable = true
         channel.pipeline.fireChannelWritabilityChanged()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         let rest = try Self.written(channel)
-        let ids = (first + rest).map(\.id)
-        #expect(ids == (1...Self.requests).map { UInt32($0) } + [1])
+        #expect((first + rest).map(\.id) == (1...Self.requests).map { UInt32($0) } + [1])
         #expect((first + rest).allSatisfy { $0.code == Opcode.topK.responseCode })
         #expect(stats.stalledConnections == 0)
         _ = try channel.finish()
     }
 
-    /// A drain while stalled answers the frames read but not yet parsed with SHUTTING_DOWN, after the served ones, and
+    /// A drain while stalled answers the frames read but not yet begun with SHUTTING_DOWN, after the served ones, and
     /// closes the connection only once they are written.
     @Test func aDrainWhileStalledRefusesWhatItHasNotServed() throws {
-        let (channel, stats) = try Self.connection()
-        channel.isWritable = false
-        try channel.writeInbound(Self.topKs(Self.requests))
-        channel.pipeline.fireChannelReadComplete()
+        let (channel, stats, _) = try Self.connection()
+        try Self.read(Self.topKs(Self.requests), into: channel)
         let served = try Self.written(channel)
         #expect(stats.stalledConnections == 1)
         channel.pipeline.fireUserInboundEventTriggered(DrainEvent())
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         let refused = try Self.written(channel)
         #expect((served + refused).map(\.id) == (1...Self.requests).map { UInt32($0) })
-        #expect(served.allSatisfy { $0.code == Opcode.topK.responseCode })
+        #expect(!served.isEmpty && served.allSatisfy { $0.code == Opcode.topK.responseCode })
         #expect(!refused.isEmpty && refused.allSatisfy { $0.error == .shuttingDown })
         #expect(!channel.isActive)
         #expect(stats.stalledConnections == 0)
+    }
+
+    /// A connection with many requests answers one turn of them, then lets another connection on its event loop be
+    /// answered before going on; a drain then still answers all of them (waiting for a turn is not a stall).
+    @Test func aLongBatchYieldsToOtherConnections() throws {
+        let loop = EmbeddedEventLoop()
+        let bulk = try Self.connection(loop: loop, turnNanos: 0)
+        let other = try Self.connection(loop: loop, turnNanos: 0)
+        bulk.limit.limit = .max
+        try bulk.channel.writeInbound(Self.topKs(20))
+        bulk.channel.pipeline.fireChannelReadComplete()
+        #expect(try Self.written(bulk.channel).map(\.id) == [1])  // one answer per turn
+        var ping = ByteBuffer()
+        Request.ping.writeFrame(requestID: 7, to: &ping)
+        try other.channel.writeInbound(ping)
+        other.channel.pipeline.fireChannelReadComplete()
+        #expect(try Self.written(other.channel).map(\.id) == [7])
+        #expect(try Self.written(bulk.channel).isEmpty)  // the bulk connection's second turn has not come yet
+        bulk.channel.pipeline.fireUserInboundEventTriggered(DrainEvent())
+        loop.advanceTime(by: .seconds(1))
+        let rest = try Self.written(bulk.channel)
+        #expect(rest.map(\.id) == Array(2...20))
+        #expect(rest.allSatisfy { $0.code == Opcode.topK.responseCode })
+        #expect(!bulk.channel.isActive)
+        _ = try other.channel.finish()
     }
 
     /// Over a real socket: a client that pipelines TOPKs and reads nothing stalls its connection with only what the
