@@ -106,9 +106,22 @@ public struct Serve: AsyncParsableCommand {
         let ownPool = scanThreads.map { NIOThreadPool(numberOfThreads: $0) }
         ownPool?.start()
         let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, group: group, pool: ownPool ?? .singleton)
+        // Bind before anything runs, so a taken port is a plain error exit (the service group then only serves).
+        do {
+            _ = try await server.start()
+        } catch {
+            try? await ownPool?.shutdownGracefully()
+            throw ServeError("cannot listen on \(host):\(port): \(error)")
+        }
         services.insert(contentsOf: [server, watcher] as [any Service], at: 0)
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()
         try? await ownPool?.shutdownGracefully()
     }
+}
+
+/// Why `kairos serve` could not start, as one line.
+struct ServeError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

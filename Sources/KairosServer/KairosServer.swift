@@ -63,8 +63,9 @@ public final class KairosServer: Service, Sendable {
         self.scans = ScanAdmission(limit: configuration.maxPendingScans)
     }
 
-    /// Binds and starts accepting; returns the bound port.
+    /// Binds and starts accepting; returns the bound port. Calling it again (``run()`` does) returns the bound port.
     public func start() async throws -> Int {
+        if let bound = state.withLock({ $0.channel }) { return bound.localAddress?.port ?? configuration.port }
         let router = self.router
         let pool = self.pool
         let scans = self.scans
@@ -132,11 +133,17 @@ public final class KairosServer: Service, Sendable {
     /// ServiceLifecycle entry point: serve until a graceful shutdown (SIGTERM/SIGINT), then drain.
     public func run() async throws {
         _ = try await start()
-        await withGracefulShutdownHandler {
-            let channel = state.withLock { $0.channel }
-            try? await channel?.closeFuture.get()
-        } onGracefulShutdown: {
-            Task { await self.shutdown() }
+        let channel = state.withLock { $0.channel }
+        // Either way the listener closes and the drain below follows. Cancellation is how the service group ends the
+        // others when one service fails (a metrics port already taken); a future's get() does not end on it by itself.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await channel?.closeFuture.get()
+            } onGracefulShutdown: {
+                channel?.close(promise: nil)
+            }
+        } onCancel: {
+            channel?.close(promise: nil)
         }
         await shutdown()
     }

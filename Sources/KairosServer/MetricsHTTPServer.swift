@@ -21,19 +21,29 @@ public final class MetricsHTTPServer: Service, Sendable {
 
     public func run() async throws {
         let registry = self.registry
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { ch in
-                ch.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    try ch.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { ch in
+                    ch.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                        try ch.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
+                    }
                 }
-            }
-            .bind(host: host, port: port)
-            .get()
+                .bind(host: host, port: port)
+                .get()
+        } catch {
+            throw MetricsEndpointError(description: "cannot serve metrics on \(host):\(port): \(error)")
+        }
         logger.info("metrics endpoint", metadata: ["metrics.url": "http://\(host):\(channel.localAddress?.port ?? port)/metrics"])
-        await withGracefulShutdownHandler {
-            try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        // Cancelled when another service fails: a future's get() does not end on cancellation by itself.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } onCancel: {
             channel.close(promise: nil)
         }
     }
@@ -68,3 +78,8 @@ final class MetricsHandler: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension MetricsHandler: Sendable {}
+
+/// The metrics endpoint could not start (its port is taken), as one line.
+struct MetricsEndpointError: Error, CustomStringConvertible {
+    let description: String
+}

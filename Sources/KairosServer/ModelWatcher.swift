@@ -79,9 +79,15 @@ public final class ModelWatcher: Service, Sendable {
                 self.requestRescan()
             }
         }
-        await withGracefulShutdownHandler {
-            _ = try? await loop.get()
-        } onGracefulShutdown: {
+        // A graceful shutdown stops the loop; so does cancellation, which is how the service group ends the others
+        // when one service fails (a port already taken): a future's get() does not end on cancellation by itself.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                _ = try? await loop.get()
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        } onCancel: {
             self.stop()
         }
         signals.cancel()

@@ -1,0 +1,35 @@
+"""`kairos serve` as a process: a start-up that cannot succeed exits with an error instead of hanging."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+from kairos_test_support import MODELS, REPO, free_port
+
+EXIT_TIMEOUT_S = 30  # a failed start takes well under a second; a hang is what this catches
+
+
+def _serve(kairos_binary, *args):
+    return subprocess.run([str(kairos_binary), "serve", "--models", str(MODELS), *args], cwd=str(REPO),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=EXIT_TIMEOUT_S)
+
+
+def test_a_taken_port_is_an_error_exit(kairos_binary, server):
+    # Once, a server whose port was taken logged "model serving" and then waited forever, deaf to SIGTERM.
+    done = _serve(kairos_binary, "--port", str(server.port))
+    assert done.returncode != 0
+    err = done.stderr.decode(errors="replace")
+    assert "cannot listen on 127.0.0.1:%d" % server.port in err and "in use" in err, err
+    assert b"listening" not in done.stdout
+
+
+def test_a_taken_metrics_port_is_an_error_exit(kairos_binary):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        metrics_port = taken.getsockname()[1]
+        done = _serve(kairos_binary, "--port", str(free_port()), "--metrics-port", str(metrics_port))
+    assert done.returncode != 0
+    err = done.stderr.decode(errors="replace")
+    assert "cannot serve metrics on 127.0.0.1:%d" % metrics_port in err and "in use" in err, err
