@@ -10,10 +10,14 @@
 #   topk                  TOPK k=10 offered at 2,000 req/s (8 connections) while 50 closed-loop SCORE connections
 #                         run, on a 100k x 64 int8 model served with default threads: p99 (a noisy number here:
 #                         compare medians over many rounds).
+#   fair                  PING offered at 500 req/s on one connection (open loop) while one other connection
+#                         pipelines 1,024 SCOREs, on the score model and server (--threads 1, so both share
+#                         one event loop): the PING's rps (500 if it keeps up), p50 and p99; how long one deep
+#                         pipeline can make the others wait. Only when listed in CASES.
 #   similar, similarcat   SIMILAR k=10, one closed-loop connection, on a 1M x 64 float32 model (SIMILAR_ITEMS), without
 #                         and with a category filter (one of its 8 categories): p50 and p99. Only when listed in CASES.
 # Usage: Tests/Benchmarks/run-server-ab.sh BIN_A BIN_B [BIN...]   (e.g. a copy of .build/release/kairos per build)
-# Environment: RUNS (5), SECONDS_PER_CASE (3), CASES ("score1 score16 topk"; also "similar similarcat"), ENCODING
+# Environment: RUNS (5), SECONDS_PER_CASE (3), CASES ("score1 score16 topk"; also "fair similar similarcat"), ENCODING
 # (float32), SIMILAR_ITEMS (1000000).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [BIN...]"; exit 2; }
@@ -73,6 +77,14 @@ for run in $(seq 1 "$RUNS"); do
                 kb $((7950 + i)) --op topk --k 10 --connections 8 --rate 2000 >"$out/$c-$i-$run.json"
                 wait $bg
                 ;;
+            fair)
+                kb $((7900 + i)) --op score --candidates 100 --connections 1 --pipeline 1024 --duration $((SECS + 1)) \
+                    >"$out/fair-bulk-$i-$run.json" &
+                bg=$!
+                sleep 0.5
+                kb $((7900 + i)) --op ping --connections 1 --rate 500 >"$out/$c-$i-$run.json"
+                wait $bg
+                ;;
             similar) "$load" bench --port $((7850 + i)) --duration "$SECS" --json --items "$similar_items" --users 10000 \
                 --op similar --k 10 --connections 1 >"$out/$c-$i-$run.json" ;;
             similarcat) "$load" bench --port $((7850 + i)) --duration "$SECS" --json --items "$similar_items" --users 10000 \
@@ -87,7 +99,7 @@ python3 - "$out" "$RUNS" "$CASES" "${bins[@]}" <<'PY'
 import json, os, statistics, sys
 out, runs, cases, bins = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 med = statistics.median
-print(f"{'case':12}{'binary':44}{'median rps':>12}{'median p99 us':>15}  per-run p99 us (similar: and median p50)")
+print(f"{'case':12}{'binary':44}{'median rps':>12}{'median p99 us':>15}  per-run p99 us (similar, fair: and median p50)")
 for c in cases:
     base = None
     for i, b in enumerate(bins):
@@ -98,6 +110,7 @@ for c in cases:
         base = base or rps
         print(f"{c:12}{b[-44:]:44}{rps:>12.0f}{med(p99s):>15.0f}  " + " ".join(f"{x:.0f}" for x in p99s)
               + (f"  ({rps / base:.3f}x of the first)" if c != "topk" else "") + (f"  errors {errors}" if errors else "")
-              + (f"  p50 {med([r['latency_us']['p50'] for r in rows]):.0f} us" if c.startswith("similar") else ""))
+              + (f"  p50 {med([r['latency_us']['p50'] for r in rows]):.0f} us" if c.startswith("similar") or c == "fair" else "")
+              + (f"  (pipelining SCORE connection: {med([json.load(open(os.path.join(out, f'fair-bulk-{i}-{r}.json')))['throughput_rps'] for r in range(1, runs + 1)]):.0f} rps)" if c == "fair" else ""))
 print(f"(results in {out})")
 PY
