@@ -89,7 +89,19 @@ public struct Serve: AsyncParsableCommand {
         var config = ServerConfiguration()
         config.host = host
         config.port = port
-        config.maxConnections = maxConnections
+        // Each connection is a descriptor: raise the soft limit to fit them, or serve fewer (refusing the rest with
+        // OVERLOADED) rather than leave clients unanswered in the backlog once accept() fails.
+        let reserve = OpenFilesLimit.reserve(eventLoopThreads: (threads ?? System.coreCount) + System.coreCount)  // + NIO's singleton
+        let files = OpenFilesLimit.fit(connections: maxConnections, reserve: reserve)
+        guard files.connections > 0 else {
+            throw ServeError("the open files limit (\(files.limit)) leaves no descriptor for a connection; raise it (ulimit -n)")
+        }
+        if files.connections < maxConnections {
+            logger.warning(
+                "open files limit \(files.limit) fits \(files.connections) connections, not --max-connections \(maxConnections); serving at most \(files.connections) (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)"
+            )
+        }
+        config.maxConnections = files.connections
         config.offloadAboveBytes = Int(offloadAboveMb * 1_048_576)
         config.idleTimeout = .seconds(Int64(idleTimeout))
         config.maxPendingScans = maxPendingScans ?? ServerConfiguration.pendingScansPerThread * (scanThreads ?? System.coreCount)

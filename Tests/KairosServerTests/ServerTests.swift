@@ -247,3 +247,31 @@ import Testing
     #expect(offloaded(.pushDecide(PushDecideRequest(model: m, user: "user-1"))))
     #expect(!offloaded(.topK(TopKRequest(model: m, user: "user-1", k: 10, category: "no-such"))))
 }
+
+/// The open-files limit is raised to fit the connections asked for, up to the hard limit; past it, fewer connections
+/// are served.
+@Test func openFilesLimitFitsTheConnections() throws {
+    var r = rlimit()
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    try #require(getrlimit(resource, &r) == 0)
+    let soft = r.rlim_cur
+    if soft != rlim_t.max && soft > 64 {
+        // One descriptor below where it was (nothing in use is lost), then asked for exactly that many: raised back.
+        var lowered = r
+        lowered.rlim_cur = soft - 1
+        try #require(setrlimit(resource, &lowered) == 0)
+        let fit = OpenFilesLimit.fit(connections: Int(soft) - 32, reserve: 32)
+        #expect(fit.limit == Int(soft) && fit.connections == Int(soft) - 32)
+        var now = rlimit()
+        _ = getrlimit(resource, &now)
+        #expect(now.rlim_cur == soft)
+    }
+    if r.rlim_max != rlim_t.max && r.rlim_max < 1 << 30 {
+        // More than the hard limit allows: the soft limit goes up to the hard one, and the connections that fit are
+        // what is left of it after the reserve.
+        let fit = OpenFilesLimit.fit(connections: Int(r.rlim_max) + 1000, reserve: 100)
+        #expect(fit.limit == Int(r.rlim_max) && fit.connections == Int(r.rlim_max) - 100)
+    }
+    let small = OpenFilesLimit.fit(connections: 10, reserve: 10)
+    #expect(small.connections == 10 && small.limit >= 20)
+}
