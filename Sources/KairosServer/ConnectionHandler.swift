@@ -189,6 +189,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             writeOutput(context: context)
             guard !stalledOnWrites && !stalledOnQueue && !yielded else { return }
         }
+        if closeWhenDone {
+            writeOutput(context: context)  // closes: everything read is answered
+            return
+        }
         if readWithheld {
             readWithheld = false
             context.read()
@@ -231,6 +235,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
             if (stalledOnWrites || stalledOnQueue) && cumulation != nil && !framingLost {
                 refuseWhileDraining(data: nil, context: context)
             }
+            closeWhenDone = true
+            writeOutput(context: context)
+        } else if let event = event as? ChannelEvent, event == .inputClosed {
+            // The client shut down its sending side (sent a batch, then SHUT_WR): it still reads. Answer everything
+            // it sent, then close. (Without half-closure NIO closed at once, dropping the answers not yet written.)
             closeWhenDone = true
             writeOutput(context: context)
         } else {
@@ -379,7 +388,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// once everything written so far has gone out: closing at once would drop the writes still pending (the answers a
     /// slow reader has not taken yet).
     private func writeOutput(context: ChannelHandlerContext) {
-        let closing = closeWhenDone && queued.isEmpty && !yielded
+        // Frames may wait in `cumulation` to be answered while yielded or stalled (unless framing was lost: never).
+        let waiting = yielded || ((stalledOnWrites || stalledOnQueue) && (cumulation?.readableBytes ?? 0) > 0)
+        let closing = closeWhenDone && queued.isEmpty && (framingLost || !waiting)
         guard output.readableBytes > 0 || closing else { return }
         let out = output
         output = context.channel.allocator.buffer(capacity: 4096)

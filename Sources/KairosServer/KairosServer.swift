@@ -75,6 +75,7 @@ public final class KairosServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)  // a client may send a batch, then SHUT_WR
             .childChannelInitializer { [self] child in
                 child.eventLoop.makeCompletedFuture {
                     let open = self.openCount.add(1, ordering: .relaxed).newValue

@@ -150,6 +150,35 @@ import Testing
         _ = try other.channel.finish()
     }
 
+    /// A client that sends a batch and then shuts down its sending side gets every answer, then the close; on an
+    /// embedded channel, with a yield after every answer so the end of input arrives while most are still to come.
+    @Test func endOfInputAnswersEverythingThenCloses() throws {
+        let (channel, _, limit) = try Self.connection(turnNanos: 0)
+        limit.limit = .max
+        try channel.writeInbound(Self.topKs(20))
+        channel.pipeline.fireChannelReadComplete()
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        let answers = try Self.written(channel)
+        #expect(answers.map(\.id) == Array(1...20))
+        #expect(answers.allSatisfy { $0.code == Opcode.topK.responseCode })
+        #expect(!channel.isActive)
+    }
+
+    /// The same over a real socket: 200 pipelined TOPKs, then SHUT_WR; all 200 answers arrive, then end-of-file.
+    @Test func aHalfClosedConnectionGetsEveryAnswer() async throws {
+        let h = try await ServerHarness.start()
+        let socket = try RawSocket(port: h.port)
+        var frames = Self.topKs(200)
+        socket.send(frames.readBytes(length: frames.readableBytes)!)
+        socket.shutdownWrite()
+        let (read, _) = socket.read(frames: 200, decodingAll: false)
+        #expect(read.map(\.0.requestID) == Array(1...200))
+        #expect(socket.readsEOF())
+        await h.stop()
+    }
+
     /// Over a real socket: a client that pipelines TOPKs and reads nothing stalls its connection with only what the
     /// kernel buffers hold answered; when it reads, it gets every answer, in order.
     @Test func aClientThatDoesNotReadStallsItsConnection() async throws {

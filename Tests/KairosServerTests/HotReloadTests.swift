@@ -39,6 +39,8 @@ final class ReportFollower: @unchecked Sendable {
 final class LoadLog: Sendable {
     let state = Mutex<(versions: [[UInt64]], failures: [String])>(([], []))
     let running = Atomic<Bool>(true)
+    /// Connections that have been answered at least once.
+    let answering = Atomic<Int>(0)
 }
 
 @Suite(.serialized) struct HotReloadTests {
@@ -69,6 +71,7 @@ final class LoadLog: Sendable {
                     let client = try await KairosClient.connect(port: port)
                     while log.running.load(ordering: .relaxed) {
                         let r = try await client.score(ScoreRequest(model: ModelRef(name: "default"), user: "user-\(c)", candidates: ["item-1", "item-7"]))
+                        if seen.isEmpty { log.answering.add(1, ordering: .relaxed) }
                         if seen.last != r.model.version { seen.append(r.model.version) }
                     }
                     await client.close()
@@ -79,6 +82,9 @@ final class LoadLog: Sendable {
             })
         }
 
+        // The load must overlap the publications: under other tests' load its tasks can start late.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while log.answering.load(ordering: .relaxed) < load.count && ContinuousClock.now < deadline { await Task.yield() }
         var valid: Set<UInt64> = [1]
         var invalid: Set<UInt64> = []
         publications: for v in UInt64(2)...51 {

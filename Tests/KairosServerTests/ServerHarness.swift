@@ -77,6 +77,9 @@ final class RawSocket {
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Shuts down the sending side (the server reads end-of-file; this side can still read).
+    func shutdownWrite() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
     /// Sends `bytes` from another thread, for a send that blocks until the server reads; the semaphore is signalled
     /// when the send returns (sent, or the connection closed).
     func sendInBackground(_ bytes: [UInt8]) -> DispatchSemaphore {
