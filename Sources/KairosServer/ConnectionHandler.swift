@@ -7,7 +7,7 @@ import NIOPosix
 struct DrainEvent: Sendable {}
 
 /// One connection: parses every complete frame straight out of the read buffer, answers each in arrival order into
-/// one output buffer, and writes + flushes once per read batch (not once per response).
+/// one output buffer, and writes + flushes once per read loop (and every ``writeEvery`` bytes), not once per response.
 ///
 /// Scans of large catalogues run on a thread pool; responses after one wait in a queue so order is kept.
 ///
@@ -54,7 +54,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var cumulation: ByteBuffer?
     private var output = ByteBuffer()
     private var queued = Deque<Slot>()
-    /// Close once every answer is written (framing lost, or draining).
+    /// Close once every answer is written (framing lost, draining, or the client's end of input).
     private var closeWhenDone = false
     /// A frame could not be delimited: nothing after it is parsed.
     private var framingLost = false
@@ -78,7 +78,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var nextSequence: UInt64 = 1
     /// Connections with nothing read for this long (and nothing in progress) are closed; 0 means never.
     private let idleTimeout: TimeAmount
-    /// Monotonic nanoseconds of the last read batch (the clock read the batch takes anyway for its latency).
+    /// Monotonic nanoseconds of the last read (the clock read its answers take anyway for their latency).
     private var lastRead: UInt64 = 0
     private var idleCheck: Scheduled<Void>?
 
@@ -149,6 +149,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         // Stalled or yielded in this read loop: keep the bytes (at most the loop's remaining reads) for later.
         guard !stalledOnWrites && !stalledOnQueue && !yielded else { return }
+        if turnEnds == 0 { turnEnds = lastRead &+ turnNanos }  // the read loop's turn starts at its first read
         processFrames(context: context, started: lastRead)
     }
 
