@@ -390,8 +390,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// slow reader has not taken yet).
     private func writeOutput(context: ChannelHandlerContext) {
         // Frames may wait in `cumulation` to be answered while yielded or stalled (unless framing was lost: never).
-        let waiting = yielded || ((stalledOnWrites || stalledOnQueue) && (cumulation?.readableBytes ?? 0) > 0)
-        let closing = closeWhenDone && queued.isEmpty && (framingLost || !waiting)
+        // Evaluated only when closing: each flag read is an exclusivity check, on every write.
+        let closing =
+            closeWhenDone && queued.isEmpty
+            && (framingLost || !(yielded || ((stalledOnWrites || stalledOnQueue) && (cumulation?.readableBytes ?? 0) > 0)))
         guard output.readableBytes > 0 || closing else { return }
         let out = output
         output = context.channel.allocator.buffer(capacity: 4096)
