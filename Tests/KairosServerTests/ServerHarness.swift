@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Glibc
 import KairosClient
 import KairosModelFormat
@@ -50,8 +51,9 @@ final class ServerHarness: Sendable {
     func client() async throws -> KairosClient { try await KairosClient.connect(port: port, timeout: .seconds(5)) }
 }
 
-/// A plain blocking TCP socket, for sending raw (often invalid) bytes and reading raw answers.
-final class RawSocket {
+/// A plain blocking TCP socket, for sending raw (often invalid) bytes and reading raw answers. Used by one thread at a
+/// time (``sendInBackground(_:)`` touches only the descriptor).
+final class RawSocket: @unchecked Sendable {
     let fd: Int32
     /// Bytes received but not yet returned as frames.
     private var buffer = ByteBuffer()
@@ -85,10 +87,10 @@ final class RawSocket {
     func sendInBackground(_ bytes: [UInt8]) -> DispatchSemaphore {
         let fd = fd
         let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
+        Thread {
             _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             done.signal()
-        }
+        }.start()
         return done
     }
 
@@ -136,5 +138,14 @@ enum ModelStoreFiles {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
+    }
+}
+
+/// Runs `body` on a thread of its own and awaits its result: blocking socket calls that last seconds must not hold one
+/// of the few threads of Swift's cooperative pool, which the other tests' async clients share (a test that did that
+/// once starved HotReloadTests' load connections into a timeout).
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
     }
 }
