@@ -155,7 +155,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Issues the channel's reads only while the client keeps up with its answers and no frames wait for a turn.
     func read(context: ChannelHandlerContext) {
-        if !stalledOnWrites && !context.channel.isWritable { beginWriteStall() }
+        if !context.channel.isWritable { beginWriteStall() }
         if stalledOnWrites || stalledOnQueue || yielded {
             readWithheld = true
         } else {
@@ -168,7 +168,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    /// Marks the connection stalled on its client (once per stall).
     private func beginWriteStall() {
+        guard !stalledOnWrites else { return }
         stalledOnWrites = true
         router.stats.stall(started: true)
     }
@@ -272,7 +274,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func processFrames(context: ChannelHandlerContext, started batchStarted: UInt64) {
         if !context.channel.isWritable {
             // The answers written so far have not gone out yet (a continuation after a turn, or the rest of a read loop).
-            if !stalledOnWrites { beginWriteStall() }
+            beginWriteStall()
             return
         }
         let maxPayload = Int(router.limits.maxPayload)

@@ -186,6 +186,18 @@ import Testing
     }
 }
 
+/// 3000 rows that differ only below int8 resolution: column 0 is 100 and column 1 runs over [1, 1.17), all code 1 at
+/// scale 100/127. Against ``queryOfRowsBelowInt8Resolution`` both the dot product and the cosine grow with the row,
+/// so the best rows are the last ones, which the codes alone cannot tell apart.
+private func rowsBelowInt8Resolution(_ encoding: RowEncoding) -> GuardedMatrix {
+    let rows = 3000
+    let values = (0..<rows).flatMap { r -> [Float] in [100, 1 + Float(r) * 0.17 / 3000, 0, 0] }
+    return GuardedMatrix(values: values, rows: rows, cols: 4, encoding: encoding)
+}
+
+/// Quantizes exactly: no slack for a bounded scan to hide behind.
+private let queryOfRowsBelowInt8Resolution: [Float] = [127, 127, 0, 0]
+
 @Suite struct BoundedScanTests {
     /// Bounds exist exactly on a CPU with AVX-512 VNNI (for every encoding), and not for rows holding a NaN.
     @Test func boundsExistOnlyWhereTheyCanRun() {
@@ -242,13 +254,10 @@ import Testing
     /// them; the per-row error term keeps those (checked: without it the bounded scan loses them).
     @Test(arguments: [RowEncoding.float32, .float16])
     func rowErrorCarriesWhatTheCodesCannotSee(_ encoding: RowEncoding) throws {
-        let rows = 3000
-        // Column 1 runs over [1, 1.17): all code 1 at scale 100/127, the best rows most above it.
-        let values = (0..<rows).flatMap { r -> [Float] in [100, 1 + Float(r) * 0.17 / 3000, 0, 0] }
-        let m = GuardedMatrix(values: values, rows: rows, cols: 4, encoding: encoding)
+        let m = rowsBelowInt8Resolution(encoding)
         let kernels = ScoringKernels.best
         guard let bounds = ScanBounds(matrix: m.view, kernels: kernels) else { return }
-        let query: [Float] = [127, 127, 0, 0]  // quantizes exactly: no slack to hide behind
+        let query = queryOfRowsBelowInt8Resolution
         query.withUnsafeBufferPointer { q in
             for k in [1, 10, 100] {
                 let exact = kernels.topK(q, of: m.view, k: k)
@@ -381,15 +390,12 @@ import Testing
     /// divided error term keeps those (checked: with no error term the bounded scan loses them).
     @Test(arguments: [RowEncoding.float32, .float16])
     func rowErrorCarriesWhatTheCodesCannotSee(_ encoding: RowEncoding) throws {
-        let rows = 3000
-        // Column 1 runs over [1, 1.17): all code 1 at scale 100/127; the cosine with the query grows with it.
-        let values = (0..<rows).flatMap { r -> [Float] in [100, 1 + Float(r) * 0.17 / 3000, 0, 0] }
-        let m = GuardedMatrix(values: values, rows: rows, cols: 4, encoding: encoding)
+        let m = rowsBelowInt8Resolution(encoding)
         let kernels = ScoringKernels.best
         guard let scan = ScanBounds(matrix: m.view, kernels: kernels) else { return }
         let norms = Self.norms(m.view, kernels)
         let unit = try #require(norms.withUnsafeBufferPointer { UnitRowBounds(scan, norms: $0) })
-        let query: [Float] = [127, 127, 0, 0]  // quantizes exactly: no slack to hide behind
+        let query = queryOfRowsBelowInt8Resolution
         let qNorm = zip(query, query).reduce(Float(0)) { $0 + $1.0 * $1.1 }.squareRoot()
         for k in [1, 10, 100] {
             let (exact, bounded) = query.withUnsafeBufferPointer { q in
