@@ -30,6 +30,10 @@ public struct Serve: AsyncParsableCommand {
     var maxConnections = 10_000
     @Option(help: "Close connections idle for this many seconds (0: never).")
     var idleTimeout = 300
+    @Option(help: "A request frame begun must arrive whole within this many seconds, or the connection gets FRAME_TIMEOUT and is closed (0: no limit).")
+    var frameTimeout = 30
+    @Option(help: "MiB of requests still arriving that the server holds across all connections; a partial frame past it gets OVERLOADED and its connection is closed.")
+    var maxPartialFramesMb = ReceiveBudget.defaultLimit >> 20
     @Option(help: "How models are held: copy (read into memory; safe if files are rewritten in place) or mmap (shared with the page cache; files must be published by rename).")
     var load = "copy"
     @Option(help: "Seconds between full rescans of the models folder (besides inotify and SIGHUP).")
@@ -53,6 +57,10 @@ public struct Serve: AsyncParsableCommand {
 
     public func validate() throws {
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout must be 0 (never) or a number of seconds") }
+        guard frameTimeout >= 0 else { throw ValidationError("--frame-timeout must be 0 (no limit) or a number of seconds") }
+        guard maxPartialFramesMb >= 1, maxPartialFramesMb <= 1 << 30 else {
+            throw ValidationError("--max-partial-frames-mb must be a number of MiB, at least 1")
+        }
         if let scanThreads, scanThreads < 1 { throw ValidationError("--scan-threads must be at least 1") }
         if let maxPendingScans, maxPendingScans < 1 { throw ValidationError("--max-pending-scans must be at least 1") }
         guard offloadAboveMb >= 0, offloadAboveMb.isFinite, offloadAboveMb < 1e6 else {
@@ -104,6 +112,8 @@ public struct Serve: AsyncParsableCommand {
         config.maxConnections = files.connections
         config.offloadAboveBytes = Int(offloadAboveMb * 1_048_576)
         config.idleTimeout = .seconds(Int64(idleTimeout))
+        config.frameTimeout = .seconds(Int64(frameTimeout))
+        config.maxPartialFrameBytes = maxPartialFramesMb << 20
         config.maxPendingScans = maxPendingScans ?? ServerConfiguration.pendingScansPerThread * (scanThreads ?? System.coreCount)
         let names = store.all().map { "\($0.name) v\($0.version)" }.joined(separator: ", ")
         let host = self.host

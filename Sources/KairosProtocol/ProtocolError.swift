@@ -1,6 +1,6 @@
 /// An error a request can fail with; `code` is what travels on the wire.
 public struct ProtocolError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// Wire error codes (u16). The table in proto-spec/PROTOCOL.md is generated from the same list.
+    /// Wire error codes (u16). The table in proto-spec/PROTOCOL.md lists the same codes.
     public enum Code: UInt16, Sendable, CaseIterable {
         /// Bad magic byte: the stream is not this protocol. The connection is closed.
         case malformedFrame = 1
@@ -26,6 +26,8 @@ public struct ProtocolError: Error, Hashable, Sendable, CustomStringConvertible 
         case shuttingDown = 11
         /// A bug: the server could not complete the request.
         case internalError = 12
+        /// A frame the client began did not arrive whole within the server's frame timeout. The connection is closed.
+        case frameTimeout = 13
 
         /// The name used in logs and documentation.
         public var name: String {
@@ -42,12 +44,13 @@ public struct ProtocolError: Error, Hashable, Sendable, CustomStringConvertible 
             case .overloaded: "OVERLOADED"
             case .shuttingDown: "SHUTTING_DOWN"
             case .internalError: "INTERNAL_ERROR"
+            case .frameTimeout: "FRAME_TIMEOUT"
             }
         }
 
         /// Whether the server closes the connection after sending this error (framing is lost).
         public var closesConnection: Bool {
-            self == .malformedFrame || self == .frameTooLarge || self == .unsupportedVersion
+            self == .malformedFrame || self == .frameTooLarge || self == .unsupportedVersion || self == .frameTimeout
         }
     }
 

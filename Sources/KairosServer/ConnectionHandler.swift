@@ -49,6 +49,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let router: RequestRouter
     private let pool: NIOThreadPool
     private let scans: ScanAdmission
+    /// Request bytes held, server-wide; a partial frame that would take them past its limit is refused.
+    private let receiveBudget: ReceiveBudget
+    /// Bytes of `cumulation` counted in `receiveBudget`.
+    private var charged = 0
+    /// A frame begun must arrive whole within this long while the connection reads (0: no limit).
+    private let frameTimeout: TimeAmount
+    /// When the frame not yet whole at the front of `cumulation` began to arrive, by the event loop's clock.
+    private var partialSince: NIODeadline?
+    /// The timer that looks at `partialSince` (at most one, armed only while a frame is arriving).
+    private var frameCheck: Scheduled<Void>?
     /// Queued responses above which the connection stops reading (backpressure on deep pipelines of scans).
     private let maxQueued: Int
     private var cumulation: ByteBuffer?
@@ -75,6 +85,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The channel asked to read while stalled or yielded; the read is issued on resuming.
     private var readWithheld = false
     private var open = false
+    /// Framing was lost and the answers are out: the server's side is shut, and what the client still sends is read
+    /// and dropped until it closes or ``lingerTime`` passes.
+    private var lingering = false
+    /// How long a connection that lost framing goes on reading (and dropping) after its last answer.
+    static let lingerTime: TimeAmount = .seconds(2)
     private var nextSequence: UInt64 = 1
     /// Connections with nothing read for this long (and nothing in progress) are closed; 0 means never.
     private let idleTimeout: TimeAmount
@@ -86,7 +101,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
         router: RequestRouter,
         pool: NIOThreadPool,
         scans: ScanAdmission,
+        receiveBudget: ReceiveBudget = ReceiveBudget(limit: ReceiveBudget.defaultLimit),
         idleTimeout: TimeAmount = .seconds(300),
+        frameTimeout: TimeAmount = .seconds(30),
         maxQueued: Int = 256,
         turnNanos: UInt64 = ConnectionHandler.defaultTurnNanos
     ) {
@@ -94,6 +111,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.router = router
         self.pool = pool
         self.scans = scans
+        self.receiveBudget = receiveBudget
+        self.frameTimeout = frameTimeout
         self.idleTimeout = idleTimeout
         self.maxQueued = maxQueued
     }
@@ -114,6 +133,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         open = false
         idleCheck?.cancel()
         idleCheck = nil
+        frameCheck?.cancel()
+        frameCheck = nil
+        if charged != 0 { _ = receiveBudget.add(-charged) }
+        charged = 0
+        cumulation = nil
         context.fireChannelInactive()
     }
 
@@ -135,11 +159,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !framingLost else { return }  // what follows a frame that could not be delimited is dropped
         if draining {
             refuseWhileDraining(data: unwrapInboundIn(data), context: context)
             return
         }
-        guard !framingLost else { return }
         var incoming = unwrapInboundIn(data)
         lastRead = ServerStats.nanoseconds()
         if cumulation == nil {
@@ -148,9 +172,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
             cumulation!.writeBuffer(&incoming)
         }
         // Stalled or yielded in this read loop: keep the bytes (at most the loop's remaining reads) for later.
-        guard !stalledOnWrites && !stalledOnQueue && !yielded else { return }
-        if turnEnds == 0 { turnEnds = lastRead &+ turnNanos }  // the read loop's turn starts at its first read
-        processFrames(context: context, started: lastRead)
+        if !stalledOnWrites && !stalledOnQueue && !yielded {
+            if turnEnds == 0 { turnEnds = lastRead &+ turnNanos }  // the read loop's turn starts at its first read
+            processFrames(context: context, started: lastRead)
+        }
+        settleReceive(context: context)
     }
 
     /// Issues the channel's reads only while the client keeps up with its answers and no frames wait for a turn.
@@ -189,6 +215,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if cumulation != nil && !framingLost {
             turnEnds = 0
             processFrames(context: context, started: backlogRead ?? ServerStats.nanoseconds())
+            settleReceive(context: context)
             writeOutput(context: context)
             guard !stalledOnWrites && !stalledOnQueue && !yielded else { return }
         }
@@ -243,6 +270,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         } else if let event = event as? ChannelEvent, event == .inputClosed {
             // The client shut down its sending side (sent a batch, then SHUT_WR): it still reads. Answer everything
             // it sent, then close. (Without half-closure NIO closed at once, dropping the answers not yet written.)
+            if lingering {
+                context.close(promise: nil)
+                return
+            }
             closeWhenDone = true
             writeOutput(context: context)
         } else {
@@ -265,6 +296,84 @@ final class ConnectionHandler: ChannelDuplexHandler {
         while case .frame(let header, _) = FrameParser.next(from: &cumulation!, maxPayload: Int(router.limits.maxPayload)) {
             emit(.error(ProtocolError(.shuttingDown, "the server is shutting down")), header: header, started: ServerStats.nanoseconds(), into: &out)
         }
+        swap(&out, &output)
+        if cumulation!.readableBytes == 0 { cumulation = nil }
+        settleReceive(context: context)
+        writeOutput(context: context)
+    }
+
+    /// Counts the bytes `cumulation` holds against the server's receive budget, and looks after a frame at its front
+    /// that is still arriving: starts its clock, or refuses it (OVERLOADED, then close) if holding it takes the
+    /// budget past its limit. Cheap when nothing is held, as after most reads.
+    private func settleReceive(context: ChannelHandlerContext) {
+        let held = cumulation?.readableBytes ?? 0
+        if held == 0 && charged == 0 { return }
+        let delta = held &- charged
+        charged = held
+        let total = delta == 0 ? 0 : receiveBudget.add(delta)
+        guard held > 0 else {
+            partialSince = nil
+            return
+        }
+        // Whole frames left behind a stall or a turn are bounded by one read loop, and a stalled connection is not
+        // reading: only a frame its client is still sending is held on the client's account.
+        guard !stalledOnWrites && !stalledOnQueue && !yielded && !framingLost else { return }
+        if delta > 0 && total > receiveBudget.limit {
+            receiveBudget.countRefusal()
+            let limit = receiveBudget.limit
+            refusePartialFrame(
+                ProtocolError(.overloaded, "the server holds its limit of \(limit) bytes of requests still arriving; retry later"),
+                context: context
+            )
+            return
+        }
+        if partialSince == nil {
+            partialSince = context.eventLoop.now
+            armFrameCheck(context: context)
+        }
+    }
+
+    /// Arms the frame timer for the frame now arriving, unless one is armed (it re-arms itself while frames arrive).
+    private func armFrameCheck(context: ChannelHandlerContext) {
+        guard frameTimeout.nanoseconds > 0, frameCheck == nil, let since = partialSince else { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        frameCheck = context.eventLoop.scheduleTask(deadline: since + frameTimeout) {
+            let (handler, context) = bound.value
+            handler.frameCheck = nil
+            guard handler.open && !handler.framingLost, handler.partialSince != nil else { return }
+            if handler.stalledOnWrites || handler.stalledOnQueue || handler.yielded {
+                // The server is not reading from it: its client cannot finish the frame. The clock starts again.
+                handler.partialSince = context.eventLoop.now
+            } else if context.eventLoop.now >= handler.partialSince! + handler.frameTimeout {
+                handler.receiveBudget.countTimeout()
+                let seconds = handler.frameTimeout.nanoseconds / 1_000_000_000
+                handler.refusePartialFrame(
+                    ProtocolError(.frameTimeout, "a frame begun \(seconds) s ago has not arrived whole"),
+                    context: context
+                )
+                return
+            }
+            handler.armFrameCheck(context: context)
+        }
+    }
+
+    /// Answers the frame still arriving at the front of `cumulation` with `error` (after every answer before it),
+    /// drops what was held, and closes the connection: the rest of the frame can no longer be told from what follows.
+    private func refusePartialFrame(_ error: ProtocolError, context: ChannelHandlerContext) {
+        var header = FrameHeader(opcode: 0, requestID: 0, length: 0)
+        if let held = cumulation, held.readableBytes >= FrameHeader.size {
+            header.opcode = held.getInteger(at: held.readerIndex + 2, as: UInt8.self)!
+            header.requestID = held.getInteger(at: held.readerIndex + 4, endianness: .little, as: UInt32.self)!
+        }
+        if charged != 0 { _ = receiveBudget.add(-charged) }
+        charged = 0
+        cumulation = nil
+        partialSince = nil
+        framingLost = true
+        closeWhenDone = true
+        var out = ByteBuffer()
+        swap(&out, &output)
+        emit(.error(error), header: header, started: ServerStats.nanoseconds(), into: &out)
         swap(&out, &output)
         writeOutput(context: context)
     }
@@ -289,11 +398,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if turnEnds == 0 { turnEnds = ServerStats.nanoseconds() &+ turnNanos }
         let turnEnds = turnEnds
         var now: UInt64 = 0
+        var parsedAny = false
         parsing: while !framingLost {
             switch FrameParser.next(from: &input, maxPayload: maxPayload) {
             case .needMoreData:
                 break parsing
             case .frame(let header, let payload):
+                parsedAny = true
                 switch router.plan(opcode: header.opcode, payload: payload) {
                 case .done(let response):
                     now = emit(response, header: header, started: batchStarted, into: &out)
@@ -328,6 +439,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
         }
         swap(&out, &output)
+        if parsedAny { partialSince = nil }  // any frame still arriving is a new one
         if input.readableBytes > 0 {
             if input.readerIndex > 65_536 { input.discardReadBytes() }
             cumulation = input
@@ -399,7 +511,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard output.readableBytes > 0 || closing else { return }
         let out = output
         output = context.channel.allocator.buffer(capacity: 4096)
-        if closing {
+        if closing && framingLost {
+            // The client may still be sending (the rest of a frame refused mid-way, bytes after a bad one). Closing with
+            // its bytes unread would send a reset, which can destroy the error answer before the client reads it
+            // (measured: a refused 700 KB frame's client got ECONNRESET instead of OVERLOADED). So shut the server's
+            // side only, and read and drop the rest until the client closes (then close) or the linger time is up.
+            guard !lingering else { return }
+            lingering = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in
+                channel.close(mode: .output, promise: nil)
+                channel.eventLoop.scheduleTask(in: Self.lingerTime) { channel.close(promise: nil) }
+            }
+        } else if closing {
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
         } else {

@@ -42,17 +42,28 @@ import Testing
     }
 
     /// A connection handler on an embedded channel (on `loop` when given), answering inline from a small model, behind
-    /// a ``WriteLimit`` of 64 KiB; `turnNanos` 0 yields after every answer.
-    static func connection(loop: EmbeddedEventLoop? = nil, turnNanos: UInt64 = ConnectionHandler.defaultTurnNanos) throws
-        -> (channel: EmbeddedChannel, stats: ServerStats, limit: WriteLimit)
-    {
+    /// a ``WriteLimit`` of 64 KiB; `turnNanos` 0 yields after every answer. Its idle timeout never fires (it is set
+    /// from the real clock, and the embedded loop's starts at 0); its frame timeout does, on the loop's clock.
+    static func connection(
+        loop: EmbeddedEventLoop? = nil,
+        turnNanos: UInt64 = ConnectionHandler.defaultTurnNanos,
+        receiveBudget: ReceiveBudget = ReceiveBudget(limit: ReceiveBudget.defaultLimit),
+        frameTimeout: TimeAmount = .seconds(30)
+    ) throws -> (channel: EmbeddedChannel, stats: ServerStats, limit: WriteLimit) {
         let path = "/tmp/kairos-backpressure-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).kmodel"
         try ModelWriter.write(SyntheticModel.make(items: 300, users: 50, dimensions: 16, seed: 11), to: path)
         defer { unlink(path) }
         let store = ModelStore()
         store.install(ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0))
         let router = RequestRouter(store: store, offloadAboveBytes: .max)
-        let handler = ConnectionHandler(router: router, pool: .singleton, scans: ScanAdmission(limit: 4), turnNanos: turnNanos)
+        let handler = ConnectionHandler(
+            router: router,
+            pool: .singleton,
+            scans: ScanAdmission(limit: 4),
+            receiveBudget: receiveBudget,
+            frameTimeout: frameTimeout,
+            turnNanos: turnNanos
+        )
         let limit = WriteLimit(limit: 65_536)
         let channel = EmbeddedChannel(loop: loop ?? EmbeddedEventLoop())
         try channel.pipeline.syncOperations.addHandlers([limit, handler])

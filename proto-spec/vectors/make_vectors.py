@@ -14,7 +14,7 @@ OPS = {"PING": 0x01, "HELLO": 0x02, "INFO": 0x03, "STATS": 0x04, "SCORE": 0x10, 
        "PUSH_DECIDE": 0x13, "RELOAD": 0x20, "PIN": 0x21, "ROLLBACK": 0x22}
 ERRORS = {"MALFORMED_FRAME": 1, "FRAME_TOO_LARGE": 2, "UNSUPPORTED_VERSION": 3, "UNKNOWN_OPCODE": 4,
           "BAD_REQUEST": 5, "LIMIT_EXCEEDED": 6, "UNKNOWN_MODEL": 7, "UNKNOWN_USER": 8, "UNKNOWN_ITEM": 9,
-          "OVERLOADED": 10, "SHUTTING_DOWN": 11, "INTERNAL_ERROR": 12}
+          "OVERLOADED": 10, "SHUTTING_DOWN": 11, "INTERNAL_ERROR": 12, "FRAME_TIMEOUT": 13}
 DECAYS = {"model": 0, "none": 1, "exponential": 2, "linear": 3, "sigmoid": 4}
 
 
@@ -180,6 +180,8 @@ responses = [
         {"name": "default", "version": 2, "dimensions": 32, "items": 2000, "users": 500, "encoding": "float32",
          "loadedAt": 1767225800, "checksum": "00000000000000ff"}], "rejected": []}),
     ("error-reply", 11, {"op": "ERROR", "code": "UNKNOWN_MODEL", "message": "no model named \"nope\" is loaded"}),
+    ("error-frame-timeout", 12, {"op": "ERROR", "code": "FRAME_TIMEOUT",
+                                 "message": "a frame begun 30 s ago has not arrived whole"}),
 ]
 
 

@@ -30,6 +30,7 @@ from .errors import (
     UnknownItem,
     UnknownModel,
     UnknownOpcode,
+    FrameTimeout,
     UnknownUser,
     UnsupportedVersion,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "FrameTooLarge",
     "UnsupportedVersion",
     "UnknownOpcode",
+    "FrameTimeout",
     "BadRequest",
     "LimitExceeded",
     "UnknownModel",

@@ -4,7 +4,7 @@ Hierarchy::
 
     KairosError                       every error this package raises; .code is the protocol code or None
       ProtocolError                   the two sides do not understand each other's bytes
-        MalformedFrame (1), FrameTooLarge (2), UnsupportedVersion (3), UnknownOpcode (4)
+        MalformedFrame (1), FrameTooLarge (2), UnsupportedVersion (3), UnknownOpcode (4), FrameTimeout (13)
       BadRequest (5), LimitExceeded (6), UnknownModel (7), UnknownUser (8), UnknownItem (9), InternalError (12)
       Unavailable                     the server cannot take the request now: retry later or elsewhere
         Overloaded (10), ShuttingDown (11)
@@ -23,6 +23,7 @@ __all__ = [
     "FrameTooLarge",
     "UnsupportedVersion",
     "UnknownOpcode",
+    "FrameTimeout",
     "BadRequest",
     "LimitExceeded",
     "UnknownModel",
@@ -54,6 +55,7 @@ class ErrorCode:
     OVERLOADED = 10
     SHUTTING_DOWN = 11
     INTERNAL_ERROR = 12
+    FRAME_TIMEOUT = 13
 
     NAMES = {
         1: "MALFORMED_FRAME",
@@ -68,12 +70,13 @@ class ErrorCode:
         10: "OVERLOADED",
         11: "SHUTTING_DOWN",
         12: "INTERNAL_ERROR",
+        13: "FRAME_TIMEOUT",
     }
 
     #: Codes after which the server closes the connection when they answer a request. OVERLOADED closes it only as
     #: a refusal at accept (request id 0, handled before any answer is matched); answering a request (too many
     #: scans waiting) it leaves the connection open.
-    CLOSES_CONNECTION = frozenset({1, 2, 3})
+    CLOSES_CONNECTION = frozenset({1, 2, 3, 13})
 
 
 class KairosError(Exception):
@@ -105,8 +108,8 @@ class KairosError(Exception):
 
 
 class ProtocolError(KairosError):
-    """The bytes on the wire do not make sense to one side: a framing error reported by the server (codes 1-4), or a
-    response this client cannot decode (code None)."""
+    """The bytes on the wire do not make sense to one side: a framing error reported by the server (codes 1-4 and
+    13), or a response this client cannot decode (code None)."""
 
 
 class MalformedFrame(ProtocolError):
@@ -123,6 +126,13 @@ class UnsupportedVersion(ProtocolError):
 
 class UnknownOpcode(ProtocolError):
     code = ErrorCode.UNKNOWN_OPCODE
+
+
+class FrameTimeout(ProtocolError):
+    """A request frame this connection began did not reach the server whole within its frame timeout (30 s by
+    default); the server closed the connection."""
+
+    code = ErrorCode.FRAME_TIMEOUT
 
 
 class BadRequest(KairosError):
@@ -180,6 +190,7 @@ _BY_CODE: Dict[int, Type[KairosError]] = {
         FrameTooLarge,
         UnsupportedVersion,
         UnknownOpcode,
+        FrameTimeout,
         BadRequest,
         LimitExceeded,
         UnknownModel,

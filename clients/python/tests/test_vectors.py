@@ -21,6 +21,7 @@ from kairos_client import (
     Reason,
     ServingReport,
     UnknownModel,
+    FrameTimeout,
 )
 from kairos_client import protocol as P
 from kairos_test_support import load_vectors
@@ -231,9 +232,11 @@ def test_response_decodes_exactly(v):
     payload = data[12:]
     if m["op"] == "ERROR":
         assert opcode == 0xFF
-        with pytest.raises(UnknownModel) as e:
+        # The exception class and code each error vector names (PROTOCOL.md, "Errors").
+        cls, code = {"UNKNOWN_MODEL": (UnknownModel, 7), "FRAME_TIMEOUT": (FrameTimeout, 13)}[m["code"]]
+        with pytest.raises(cls) as e:
             P.decode_response(0x12, opcode, payload, rid)
-        assert e.value.code == 7 and e.value.code_name == m["code"]
+        assert e.value.code == code and e.value.code_name == m["code"]
         assert e.value.message == m["message"] and e.value.request_id == rid
         return
     assert opcode == OPCODES[m["op"]] | 0x80
