@@ -33,3 +33,11 @@ def test_a_taken_metrics_port_is_an_error_exit(kairos_binary):
     assert done.returncode != 0
     err = done.stderr.decode(errors="replace")
     assert "cannot serve metrics on 127.0.0.1:%d" % metrics_port in err and "in use" in err, err
+
+
+def test_a_sigterm_right_after_the_listening_line_drains_and_exits_cleanly(start_server):
+    # The listening line used to come before the service group trapped SIGTERM: a signal sent on it (a quick restart)
+    # killed the process undrained, 36 times in 40. Five tries make a miss of that race all but impossible.
+    for _ in range(5):
+        srv = start_server()
+        assert srv.stop() == 0, "kairos serve was killed by the signal instead of draining; log:\n" + srv.log_text()
