@@ -307,7 +307,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// budget past its limit. Cheap when nothing is held, as after most reads.
     private func settleReceive(context: ChannelHandlerContext) {
         let held = cumulation?.readableBytes ?? 0
-        if held == 0 && charged == 0 { return }
+        if held == 0 && charged == 0 { return }  // nothing held, before or now (so no frame is arriving either)
         let delta = held &- charged
         charged = held
         let total = delta == 0 ? 0 : receiveBudget.add(delta)
@@ -318,7 +318,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         // Whole frames left behind a stall or a turn are bounded by one read loop, and a stalled connection is not
         // reading: only a frame its client is still sending is held on the client's account.
         guard !stalledOnWrites && !stalledOnQueue && !yielded && !framingLost else { return }
-        if delta > 0 && total > receiveBudget.limit {
+        if delta > 0 && total > receiveBudget.limit && held > ReceiveBudget.alwaysHeld {
             receiveBudget.countRefusal()
             let limit = receiveBudget.limit
             refusePartialFrame(
@@ -439,8 +439,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
         }
         swap(&out, &output)
-        if parsedAny { partialSince = nil }  // any frame still arriving is a new one
         if input.readableBytes > 0 {
+            // Any frame still arriving is a new one. (With nothing left, settleReceive clears it: only a connection
+            // holding bytes has a frame arriving, so the common batch writes no property here.)
+            if parsedAny { partialSince = nil }
             if input.readerIndex > 65_536 { input.discardReadBytes() }
             cumulation = input
         }

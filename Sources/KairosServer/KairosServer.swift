@@ -203,10 +203,14 @@ final class ScanAdmission: Sendable {
 /// then wait (or trickle the rest) pin that much each: 300 such connections took the server from 23 to 346 MiB of RSS,
 /// and 10,000 would take 10 GiB. Past the limit, the connection whose partial frame would grow the total is refused.
 /// Frames already whole that wait for a stall or a turn count too (they are bounded by a read loop each) but are never
-/// refused for it: only a frame still arriving is.
+/// refused for it: only a frame still arriving is, and only one of which more than ``alwaysHeld`` bytes have arrived,
+/// so the ordinary remnant of a pipelined batch (the start of its next small frame) is never refused because large
+/// frames elsewhere fill the budget.
 public final class ReceiveBudget: Sendable {
     /// The default limit: 256 MiB, 256 maximum-size frames arriving at once.
     public static let defaultLimit = 256 << 20
+    /// A connection holding at most this many bytes (one socket read's worth) is never refused for the limit.
+    public static let alwaysHeld = 65_536
     let limit: Int
     private let held = Atomic<Int>(0)
     private let refusedCount = Atomic<Int>(0)

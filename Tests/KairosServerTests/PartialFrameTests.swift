@@ -115,40 +115,48 @@ import Testing
         _ = try channel.finish()
     }
 
-    /// Past the server-wide limit, the connection whose partial frame would grow the total is refused with OVERLOADED
-    /// (its frame's id, after the answers before it) and closed; the other connection's frame, held all along, is
-    /// answered when whole, and the bytes are given back.
+    /// Past the server-wide limit, the connection whose large partial frame would grow the total is refused with
+    /// OVERLOADED (its frame's id, after the answers before it) and closed; a connection holding no more than a read's
+    /// worth is not, and the other large frame, held all along, is answered when whole; the bytes are given back.
     @Test func partialFramesPastTheLimitAreRefused() throws {
-        let budget = ReceiveBudget(limit: 10_000)
+        let budget = ReceiveBudget(limit: 200_000)
         let loop = EmbeddedEventLoop()
         let first = try Connection.connection(loop: loop, receiveBudget: budget)
         let second = try Connection.connection(loop: loop, receiveBudget: budget)
-        try Self.deliver(Self.partialFrame(id: 1, length: 6_000, bytes: 5_012), to: first.channel)
-        #expect(budget.current == 5_012)
+        let small = try Connection.connection(loop: loop, receiveBudget: budget)
+        try Self.deliver(Self.partialFrame(id: 1, length: 150_000, bytes: 120_000), to: first.channel)
+        #expect(budget.current == 120_000)
         var bytes = Self.ping(5)
-        var partial = Self.partialFrame(id: 6, length: 6_000, bytes: 4_000)
+        var partial = Self.partialFrame(id: 6, length: 150_000, bytes: 70_000)
         bytes.writeBuffer(&partial)
         try Self.deliver(bytes, to: second.channel)
-        #expect(budget.current == 9_012)  // under the limit: held (the PING's 12 bytes are not)
+        #expect(budget.current == 190_000)  // under the limit: held (the PING's 12 bytes are not)
         #expect(try Connection.written(second.channel).map(\.id) == [5])
+        try Self.deliver(Self.partialFrame(id: 8, length: 40_000, bytes: 30_000), to: small.channel)
+        #expect(budget.current == 220_000)  // past the limit, but a read's worth or less is always held
+        #expect(small.channel.isActive && budget.refused == 0)
+
         var more = ByteBuffer()
-        more.writeRepeatingByte(0, count: 1_000)
-        try Self.deliver(more, to: second.channel)  // 5,012 + 5,000 held: past the limit
+        more.writeRepeatingByte(0, count: 20_000)
+        try Self.deliver(more, to: second.channel)  // a large frame growing past the limit
         let refused = try Connection.written(second.channel)
         #expect(refused.map(\.id) == [6])
         #expect(refused.first?.error == .overloaded)
         #expect(!second.channel.isActive)
-        #expect(budget.current == 5_012)
+        #expect(budget.current == 150_000)
         #expect(budget.refused == 1)
 
-        try Self.deliver(Self.rest(length: 6_000, after: 5_012), to: first.channel)
-        let answered = try Connection.written(first.channel)
-        #expect(answered.map(\.id) == [1])
-        #expect(answered.first?.error == .badRequest)
+        for (channel, id, length, sent) in [(first.channel, UInt32(1), 150_000, 120_000), (small.channel, 8, 40_000, 30_000)] {
+            try Self.deliver(Self.rest(length: length, after: sent), to: channel)
+            let answered = try Connection.written(channel)
+            #expect(answered.map(\.id) == [id])
+            #expect(answered.first?.error == .badRequest)  // a PING with a payload: read whole, as one frame
+        }
         #expect(budget.current == 0)
         try Self.deliver(Self.ping(2), to: first.channel)
         #expect(try Connection.written(first.channel).map { $0.code } == [Opcode.ping.responseCode])
         _ = try first.channel.finish()
+        _ = try small.channel.finish()
     }
 
     /// A closed connection gives back what it held.
