@@ -212,7 +212,10 @@ public final class ReceiveBudget: Sendable {
     /// A connection holding at most this many bytes (one socket read's worth) is never refused for the limit.
     public static let alwaysHeld = 65_536
     let limit: Int
-    private let held = Atomic<Int>(0)
+    /// A lock rather than an atomic so that the gauge is recorded in the order of the changes (it changes once per read
+    /// loop that leaves a frame arriving, not per request).
+    private let held = Mutex<Int>(0)
+    private let heldGauge = Gauge(label: "kairos_partial_frame_bytes")
     private let refusedCount = Atomic<Int>(0)
     private let timedOutCount = Atomic<Int>(0)
     private let refusedCounter = Counter(label: "kairos_partial_frames_refused_total")
@@ -221,7 +224,13 @@ public final class ReceiveBudget: Sendable {
     init(limit: Int) { self.limit = max(0, limit) }
 
     /// Adds `delta` bytes (negative: gives them back) and returns the new total.
-    func add(_ delta: Int) -> Int { held.wrappingAdd(delta, ordering: .relaxed).newValue }
+    func add(_ delta: Int) -> Int {
+        held.withLock { total in
+            total += delta
+            heldGauge.record(total)
+            return total
+        }
+    }
 
     /// Counts a partial frame refused for the limit.
     func countRefusal() {
@@ -236,7 +245,7 @@ public final class ReceiveBudget: Sendable {
     }
 
     /// Bytes held now.
-    public var current: Int { held.load(ordering: .relaxed) }
+    public var current: Int { held.withLock { $0 } }
     /// Partial frames refused for the limit so far.
     public var refused: Int { refusedCount.load(ordering: .relaxed) }
     /// Partial frames timed out so far.

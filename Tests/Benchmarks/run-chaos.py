@@ -18,7 +18,8 @@ Fails (exit 1) if:
 - a held frame gets anything but those two errors with its id, then the close;
 - the checker fails;
 - the server dies;
-- afterwards a connection is still counted open or stalled, or the server's memory grew more than 64 MiB.
+- afterwards a connection is still counted open or stalled, partial-frame bytes are still counted held, or the
+  server's memory grew more than 64 MiB.
 
 Usage: python3 Tests/Benchmarks/run-chaos.py [--kairos BIN] [--seconds 60] [--seed 1]
 Standard library only. Without --kairos it builds and uses the release binary.
@@ -220,6 +221,9 @@ def main():
         print("stalls: %s in all, %s still stalled" % (stalls and stalls.group(1), stalled and stalled.group(1)))
         if not stalled or float(stalled.group(1)) != 0:
             errors.append("connections still counted stalled: %s" % (stalled and stalled.group(1)))
+        held = re.search(r"^kairos_partial_frame_bytes (\S+)", metrics, re.M)
+        if not held or float(held.group(1)) != 0:
+            errors.append("bytes of partial frames still counted held: %s" % (held and held.group(1)))
         rss_end = rss_kib(server.pid)
         print("server RSS %d -> %d MiB" % (rss_start >> 10, rss_end >> 10))
         if rss_end - rss_start > 64 << 10:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import urllib.request
 import struct
 
 from kairos_client.errors import ErrorCode
+from kairos_test_support import free_port
 
 WAIT_S = 20  # each answer comes within a second or two; this only bounds a failure
 
@@ -43,8 +45,16 @@ def _error_code(frame) -> int:
     return struct.unpack("<H", payload[:2])[0]
 
 
+def _metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=WAIT_S).read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == name]
+    assert len(values) == 1, "%s: %r" % (name, values)
+    return values[0]
+
+
 def test_a_frame_that_stops_arriving_is_answered_frame_timeout_and_closed(start_server):
-    srv = start_server("--frame-timeout", "1")
+    metrics_port = free_port()
+    srv = start_server("--frame-timeout", "1", "--metrics-port", str(metrics_port))
     with _connect(srv.port) as s:
         s.sendall(_header(0x01, 41, 0))  # a whole PING first: it is answered, the timeout is only for the next frame
         code, rid, _ = _read_frame(s)
@@ -54,6 +64,8 @@ def test_a_frame_that_stops_arriving_is_answered_frame_timeout_and_closed(start_
         assert frame is not None and frame[1] == 42
         assert _error_code(frame) == ErrorCode.FRAME_TIMEOUT
         assert _read_frame(s) is None  # closed after it
+    assert _metric(metrics_port, "kairos_frame_timeouts_total") == 1
+    assert _metric(metrics_port, "kairos_partial_frame_bytes") == 0  # given back
 
 
 def test_partial_frames_past_the_servers_limit_are_refused_and_the_rest_served(start_server):
