@@ -51,7 +51,7 @@ let package = Package(
         // MARK: Server and client
         .target(
             name: "KairosServer",
-            dependencies: ["KairosScoring", "KairosProtocol", "KairosModelFormat", nioCore, nioPosix, nioHTTP1, logging, metrics, prometheus, serviceLifecycle, unixSignals, histogram, deque]
+            dependencies: ["KairosScoring", "KairosProtocol", "KairosModelFormat", nioCore, nioPosix, nioHTTP1, logging, metrics, prometheus, serviceLifecycle, histogram, deque]
         ),
         .target(name: "KairosClient", dependencies: ["KairosProtocol", nioCore, nioPosix]),
 

@@ -78,8 +78,8 @@ public struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "kairos.serve")
         // Trapped before the server binds and announces itself: a SIGTERM right after the listening line (a quick
         // restart, a test) used to arrive before the service group trapped it, and killed the process undrained
-        // (36 of 40 times when sent on that line).
-        let shutdownSignals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        // (36 of 40 times when sent on that line); a SIGHUP there killed it every time.
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         var services: [any Service] = []
         if let metricsPort {
             let registry = PrometheusCollectorRegistry()
@@ -143,8 +143,15 @@ public struct Serve: AsyncParsableCommand {
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                // A signal that came before the group runs is remembered by it (triggerGracefulShutdown).
-                for await _ in shutdownSignals { await serviceGroup.triggerGracefulShutdown() }
+                for await signal in signals {
+                    if signal == .sighup {
+                        logger.info("SIGHUP: rescanning the models folder")
+                        watcher.requestRescan()
+                    } else {
+                        // One that came before the group runs is remembered by it.
+                        await serviceGroup.triggerGracefulShutdown()
+                    }
+                }
             }
             try await serviceGroup.run()
             group.cancelAll()

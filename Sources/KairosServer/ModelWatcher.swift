@@ -3,7 +3,6 @@ import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 import Synchronization
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -69,16 +68,12 @@ public final class ModelWatcher: Service, Sendable {
         _ = write(wakeWriteFD, &one, 1)
     }
 
-    /// Runs until a graceful shutdown: the watch loop on its own thread, SIGHUP forwarded to it.
+    /// Runs until a graceful shutdown: the watch loop on its own thread. (SIGHUP is the caller's to trap, from before it
+    /// announces the server, and to forward with ``requestRescan()``: trapped here, one in the start-up window killed
+    /// the process.)
     public func run() async throws {
         thread.start()
         let loop = thread.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) { self.watchLoop() }
-        let signals = Task {
-            for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                self.logger.info("SIGHUP: rescanning the models folder")
-                self.requestRescan()
-            }
-        }
         // A graceful shutdown stops the loop; so does cancellation, which is how the service group ends the others
         // when one service fails (a port already taken): a future's get() does not end on cancellation by itself.
         await withTaskCancellationHandler {
@@ -90,7 +85,6 @@ public final class ModelWatcher: Service, Sendable {
         } onCancel: {
             self.stop()
         }
-        signals.cancel()
         stop()
         _ = try? await loop.get()
         try? await thread.shutdownGracefully()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import time
 
+from kairos_client import Client
 from kairos_test_support import MODELS, REPO, free_port
 
 EXIT_TIMEOUT_S = 30  # a failed start takes well under a second; a hang is what this catches
@@ -41,3 +44,18 @@ def test_a_sigterm_right_after_the_listening_line_drains_and_exits_cleanly(start
     for _ in range(5):
         srv = start_server()
         assert srv.stop() == 0, "kairos serve was killed by the signal instead of draining; log:\n" + srv.log_text()
+
+
+def test_a_sighup_right_after_the_listening_line_rescans_instead_of_killing(start_server):
+    # SIGHUP (rescan the models folder) was trapped only once the model watcher ran: one sent on the listening line
+    # killed the process, 20 times in 20.
+    for _ in range(3):
+        srv = start_server()
+        srv.proc.send_signal(signal.SIGHUP)
+        with Client("127.0.0.1", srv.port, timeout=10) as c:
+            c.ping()  # still serving
+        deadline = time.monotonic() + 10
+        while "SIGHUP: rescanning the models folder" not in srv.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polls the log for the line (the rescan itself has no other outward sign)
+        assert "SIGHUP: rescanning the models folder" in srv.log_text()
+        assert srv.stop() == 0
