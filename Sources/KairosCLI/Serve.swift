@@ -103,7 +103,9 @@ public struct Serve: AsyncParsableCommand {
         config.port = port
         // Each connection is a descriptor: raise the soft limit to fit them, or serve fewer (refusing the rest with
         // OVERLOADED) rather than leave clients unanswered in the backlog once accept() fails.
-        let reserve = OpenFilesLimit.reserve(eventLoopThreads: (threads ?? System.coreCount) + System.coreCount)  // + NIO's singleton
+        // + NIO's singleton threads; + the metrics endpoint's connections, when it runs.
+        let reserve = OpenFilesLimit.reserve(eventLoopThreads: (threads ?? System.coreCount) + System.coreCount)
+            + (metricsPort == nil ? 0 : MetricsHTTPServer.defaultMaxConnections)
         let files = OpenFilesLimit.fit(connections: maxConnections, reserve: reserve)
         guard files.connections > 0 else {
             throw ServeError("the open files limit (\(files.limit)) leaves no descriptor for a connection; raise it (ulimit -n)")

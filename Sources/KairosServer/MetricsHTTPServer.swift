@@ -21,6 +21,8 @@ public final class MetricsHTTPServer: Service, Sendable {
     let idleTimeout: TimeAmount
     let onListening: (@Sendable (Int) -> Void)?
     private let openCount = Atomic<Int>(0)
+    /// The default connection limit (descriptors `kairos serve` keeps for the endpoint).
+    public static let defaultMaxConnections = 64
 
     /// - Parameters:
     ///   - maxConnections: scrapers connected at once (a Prometheus server holds one).
@@ -32,7 +34,7 @@ public final class MetricsHTTPServer: Service, Sendable {
         port: Int,
         registry: PrometheusCollectorRegistry,
         logger: Logger,
-        maxConnections: Int = 64,
+        maxConnections: Int = MetricsHTTPServer.defaultMaxConnections,
         idleTimeout: TimeAmount = .seconds(300),
         onListening: (@Sendable (Int) -> Void)? = nil
     ) {
