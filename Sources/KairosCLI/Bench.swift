@@ -40,6 +40,7 @@ public struct Bench: AsyncParsableCommand {
     public func validate() throws {
         guard ["ping", "score", "topk", "similar", "push"].contains(op) else { throw ValidationError("--op must be ping, score, topk, similar or push") }
         guard connections > 0, pipeline > 0, duration > 0, items > 0, users > 0 else { throw ValidationError("counts must be positive") }
+        guard (1...65_535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a positive number") }
     }
 

@@ -21,6 +21,11 @@ struct ConnectionOptions: ParsableArguments {
 
     var modelRef: ModelRef { ModelRef(name: model, version: modelVersion) }
 
+    func validate() throws {
+        guard (1...65_535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
+        guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
+    }
+
     /// Connects, sends `request`, prints the response; exits 1 on an error response.
     func run(_ request: Request) async throws {
         let client = try await KairosClient.connect(host: host, port: port, timeout: .milliseconds(Int64(timeoutMs)))

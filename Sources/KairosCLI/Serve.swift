@@ -56,6 +56,21 @@ public struct Serve: AsyncParsableCommand {
     public init() {}
 
     public func validate() throws {
+        // Out-of-range values used to be taken silently: --port 70000 listened on 4464 (70000 mod 65536),
+        // --rescan-interval 0 rescanned the folder in a busy loop, --log-level loud logged at info.
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 (any free port) to 65535") }
+        if let metricsPort, !(0...65_535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be 0 (any free port) to 65535")
+        }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard rescanInterval >= 1 else { throw ValidationError("--rescan-interval must be at least 1 second") }
+        guard debounceMs >= 0 else { throw ValidationError("--debounce-ms must be 0 or more") }
+        if let memoryBudgetMb, memoryBudgetMb < 1 { throw ValidationError("--memory-budget-mb must be at least 1") }
+        guard load == "copy" || load == "mmap" else { throw ValidationError("--load must be copy or mmap") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout must be 0 (never) or a number of seconds") }
         guard frameTimeout >= 0 else { throw ValidationError("--frame-timeout must be 0 (no limit) or a number of seconds") }
         guard maxPartialFramesMb >= 1, maxPartialFramesMb <= 1 << 30 else {
@@ -69,7 +84,7 @@ public struct Serve: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let level = Logger.Level(rawValue: logLevel)!  // validated
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

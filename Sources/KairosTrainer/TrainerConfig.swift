@@ -90,6 +90,8 @@ public struct TrainerConfig: Sendable {
         guard validation > 0 && validation < 1 else { throw fail("validation must be in (0, 1)") }
         guard k >= 1 && k <= 1000 else { throw fail("k must be in 1...1000") }
         guard historyCap >= 1 else { throw fail("history cap must be >= 1") }
+        // 0 used to train with empty validation sets: every choice made on nothing, every metric of no user.
+        guard maxEvalUsers >= 1 else { throw fail("eval users must be >= 1") }
         if let m = maxUserEvents, m < 1 { throw fail("max user events must be >= 1") }
         if (qualityGate || qualityGateAgainst != nil) && holdout == 0 {
             throw fail("the quality gate checks the test split: it needs --holdout above 0")

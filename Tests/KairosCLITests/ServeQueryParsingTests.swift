@@ -17,6 +17,38 @@ import Testing
         #expect(full.host == "0.0.0.0" && full.port == 9000 && full.models == "/m" && full.metricsPort == 9100)
     }
 
+    /// Out-of-range serve options are refused with a message naming the option, not taken silently (`--port 70000`
+    /// listened on 4464, `--rescan-interval 0` rescanned in a busy loop, an unknown log level logged at info).
+    @Test func serveRefusesOutOfRangeOptions() throws {
+        let refused: [([String], String)] = [
+            (["--port", "70000"], "--port"), (["--metrics-port", "65536"], "--metrics-port"),
+            (["--max-connections", "0"], "--max-connections"), (["--threads", "0"], "--threads"),
+            (["--rescan-interval", "0"], "--rescan-interval"), (["--debounce-ms=-5"], "--debounce-ms"),
+            (["--memory-budget-mb", "0"], "--memory-budget-mb"), (["--load", "disk"], "--load"),
+            (["--log-level", "loud"], "--log-level"), (["--frame-timeout=-1"], "--frame-timeout"),
+            (["--max-partial-frames-mb", "0"], "--max-partial-frames-mb"),
+        ]
+        for (arguments, option) in refused {
+            #expect(KairosCommand.message(for: Self.parseError(["serve"] + arguments)).contains(option), "\(arguments)")
+        }
+        for arguments in [["--port", "0"], ["--port", "65535"], ["--log-level", "debug"], ["--load", "mmap"], ["--rescan-interval", "1"]] {
+            #expect(throws: Never.self, "\(arguments)") { _ = try KairosCommand.parseAsRoot(["serve"] + arguments) }
+        }
+        // The clients too: a port past 65535 used to wrap around (70000 dialled 4464).
+        for arguments in [["query", "--port", "70000", "ping"], ["query", "--port", "0", "ping"], ["bench", "--port", "65536"]] {
+            #expect(KairosCommand.message(for: Self.parseError(arguments)).contains("--port"), "\(arguments)")
+        }
+    }
+
+    static func parseError(_ arguments: [String]) -> any Error {
+        do {
+            _ = try KairosCommand.parseAsRoot(arguments)
+            return ValidationError("parsed")
+        } catch {
+            return error
+        }
+    }
+
     /// Connection options go before the operation, as in `kairos query --port P topk ...`.
     @Test func queryTakesConnectionOptionsBeforeTheOperation() throws {
         let command = try KairosCommand.parseAsRoot(["query", "--port", "9000", "--json", "topk", "--user", "u1", "--k", "3", "--allow-repeats"])

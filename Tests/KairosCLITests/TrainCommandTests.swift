@@ -54,6 +54,12 @@ import Testing
         }
     }
 
+    /// `--eval-users 0` is refused before training (it used to tune on empty validation sets).
+    @Test func evalUsersMustBePositive() throws {
+        let train = try #require(try KairosCommand.parseAsRoot(["train", "e.csv", "--eval-users", "0"]) as? Train)
+        #expect(throws: TrainerError(.invalidConfiguration, "eval users must be >= 1")) { try train.makeConfig().validate() }
+    }
+
     /// The summary has a push-timing line when the report has a timing evaluation, and none without.
     @Test func summaryReportsPushTiming() throws {
         let train = try #require(try KairosCommand.parseAsRoot(["train", "e.csv"]) as? Train)
