@@ -78,6 +78,10 @@ public struct EventLogReader {
         let chunk = chunkBytes
         var buffer = [UInt8](repeating: 0, count: chunk)
         var carried = 0
+        // Inside a line longer than maxRecordBytes: its bytes are dropped up to its end. (They used to be kept, the
+        // buffer doubling without bound: a file with no line feeds at all, such as one with classic-Mac CR line
+        // endings, was held whole, twice over.)
+        var skippingLine = false
         while true {
             if carried == buffer.count { buffer.append(contentsOf: [UInt8](repeating: 0, count: buffer.count)) }
             let got = buffer.withUnsafeMutableBytes { b in Glibc.read(fd, b.baseAddress! + carried, b.count - carried) }
@@ -95,6 +99,16 @@ public struct EventLogReader {
                 // then jumps to the line of the next quote, since no line before that one can close the field.
                 var searchFrom = 0
                 var firstLineEnd = -1  // set once the record spans more than one line
+                if skippingLine {
+                    guard let nl = memchr(base, 0x0A, end) else {
+                        start = end
+                        consumed = end
+                        return
+                    }
+                    start = UnsafeRawPointer(nl) - base + 1
+                    searchFrom = start
+                    skippingLine = false
+                }
                 scan: while start < end {
                     let nl = memchr(base + searchFrom, 0x0A, end - searchFrom)
                     let lineEnd: Int
@@ -102,6 +116,16 @@ public struct EventLogReader {
                         lineEnd = UnsafeRawPointer(nl) - base
                     } else if atEOF {
                         lineEnd = end
+                    } else if firstLineEnd < 0 && end - start > Self.maxRecordBytes {
+                        do throws(TrainerError) {
+                            try reader.overlongLine()
+                        } catch {
+                            failure = error
+                            return
+                        }
+                        skippingLine = true
+                        start = end
+                        break
                     } else {
                         break  // read more, then parse the record again from its start
                     }
@@ -206,6 +230,17 @@ public struct EventLogReader {
         return end
     }
 
+    /// Counts a line longer than ``maxRecordBytes`` as a bad row (its bytes are skipped, not parsed); as the first
+    /// line, it is no header, and the file is refused.
+    mutating func overlongLine() throws(TrainerError) {
+        lineNumber += 1
+        guard headerSeen || format == .jsonl else {
+            throw TrainerError(.badHeader, "the first line is longer than \(Self.maxRecordBytes >> 20) MiB: not a CSV or TSV file with a header row?")
+        }
+        report.rows += 1
+        try bad("line longer than \(Self.maxRecordBytes >> 20) MiB", kind: "line too long")
+    }
+
     /// Counts a bad row. `kind` groups it in ``IngestReport/badRowKinds`` (the reason itself when nil, for reasons
     /// without row-specific numbers or text).
     mutating func bad(_ reason: String, kind: String? = nil) throws(TrainerError) {
@@ -255,10 +290,11 @@ public struct EventLogReader {
             if let i = candidates.lazy.compactMap({ names.firstIndex(of: $0) }).first {
                 out.append((role, i))
             } else if role == .user || role == .item || role == .time || explicitName(role) != nil {
-                throw TrainerError(
-                    .badHeader,
-                    "no column for \(role) (tried \(candidates.joined(separator: ", ")); header: \(names.joined(separator: ",")))"
-                )
+                // The header as read, shortened and with control bytes shown as '?': a binary file's first "line" is
+                // no header, and printing it whole wrote kilobytes of garbage to the terminal.
+                var shown = String(names.joined(separator: ",").unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F || $0 == "\u{FFFD}" ? "?" : Character($0) })
+                if shown.count > 200 { shown = String(shown.prefix(200)) + "..." }
+                throw TrainerError(.badHeader, "no column for \(role) (tried \(candidates.joined(separator: ", ")); header: \(shown))")
             }
         }
         let has = Set(out.map { $0.0 })

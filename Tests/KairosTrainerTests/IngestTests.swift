@@ -402,6 +402,48 @@ import Testing
         #expect(a.price[0] == 59.5 && a.price[1].isNaN && a.price[2] == 5 && a.price[3] == 7)
     }
 
+    /// A line longer than the record limit, beyond what one read holds, is one bad row: its bytes are skipped, not
+    /// kept (a file without line feeds used to be held whole, twice over), and the rows after it parse. As the first
+    /// line, it is refused as no header.
+    @Test func overlongLinesAreSkippedNotBuffered() throws {
+        let dir = TempFolder()
+        let long = String(repeating: "a", count: 3 * EventLogReader.maxRecordBytes)  // past what the buffer grows to (2 MiB)
+        let path = dir.write("user,item,timestamp\nu1,i1,100\n\(long)\nu2,i2,200\nu3,i3,300\n", to: "long.csv")
+        for chunk in [65_536, 100_000] {
+            let (log, report) = try EventLogReader.read(path: path, options: IngestOptions(), chunkBytes: chunk)
+            #expect(report.rows == 4 && report.badRows == 1, "chunk \(chunk)")
+            #expect(report.firstBadRows.map(\.line) == [3])
+            #expect(report.firstBadRows.first?.reason == "line longer than 1 MiB")
+            #expect(log.userIds == ["u1", "u2", "u3"] && log.times.sorted() == [100, 200, 300])
+        }
+        let noHeader = dir.write(long + "\nu1,i1,100\n", to: "noheader.csv")
+        #expect(throws: TrainerError(.badHeader, "the first line is longer than 1 MiB: not a CSV or TSV file with a header row?")) {
+            _ = try EventLogReader.read(path: noHeader, options: IngestOptions(), chunkBytes: 65_536)
+        }
+    }
+
+    /// A binary file's first "line" is no header: the error shows it shortened, with control bytes as '?'.
+    @Test func aBinaryHeaderIsShownShortened() throws {
+        let dir = TempFolder()
+        // Control bytes and letters, no line feed or comma: 2,000 bytes of one "column".
+        var bytes: [UInt8] = []
+        for i in 0..<2_000 {
+            let control = UInt8((i * 7 + 1) % 32)
+            bytes.append(control == 0x0A || i % 3 == 0 ? 0x41 + UInt8(i % 26) : control)
+        }
+        let garbage = String(decoding: bytes, as: UTF8.self)
+        let path = dir.write(garbage + "\nu1,i1,100\n", to: "binary.csv")
+        do throws(TrainerError) {
+            _ = try EventLogReader.read(path: path)
+            Issue.record("read a binary file")
+        } catch {
+            let message = "\(error)"
+            #expect(error.code == .badHeader)
+            #expect(message.count < 500, "\(message.count) characters")
+            #expect(!message.unicodeScalars.contains { $0.value < 0x20 })
+        }
+    }
+
     /// A header without a user column is rejected with the header in the message.
     @Test func missingColumnIsAHeaderError() throws {
         let dir = TempFolder()
