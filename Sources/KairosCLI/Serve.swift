@@ -108,8 +108,11 @@ public struct Serve: AsyncParsableCommand {
         let directory = ModelDirectory(
             path: models, store: store, storage: storage, memoryBudget: memoryBudgetMb.map { $0 << 20 }, logger: logger
         )
-        directory.reconcile()
-        guard !store.all().isEmpty else { throw ValidationError("no valid *.kmodel file in \(models)") }
+        let first = directory.reconcile()
+        guard !store.all().isEmpty else {
+            let why = first.rejected.isEmpty ? "" : " (\(first.rejected.count) rejected, each logged above with why)"
+            throw ServeError("no valid *.kmodel file in \(models)\(why)")
+        }
         let watcher = ModelWatcher(
             directory: directory, debounce: .milliseconds(debounceMs), rescanInterval: .seconds(rescanInterval), logger: logger
         )

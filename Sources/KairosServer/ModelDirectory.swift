@@ -54,6 +54,11 @@ public final class ModelDirectory: Sendable {
     public let storage: LoadOptions.Storage
     /// Upper bound on the bytes all loaded models may hold, the one being loaded included.
     public let memoryBudget: Int?
+    /// Bytes of memory available to a load now (nil: unknown), checked before a copied load.
+    let availableMemory: @Sendable () -> Int?
+    /// What a copied load needs beyond the file: its derived tables (scan bounds, at most a quarter of the rows) and
+    /// this much to spare.
+    static let loadHeadroom = 64 << 20
     let logger: Logger
     private let state = Mutex(State())
     private let generationCounter = Atomic<UInt64>(0)
@@ -65,11 +70,19 @@ public final class ModelDirectory: Sendable {
     public let reports: AsyncStream<Report>
     private let reportSink: AsyncStream<Report>.Continuation
 
-    public init(path: String, store: ModelStore, storage: LoadOptions.Storage = .copied, memoryBudget: Int? = nil, logger: Logger) {
+    public init(
+        path: String,
+        store: ModelStore,
+        storage: LoadOptions.Storage = .copied,
+        memoryBudget: Int? = nil,
+        availableMemory: @escaping @Sendable () -> Int? = AvailableMemory.bytes,
+        logger: Logger
+    ) {
         self.path = path
         self.store = store
         self.storage = storage
         self.memoryBudget = memoryBudget
+        self.availableMemory = availableMemory
         self.logger = logger
         (reports, reportSink) = AsyncStream.makeStream(of: Report.self, bufferingPolicy: .bufferingNewest(1024))
     }
@@ -158,6 +171,20 @@ public final class ModelDirectory: Sendable {
                         report.rejected.append((file, reason))
                         rejected(file, reason)
                         continue  // retried next pass: the budget may allow it then
+                    }
+                }
+                // A copied load of a file larger than the memory left would not fail cleanly: the copy's pages are
+                // committed as they are written, and the OOM killer then ends the process, the models already serving
+                // with it. So it is refused (and retried next pass) while the memory is not there.
+                if storage == .copied, let available = availableMemory() {
+                    let size = Int(record.identity.size)
+                    let needed = size + size / 4 + Self.loadHeadroom
+                    if needed > available {
+                        let reason = "needs about \(needed >> 20) MiB to load (the file, its derived tables and 64 MiB to spare), "
+                            + "and \(available >> 20) MiB of memory are available (--load mmap maps files instead of copying them)"
+                        report.rejected.append((file, reason))
+                        rejected(file, reason)
+                        continue
                     }
                 }
                 let started = ContinuousClock.now

@@ -1,8 +1,9 @@
 import Glibc
 import KairosModelFormat
 import KairosScoring
-import KairosServer
+@testable import KairosServer
 import Logging
+import Synchronization
 import Testing
 
 /// A models folder in /tmp with a directory policy over it.
@@ -11,12 +12,12 @@ final class ModelFolder {
     let store = ModelStore()
     let directory: ModelDirectory
 
-    init(memoryBudget: Int? = nil) {
+    init(memoryBudget: Int? = nil, availableMemory: @escaping @Sendable () -> Int? = AvailableMemory.bytes) {
         var template = Array("/tmp/kairos-folder-test-XXXXXX".utf8CString)
         path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        directory = ModelDirectory(path: path, store: store, memoryBudget: memoryBudget, logger: logger)
+        directory = ModelDirectory(path: path, store: store, memoryBudget: memoryBudget, availableMemory: availableMemory, logger: logger)
     }
 
     deinit {
@@ -122,6 +123,44 @@ final class ModelFolder {
         f.writeInPlace(ModelFolder.bytes(version: 2, items: 5000), as: "big.kmodel")
         let report = f.directory.reconcile()
         #expect(f.serving == 1 && report.rejected.first?.reason.contains("memory budget") == true)
+    }
+
+    /// A copied load that the available memory cannot hold is refused (the OOM killer would otherwise end the process
+    /// and every model with it); the current model keeps serving, and the load goes ahead once memory is there.
+    @Test func aModelTheMemoryCannotHoldIsRefusedUntilItCan() {
+        let available = Mutex<Int?>(100 << 20)
+        let f = ModelFolder(availableMemory: { available.withLock { $0 } })
+        f.publish(version: 1)
+        f.directory.reconcile()
+        #expect(f.serving == 1)
+        available.withLock { $0 = 64 << 20 }  // less than the 64 MiB to spare alone
+        f.publish(version: 2)
+        let refused = f.directory.reconcile()
+        #expect(f.serving == 1)
+        #expect(refused.rejected.first?.reason.contains("MiB of memory are available") == true)
+        available.withLock { $0 = nil }  // unknown: no check
+        f.directory.reconcile()
+        #expect(f.serving == 2)
+    }
+
+    /// The memory available is read from /proc/meminfo and from the memory cgroup, v1 or v2, whichever is less.
+    @Test func availableMemoryParsesMeminfoAndCgroups() {
+        #expect(AvailableMemory.memAvailable(meminfo: "MemTotal:  1000 kB\nMemFree: 10 kB\nMemAvailable:    2048 kB\n") == 2_097_152)
+        #expect(AvailableMemory.memAvailable(meminfo: "MemTotal: 1000 kB\n") == nil)
+        let files: [String: String] = [
+            "/sys/fs/cgroup/app/memory.max": "1073741824\n", "/sys/fs/cgroup/app/memory.current": "73741824\n",
+            "/sys/fs/cgroup/free/memory.max": "max\n", "/sys/fs/cgroup/free/memory.current": "5\n",
+            "/sys/fs/cgroup/memory/box/memory.limit_in_bytes": "2000\n", "/sys/fs/cgroup/memory/box/memory.usage_in_bytes": "500\n",
+            "/sys/fs/cgroup/memory/none/memory.limit_in_bytes": "9223372036854771712\n",
+            "/sys/fs/cgroup/memory/none/memory.usage_in_bytes": "500\n",
+        ]
+        let read: (String) -> String? = { files[$0] }
+        #expect(AvailableMemory.cgroupRoom(cgroupFile: "0::/app\n", read: read) == 1_000_000_000)
+        #expect(AvailableMemory.cgroupRoom(cgroupFile: "0::/free\n", read: read) == nil)
+        #expect(AvailableMemory.cgroupRoom(cgroupFile: "9:name=systemd:/\n4:memory:/box\n0::/\n", read: read) == 1_500)
+        #expect(AvailableMemory.cgroupRoom(cgroupFile: "4:cpu,memory:/none\n", read: read) == nil)
+        #expect(AvailableMemory.cgroupRoom(cgroupFile: "0::/gone\n", read: read) == nil)
+        #expect((AvailableMemory.bytes() ?? 0) > 0)  // this machine has /proc/meminfo
     }
 
     /// A model held as a private copy survives its file being truncated and rewritten in place (no SIGBUS, same
