@@ -66,7 +66,7 @@ import Testing
 
     /// A connection that sends no request for the idle timeout is closed (its first request answered, then nothing).
     @Test func idleConnectionsAreClosed() async throws {
-        try await Self.withEndpoint(maxConnections: 4, idleTimeout: .milliseconds(500)) { port in
+        try await Self.withEndpoint(maxConnections: 4, idleTimeout: .seconds(2)) { port in
             let idle = try RawSocket(port: port)
             idle.send(Self.request)
             #expect(await Self.status(idle) == "HTTP/1.1 200 OK")
