@@ -2,6 +2,7 @@ import Glibc
 import KairosClient
 import KairosModelFormat
 import KairosProtocol
+import KairosScoring
 import KairosServer
 import Logging
 import Synchronization
@@ -143,6 +144,52 @@ final class LoadLog: Sendable {
         }
         #expect(f.serving == valid.max())
         #expect(versions.contains { $0.count > 1 }, "no connection saw a swap: the load did not overlap the publications")
+    }
+
+    /// A deploy that flips the models path (a symlink to a release folder) is noticed by inotify, not by the periodic
+    /// rescan (an hour here), atomically or not, and files published into the new folder are seen too.
+    @Test func aReplacedFolderIsWatchedAgain() async throws {
+        var template = Array("/tmp/kairos-flip-test-XXXXXX".utf8CString)
+        let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer {
+            for release in ["r1", "r2", "r3"] {
+                for name in ModelStoreFiles.list("\(root)/\(release)") { unlink("\(root)/\(release)/\(name)") }
+                rmdir("\(root)/\(release)")
+            }
+            unlink("\(root)/models")
+            unlink("\(root)/models.next")
+            rmdir(root)
+        }
+        func release(_ v: UInt64) throws {
+            mkdir("\(root)/r\(v)", 0o755)
+            try ModelWriterTestSupport.rename(ModelFolder.bytes(version: v), into: "\(root)/r\(v)", as: "default.kmodel")
+        }
+        try release(1)
+        try release(2)
+        try release(3)
+        symlink("r1", "\(root)/models")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let store = ModelStore()
+        let directory = ModelDirectory(path: "\(root)/models", store: store, logger: logger)
+        directory.reconcile()
+        #expect(store.snapshot("default")?.version == 1)
+        let reports = ReportFollower(directory)
+        let watcher = ModelWatcher(directory: directory, debounce: .milliseconds(20), rescanInterval: .seconds(3600), logger: logger)
+        let watching = Task { try await watcher.run() }
+        _ = await reports.next()  // the pass at start
+
+        symlink("r2", "\(root)/models.next")
+        #expect(rename("\(root)/models.next", "\(root)/models") == 0)  // the atomic flip
+        #expect(await reports.until(seconds: 10) { $0.installed.contains { $0.to == 2 } }, "the flip to r2 was not noticed")
+        unlink("\(root)/models")
+        symlink("r3", "\(root)/models")  // as `ln -sfn` does it: remove, then create
+        #expect(await reports.until(seconds: 10) { $0.installed.contains { $0.to == 3 } }, "the flip to r3 was not noticed")
+        try ModelWriterTestSupport.rename(ModelFolder.bytes(version: 4), into: "\(root)/r3", as: "default-v4.kmodel")
+        #expect(await reports.until(seconds: 10) { $0.installed.contains { $0.to == 4 } }, "a file in the new folder was not noticed")
+        watcher.stop()
+        _ = try? await watching.value
+        #expect(store.snapshot("default")?.version == 4)
     }
 }
 
