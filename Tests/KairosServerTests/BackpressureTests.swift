@@ -136,6 +136,35 @@ import Testing
         #expect(stats.stalledConnections == 0)
     }
 
+    /// Counts the reads the connection asks its channel for.
+    final class ReadCounter: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var reads = 0
+
+        func read(context: ChannelHandlerContext) {
+            reads += 1
+            context.read()
+        }
+    }
+
+    /// A drain that closes a connection still sending (reads withheld by a stall) shuts the server's side and reads
+    /// again, to drop what the client still sends until it closes: without that read the client's sends block and the
+    /// connection stays open for the whole linger time (2 s, measured as the server's exit delay).
+    @Test func aDrainClosingAStalledSenderReadsAgain() throws {
+        let (channel, stats, _) = try Self.connection()
+        let counter = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(counter, position: .first)
+        try Self.read(Self.topKs(Self.requests), into: channel)
+        channel.read()  // as NIO asks after a read loop: withheld, the client is not reading
+        #expect(stats.stalledConnections == 1)
+        let withheld = counter.reads
+        channel.pipeline.fireUserInboundEventTriggered(DrainEvent())
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(counter.reads == withheld + 1, "no read after the drain began closing")
+        let answers = try Self.written(channel)
+        #expect(answers.map(\.id) == (1...Self.requests).map { UInt32($0) })
+    }
+
     /// A connection with many requests answers one turn of them, then lets another connection on its event loop be
     /// answered before going on; a drain then still answers all of them (waiting for a turn is not a stall).
     @Test func aLongBatchYieldsToOtherConnections() throws {

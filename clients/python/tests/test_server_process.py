@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 
 from kairos_client import Client
@@ -58,4 +60,43 @@ def test_a_sighup_right_after_the_listening_line_rescans_instead_of_killing(star
         while "SIGHUP: rescanning the models folder" not in srv.log_text() and time.monotonic() < deadline:
             time.sleep(0.05)  # polls the log for the line (the rescan itself has no other outward sign)
         assert "SIGHUP: rescanning the models folder" in srv.log_text()
+        assert srv.stop() == 0
+
+
+def test_a_drain_closes_a_client_still_sending_without_a_reset(start_server):
+    # Closing with the client's bytes unread makes the kernel send a reset, which destroys answers not yet read: 6 of 10
+    # drains of a pipelining client ended so. Now the server shuts its side, drops what still comes, and closes after.
+    ping = struct.pack("<BBBBII", 0xCA, 1, 0x01, 0, 5, 0) * 64
+    for _ in range(3):
+        srv = start_server()
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.settimeout(15)
+        stop = threading.Event()
+
+        def send():
+            try:
+                while not stop.is_set():
+                    s.sendall(ping)
+            except OSError:
+                pass  # the server closed
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        answered = b""
+        while len(answered) < 12 * 1000:  # the connection is busy: answers are flowing
+            answered += s.recv(65536)
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break  # an orderly end of stream
+                answered += data
+        except ConnectionResetError:
+            raise AssertionError("the drain reset a connection that was still sending")
+        finally:
+            stop.set()
+            s.close()
+            sender.join(15)
+        assert len(answered) % 12 == 0  # whole frames only (PING answers and SHUTTING_DOWN errors)
         assert srv.stop() == 0
