@@ -5,6 +5,7 @@ import KairosProtocol
 import KairosScoring
 import KairosServer
 import Logging
+import NIOCore
 import Synchronization
 import Testing
 
@@ -69,7 +70,8 @@ final class LoadLog: Sendable {
             load.append(Task {
                 var seen: [UInt64] = []
                 do {
-                    let client = try await KairosClient.connect(port: port)
+                    // The timeout only bounds a failure (5 s, the default, timed out about once in ten full runs).
+                    let client = try await KairosClient.connect(port: port, timeout: .seconds(30))
                     while log.running.load(ordering: .relaxed) {
                         let r = try await client.score(ScoreRequest(model: ModelRef(name: "default"), user: "user-\(c)", candidates: ["item-1", "item-7"]))
                         if seen.isEmpty { log.answering.add(1, ordering: .relaxed) }
