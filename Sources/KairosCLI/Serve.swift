@@ -101,9 +101,7 @@ public struct Serve: AsyncParsableCommand {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
             services.append(MetricsHTTPServer(host: host, port: metricsPort, registry: registry, logger: logger))
         }
-        guard let storage = LoadOptions.Storage(rawValue: load == "copy" ? "copied" : load == "mmap" ? "mapped" : "") else {
-            throw ValidationError("--load must be copy or mmap")
-        }
+        let storage: LoadOptions.Storage = load == "mmap" ? .mapped : .copied  // validated: copy or mmap
         let store = ModelStore()
         let directory = ModelDirectory(
             path: models, store: store, storage: storage, memoryBudget: memoryBudgetMb.map { $0 << 20 }, logger: logger

@@ -135,10 +135,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
         idleCheck = nil
         frameCheck?.cancel()
         frameCheck = nil
+        dropHeldBytes()
+        context.fireChannelInactive()
+    }
+
+    /// Drops what `cumulation` holds and gives its bytes back to the receive budget.
+    private func dropHeldBytes() {
         if charged != 0 { _ = receiveBudget.add(-charged) }
         charged = 0
         cumulation = nil
-        context.fireChannelInactive()
+        partialSince = nil
     }
 
     /// One timer per connection, re-armed from the last read when it fires; no per-request work (an
@@ -369,10 +375,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             header.opcode = held.getInteger(at: held.readerIndex + 2, as: UInt8.self)!
             header.requestID = held.getInteger(at: held.readerIndex + 4, endianness: .little, as: UInt32.self)!
         }
-        if charged != 0 { _ = receiveBudget.add(-charged) }
-        charged = 0
-        cumulation = nil
-        partialSince = nil
+        dropHeldBytes()
         framingLost = true
         closeWhenDone = true
         var out = ByteBuffer()
