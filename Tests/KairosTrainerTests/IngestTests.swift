@@ -402,6 +402,46 @@ import Testing
         #expect(a.price[0] == 59.5 && a.price[1].isNaN && a.price[2] == 5 && a.price[3] == 7)
     }
 
+    /// An attributes file is streamed: records that cross reads (multi-line quoted descriptions, CRLF endings) parse
+    /// the same for any read size, a stray quote and a line longer than the record limit each cost their own line,
+    /// and an overlong first line is refused as no header.
+    @Test func itemAttributesStreamAcrossReads() throws {
+        let dir = TempFolder()
+        let count = 15_000
+        var text = "item,description,category,brand,price\r\n"
+        for k in 0..<count {
+            let description = (0...(k % 3)).map { "Line \($0) of \(k), \"\"quoted\"\", and filler text." }.joined(separator: "\r\n")
+            text += k == 1_000 ? "x1000,\"oops,c0,b0,1\r\n" : "x\(k),\"\(description)\",c\(k % 7),b\(k % 5),\(k)\r\n"
+            if k == 2_000 { text += String(repeating: "a", count: EventLogReader.maxRecordBytes * 3 / 2) + "\r\n" }
+            if k % 500 == 0 { text += "nobody\(k),x,c9,b9,1\r\n" }
+        }
+        #expect(text.utf8.count > 3 * EventLogReader.maxRecordBytes)  // several reads' worth at every size below
+        let path = dir.write(text, to: "items.csv")
+        let ids = (0..<count).map { "x\($0)" }
+        for chunk in [65_536, 100_003, 4 << 20] {
+            let (a, skipped) = try ItemAttributesReader.read(path: path, itemIds: ids, categoryColumn: nil, chunkBytes: chunk)
+            #expect(skipped == 2 + count / 500, "chunk \(chunk)")  // the stray, the overlong line, the unknown items
+            #expect(a.categoryNames == (0..<7).map { "c\($0)" } && a.brandNames == (0..<5).map { "b\($0)" })
+            var wrong: [Int] = []
+            for k in 0..<count {
+                let right: Bool
+                if k == 1_000 {
+                    right = a.category[k] == ItemAttributes.none && a.price[k].isNaN
+                } else {
+                    right = a.category[k] == UInt32(k % 7) && a.brand[k] == UInt32(k % 5) && a.price[k] == Float(k)
+                }
+                if !right { wrong.append(k) }
+            }
+            #expect(wrong.isEmpty, "chunk \(chunk): rows \(wrong.prefix(5))")
+        }
+        let noHeader = dir.write(String(repeating: "h", count: 2 * EventLogReader.maxRecordBytes) + "\nx1,c1\n", to: "nohead.csv")
+        #expect {
+            _ = try ItemAttributesReader.read(path: noHeader, itemIds: ids, categoryColumn: nil, chunkBytes: 65_536)
+        } throws: { error in
+            (error as? TrainerError)?.code == .badHeader && "\(error)".contains("first line is longer than 1 MiB")
+        }
+    }
+
     /// A line longer than the record limit, beyond what one read holds, is one bad row: its bytes are skipped, not
     /// kept (a file without line feeds used to be held whole, twice over), and the rows after it parse. As the first
     /// line, it is refused as no header.
