@@ -1,5 +1,6 @@
 import KairosKernels
 @testable import KairosModelFormat
+import KairosTestSupport
 import Testing
 
 @Suite struct CorruptFileTests {

@@ -1,5 +1,6 @@
 import KairosKernels
 @testable import KairosModelFormat
+import KairosTestSupport
 import Testing
 
 /// The `item_first_seen` section (format 1.1) and the freshness definition the trainer and the server share.
