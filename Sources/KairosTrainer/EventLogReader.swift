@@ -37,6 +37,11 @@ public struct EventLogReader {
     /// bytes (or at the end of the file) is a stray: its line is a bad row and reading goes on at the next line, so
     /// one bad quote costs at most this much re-reading, not the rest of the file.
     static let maxRecordBytes = 1 << 20
+    /// This reader's record limit: ``maxRecordBytes`` but in tests.
+    var recordLimit = Self.maxRecordBytes
+
+    /// "1 MiB", or a byte count for a limit that is no whole number of MiB (tests).
+    static func describe(bytes: Int) -> String { bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes" }
 
     /// How a CSV record ended.
     enum RecordEnd {
@@ -56,8 +61,9 @@ public struct EventLogReader {
         try read(path: path, options: options, chunkBytes: 8 << 20)
     }
 
-    /// ``read(path:options:)`` with reads of `chunkBytes` (small in tests, so records cross read boundaries).
-    static func read(path: String, options: IngestOptions, chunkBytes: Int) throws(TrainerError) -> (
+    /// ``read(path:options:)`` with reads of `chunkBytes` and records of at most `maxRecordBytes` (small in tests, so
+    /// that records cross read boundaries and the limit is reached in a small file).
+    static func read(path: String, options: IngestOptions, chunkBytes: Int, maxRecordBytes: Int = Self.maxRecordBytes) throws(TrainerError) -> (
         EventLog, IngestReport
     ) {
         var format = options.format
@@ -70,6 +76,7 @@ public struct EventLogReader {
             }
         }
         var reader = EventLogReader(options: options, format: format)
+        reader.recordLimit = maxRecordBytes
         // `-` is standard input, so that a compressed or exported log can be piped in
         // (`zcat log.csv.gz | kairos train -`).
         let fd = path == "-" ? 0 : open(path, O_RDONLY)
@@ -116,7 +123,7 @@ public struct EventLogReader {
                         lineEnd = UnsafeRawPointer(nl) - base
                     } else if atEOF {
                         lineEnd = end
-                    } else if firstLineEnd < 0 && end - start > Self.maxRecordBytes {
+                    } else if firstLineEnd < 0 && end - start > reader.recordLimit {
                         do throws(TrainerError) {
                             try reader.overlongLine()
                         } catch {
@@ -128,6 +135,19 @@ public struct EventLogReader {
                         break
                     } else {
                         break  // read more, then parse the record again from its start
+                    }
+                    // A line longer than the limit is overlong whether or not its end came in the same read (else a
+                    // 2 MiB line would parse in one 8 MiB read and be skipped across two).
+                    if firstLineEnd < 0 && lineEnd - start > reader.recordLimit {
+                        do throws(TrainerError) {
+                            try reader.overlongLine()
+                        } catch {
+                            failure = error
+                            return
+                        }
+                        start = lineEnd + 1
+                        searchFrom = start
+                        continue scan
                     }
                     var stop = lineEnd
                     if stop > start, b[stop - 1] == 0x0D { stop -= 1 }
@@ -145,7 +165,7 @@ public struct EventLogReader {
                         if outcome == .openQuote {
                             if firstLineEnd < 0 { firstLineEnd = lineEnd }
                             let from = lineEnd + 1
-                            let limit = min(end, start + Self.maxRecordBytes)
+                            let limit = min(end, start + reader.recordLimit)
                             if from < limit, let q = memchr(base + from, 0x22, limit - from) {
                                 searchFrom = UnsafeRawPointer(q) - base
                                 continue scan
@@ -235,10 +255,10 @@ public struct EventLogReader {
     mutating func overlongLine() throws(TrainerError) {
         lineNumber += 1
         guard headerSeen || format == .jsonl else {
-            throw TrainerError(.badHeader, "the first line is longer than \(Self.maxRecordBytes >> 20) MiB: not a CSV or TSV file with a header row?")
+            throw TrainerError(.badHeader, "the first line is longer than \(Self.describe(bytes: recordLimit)): not a CSV or TSV file with a header row?")
         }
         report.rows += 1
-        try bad("line longer than \(Self.maxRecordBytes >> 20) MiB", kind: "line too long")
+        try bad("line longer than \(Self.describe(bytes: recordLimit))", kind: "line too long")
     }
 
     /// Counts a bad row. `kind` groups it in ``IngestReport/badRowKinds`` (the reason itself when nil, for reasons

@@ -16,10 +16,11 @@ public enum ItemAttributesReader {
         itemIds: [String],
         categoryColumn: String? = nil
     ) throws(TrainerError) -> (ItemAttributes, skipped: Int) {
-        try read(path: path, itemIds: itemIds, categoryColumn: categoryColumn, chunkBytes: 4 << 20)
+        try read(path: path, itemIds: itemIds, categoryColumn: categoryColumn, chunkBytes: 4 << 20, maxRecordBytes: EventLogReader.maxRecordBytes)
     }
 
-    /// ``read(path:itemIds:categoryColumn:)`` with reads of `chunkBytes` (small in tests, so records cross reads).
+    /// ``read(path:itemIds:categoryColumn:)`` with reads of `chunkBytes` and records of at most `maxRecordBytes` (both
+    /// small in tests, so that records cross reads and the limit is reached in a small file).
     ///
     /// The file is streamed: what is held at once is one read plus at most one record (a catalogue export of
     /// several GB with long descriptions costs the attribute arrays, not the file's size several times over).
@@ -27,7 +28,8 @@ public enum ItemAttributesReader {
         path: String,
         itemIds: [String],
         categoryColumn: String?,
-        chunkBytes: Int
+        chunkBytes: Int,
+        maxRecordBytes: Int
     ) throws(TrainerError) -> (ItemAttributes, skipped: Int) {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw TrainerError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -46,19 +48,25 @@ public enum ItemAttributesReader {
             atEOF = got == 0
         }
 
-        // The header: after a byte-order mark and blank lines, the first line (at most one record's length).
+        // The header: after a byte-order mark and blank lines, the first line, shorter than a record's limit. Each
+        // decision waits for the bytes it needs, so that it is the same however the file is split into reads.
         var headerEnd: Int?
+        var markChecked = false
         while true {
-            if pending.starts(with: [0xEF, 0xBB, 0xBF]) { pending.removeFirst(3) }
-            if let text = pending.firstIndex(where: { $0 != 0x0A && $0 != 0x0D }) {
-                if text > 0 { pending.removeFirst(text) }
-                headerEnd = pending.firstIndex(of: 0x0A)
-            } else if pending.count >= 3 {
-                pending.removeAll(keepingCapacity: true)  // blank lines only, so far
+            if !markChecked && (pending.count >= 3 || atEOF) {
+                if pending.starts(with: [0xEF, 0xBB, 0xBF]) { pending.removeFirst(3) }  // a byte-order mark
+                markChecked = true
             }
-            if headerEnd != nil || atEOF { break }
-            if pending.count > EventLogReader.maxRecordBytes {
-                throw TrainerError(.badHeader, "\(path): the first line is longer than \(EventLogReader.maxRecordBytes >> 20) MiB: not a CSV or TSV file with a header row?")
+            if markChecked {
+                pending.removeFirst(pending.firstIndex { $0 != 0x0A && $0 != 0x0D } ?? pending.count)  // blank lines
+                let end = pending.firstIndex(of: 0x0A)
+                if (end ?? pending.count) >= maxRecordBytes {
+                    throw TrainerError(.badHeader, "\(path): the first line is longer than \(EventLogReader.describe(bytes: maxRecordBytes)): not a CSV or TSV file with a header row?")
+                }
+                if end != nil || atEOF {
+                    headerEnd = end
+                    break
+                }
             }
             try readMore()
         }
@@ -134,6 +142,7 @@ public enum ItemAttributesReader {
                 final: atEOF,
                 delimiter: delimiter,
                 lineBreaksIn: { !used.contains($0) },
+                maxRecordBytes: maxRecordBytes,
                 keepsText: { used.contains($0) },  // a description is parsed past, never made a String
                 skippingLine: &skipping,
                 row
@@ -159,7 +168,10 @@ public enum ItemAttributesReader {
     ) -> [[String]?] {
         var out: [[String]?] = []
         var skipping = false
-        _ = forEachRecord(text, final: true, delimiter: delimiter, lineBreaksIn: lineBreaksIn, skippingLine: &skipping) {
+        _ = forEachRecord(
+            text, final: true, delimiter: delimiter, lineBreaksIn: lineBreaksIn,
+            maxRecordBytes: EventLogReader.maxRecordBytes, skippingLine: &skipping
+        ) {
             out.append($0)
         }
         return out
@@ -168,7 +180,7 @@ public enum ItemAttributesReader {
     /// Hands `body` the records of `text` as fields, skipping empty lines (RFC 4180: a quoted field may hold the
     /// delimiter, `""` for a quote, and line breaks, as product descriptions in catalogue exports do).
     ///
-    /// A record is at most ``EventLogReader/maxRecordBytes`` long. A quote still open after that many bytes or at the
+    /// A record is at most `maxRecordBytes` long (``EventLogReader/maxRecordBytes`` but in tests). A quote still open after that many bytes or at the
     /// end of the file is a stray. So is a record of several lines with a line break in a column where `lineBreaksIn`
     /// says none belongs (an id, a category), or with text after a closing quote: its "closing" quote opened a later
     /// row's field. The first line is then a malformed record (nil) and reading goes on at the next line, so one bad
@@ -185,12 +197,12 @@ public enum ItemAttributesReader {
         final: Bool,
         delimiter: UInt8,
         lineBreaksIn: (Int) -> Bool,
+        maxRecordBytes maxRecord: Int,
         keepsText: (Int) -> Bool = { _ in true },
         skippingLine: inout Bool,
         _ body: ([String]?) -> Void
     ) -> Int {
         let quote = UInt8(ascii: "\""), lf: UInt8 = 0x0A, cr: UInt8 = 0x0D
-        let maxRecord = EventLogReader.maxRecordBytes
         var pos = text.startIndex
         let n = text.endIndex
         if skippingLine {

@@ -419,7 +419,7 @@ import Testing
         let path = dir.write(text, to: "items.csv")
         let ids = (0..<count).map { "x\($0)" }
         for chunk in [65_536, 100_003, 4 << 20] {
-            let (a, skipped) = try ItemAttributesReader.read(path: path, itemIds: ids, categoryColumn: nil, chunkBytes: chunk)
+            let (a, skipped) = try ItemAttributesReader.read(path: path, itemIds: ids, categoryColumn: nil, chunkBytes: chunk, maxRecordBytes: EventLogReader.maxRecordBytes)
             #expect(skipped == 2 + count / 500, "chunk \(chunk)")  // the stray, the overlong line, the unknown items
             #expect(a.categoryNames == (0..<7).map { "c\($0)" } && a.brandNames == (0..<5).map { "b\($0)" })
             var wrong: [Int] = []
@@ -436,7 +436,7 @@ import Testing
         }
         let noHeader = dir.write(String(repeating: "h", count: 2 * EventLogReader.maxRecordBytes) + "\nx1,c1\n", to: "nohead.csv")
         #expect {
-            _ = try ItemAttributesReader.read(path: noHeader, itemIds: ids, categoryColumn: nil, chunkBytes: 65_536)
+            _ = try ItemAttributesReader.read(path: noHeader, itemIds: ids, categoryColumn: nil, chunkBytes: 65_536, maxRecordBytes: EventLogReader.maxRecordBytes)
         } throws: { error in
             (error as? TrainerError)?.code == .badHeader && "\(error)".contains("first line is longer than 1 MiB")
         }
