@@ -28,20 +28,28 @@ public enum Scorer {
             targetNorm = s.typicalUserNorm
         }
         var eventRows: [Int] = []
-        var folded = false
+        // Summed in double precision: a float sum of strengths near Float.greatestFiniteMagnitude overflowed, and the
+        // infinite norm then scaled the vector to zeros or NaN instead of toward the events' items.
+        var sum: [Double] = []
         for e in context.events {
             guard let item = m.items.row(of: e.item), e.timestamp <= now else { continue }
             let w = Float(DecayWeight.weight(age: Double(now - e.timestamp), decay: context.decay, modelDefault: m.metadata.decay))
-            let scale = e.strength * w
+            let scale = Double(e.strength) * Double(w)
             eventRows.append(item)
             guard scale != 0, scale.isFinite else { continue }
+            if sum.isEmpty { sum = u.map(Double.init) }
             let v = RowEncoder.decodeRow(item, of: m.itemFactors)
-            for d in 0..<dims { u[d] += scale * v[d] }
-            folded = true
+            for d in 0..<dims { sum[d] += scale * Double(v[d]) }
         }
+        let folded = !sum.isEmpty
         if folded {
-            let n = ModelSnapshot.norm(u)
-            if n > 0, targetNorm > 0 { for d in 0..<dims { u[d] *= targetNorm / n } }
+            let n = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if n > 0, n.isFinite {
+                // Without a norm to scale to (a zero user row or a model of zero users), the sum stays as it is,
+                // unless it is too large for a float.
+                let target = targetNorm > 0 ? Double(targetNorm) : min(n, 1e30)
+                for d in 0..<dims { u[d] = Float(sum[d] * (target / n)) }
+            }
         }
         if row == nil && !folded { return nil }
         let flags: AnswerFlags = row == nil ? .coldStartFromEvents : []

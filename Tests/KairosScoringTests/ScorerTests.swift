@@ -105,6 +105,28 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         #expect(r.items.map(\.item) != testSnapshot.trendingOrder.prefix(5).map { "item-\($0)" })
     }
 
+    /// An event's strength sets how far it pulls the user's vector, never whether the answer is usable: strengths
+    /// near the float maximum fold in as the item's direction (they used to overflow to a zero or NaN vector).
+    @Test func extremeStrengthsFoldInAsTheItemsDirection() {
+        let candidates: IdList = ["item-1", "item-50", "item-123", "item-399"]
+        func scores(_ user: String, _ strengths: [Float]) -> [Float] {
+            let events = strengths.enumerated().map { RealtimeEvent(item: $0.offset == 0 ? "item-10" : "item-11", strength: $0.element, timestamp: now - 5) }
+            return Scorer.score(ScoreRequest(model: ref, user: user, candidates: candidates, context: RealtimeContext(events: events, now: now)), on: testSnapshot, now: now).scores
+        }
+        let unit = scores("new-user", [1])
+        let cases: [([Float], [Float])] = [([1], [3e38]), ([1], [Float.greatestFiniteMagnitude]), ([1, 1], [3e38, 3e38])]
+        for (plain, strengths) in cases {
+            let (expected, extreme) = (scores("new-user", plain), scores("new-user", strengths))
+            for (a, b) in zip(expected, extreme) { #expect(abs(a - b) < 1e-4, "\(strengths): \(expected) against \(extreme)") }
+        }
+        // A known user pulled by an extreme event scores like the event's item alone, at the user's own norm.
+        let pulled = scores("user-3", [3e38])
+        #expect(pulled.allSatisfy { $0.isFinite })
+        let biases = [1, 50, 123, 399].map { testSnapshot.model.itemBiases![$0] }
+        let ratio = (pulled[0] - biases[0]) / (unit[0] - biases[0])
+        for i in 1..<4 { #expect(abs((pulled[i] - biases[i]) - ratio * (unit[i] - biases[i])) < 1e-3 * abs(pulled[i] - biases[i]) + 1e-5) }
+    }
+
     /// TOPK equals a brute-force ranking of dot + bias over the catalogue minus the user's history.
     @Test func topKMatchesBruteForceAndExcludesHistory() throws {
         let history = testSnapshot.model.history!.entries(ofUser: 11).items.map { Int($0) }
