@@ -23,6 +23,19 @@ public struct PayloadReader {
     mutating func i16(_ f: StaticString) throws(ProtocolError) -> Int16 { try int(Int16.self, f) }
     mutating func i64(_ f: StaticString) throws(ProtocolError) -> Int64 { try int(Int64.self, f) }
 
+    /// The latest time a request may carry: 9999-12-31T23:59:59Z, the last second ISO-8601 can write.
+    public static let latestTime: Int64 = 253_402_300_799
+
+    /// An `i64` unix time in seconds, from 0 to ``latestTime`` (beyond them, differences between request times
+    /// overflowed and trapped: one request could stop the server).
+    mutating func time(_ f: StaticString) throws(ProtocolError) -> Int64 {
+        let v = try i64(f)
+        guard v >= 0 && v <= Self.latestTime else {
+            throw ProtocolError(.badRequest, "\(f) \(v) is not a unix time from 1970 to 9999")
+        }
+        return v
+    }
+
     /// A float32 that must be finite (NaN and infinities are rejected: they would poison every score).
     mutating func finiteF32(_ f: StaticString) throws(ProtocolError) -> Float {
         let v = Float(bitPattern: try u32(f))

@@ -106,9 +106,9 @@ public struct RealtimeContext: Sendable, Hashable {
         var events: [RealtimeEvent] = []
         events.reserveCapacity(n)
         for _ in 0..<n {
-            events.append(RealtimeEvent(item: try r.string("event item"), strength: try r.finiteF32("event strength"), timestamp: try r.i64("event timestamp")))
+            events.append(RealtimeEvent(item: try r.string("event item"), strength: try r.finiteF32("event strength"), timestamp: try r.time("event timestamp")))
         }
-        return RealtimeContext(events: events, decay: try EventDecay.read(&r), now: try r.i64("now"))
+        return RealtimeContext(events: events, decay: try EventDecay.read(&r), now: try r.time("now"))
     }
 }
 
@@ -395,7 +395,7 @@ public enum Request: Sendable, Hashable {
             let user = try r.string("user")
             let n = try r.count(Int(try r.u16("push count")), "recent pushes", minSize: 8, limit: 1000)
             var pushes: [Int64] = []
-            for _ in 0..<n { pushes.append(try r.i64("push time")) }
+            for _ in 0..<n { pushes.append(try r.time("push time")) }
             let perDay = try r.u8("max per day")
             let perWeek = try r.u8("max per week")
             let gap = try r.u32("min gap")

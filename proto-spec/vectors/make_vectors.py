@@ -193,6 +193,9 @@ def raw_frame(opcode, request_id, payload, length=None, magic=MAGIC, version=VER
 
 score_payload = request_payload(requests[4][2])
 nan_event = dict(EVENTS, events=[{"item": "item-7", "strength": "NaN", "timestamp": 1767225000}])
+# Times far apart overflowed a 64-bit difference (and stopped the server): times are 0 to 253402300799 (year 9999).
+far_times = dict(EVENTS, events=[{"item": "item-7", "strength": 1.0, "timestamp": -9000000000000000000}],
+                 now=9000000000000000000)
 invalid = [
     ("http-get", bytes(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"), "MALFORMED_FRAME", True),
     ("tls-client-hello", bytes.fromhex("16030100a5010000a10303") + bytes(32), "MALFORMED_FRAME", True),
@@ -215,6 +218,8 @@ invalid = [
     ("unknown-model", raw_frame(0x12, 22, model_ref({"name": "nope", "version": 0}) + s("item-1")
                                 + struct.pack("<H", 5) + s("")), "UNKNOWN_MODEL", False),
     ("pin-missing-version", raw_frame(0x21, 24, s("default") + struct.pack("<Q", 999)), "UNKNOWN_MODEL", False),
+    ("time-out-of-range", raw_frame(0x10, 25, model_ref(M) + s("user-1") + slist(["item-1"]) + context(far_times)),
+     "BAD_REQUEST", False),
     ("unknown-similar-item", raw_frame(0x12, 23, model_ref(M) + s("no-such-item") + struct.pack("<H", 5) + s("")),
      "UNKNOWN_ITEM", False),
 ]

@@ -178,18 +178,25 @@ def _u64(v: int, what: str) -> bytes:
         raise ValueError("%s must be an integer in 0..2^64-1, not %r" % (what, v)) from None
 
 
+#: The latest time a request may carry (9999-12-31T23:59:59Z); the earliest is 0 (1970).
+LATEST_TIME = 253402300799
+
+
 def unix_seconds(t: TimeLike, what: str = "time") -> int:
-    """Unix seconds from an int, a float (truncated) or a datetime (naive datetimes are taken as UTC)."""
+    """Unix seconds from an int, a float (truncated) or a datetime (naive datetimes are taken as UTC), checked to be
+    a time the protocol carries (1970 to 9999)."""
     if isinstance(t, _dt.datetime):
         if t.tzinfo is None:
             t = t.replace(tzinfo=_dt.timezone.utc)
-        return int(t.timestamp())
-    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        t = int(t.timestamp())
+    elif isinstance(t, bool) or not isinstance(t, (int, float)):
         raise TypeError("%s must be unix seconds (int) or a datetime, not %r" % (what, t))
-    if isinstance(t, float):
+    elif isinstance(t, float):
         if not math.isfinite(t):
             raise ValueError("%s must be finite" % what)
-        return int(t)
+        t = int(t)
+    if not 0 <= t <= LATEST_TIME:
+        raise ValueError("%s must be a unix time from 1970 to 9999 (0..%d), not %d" % (what, LATEST_TIME, t))
     return t
 
 

@@ -3,6 +3,7 @@ sent by the real Client over a socket), responses decoded to the vector's values
 
 from __future__ import annotations
 
+import datetime
 import math
 import socket
 import struct
@@ -311,6 +312,13 @@ def test_encoder_rejects_what_the_wire_cannot_carry():
         P.encode_score("default", "u" * 70000, ["item-1"])  # u16 string length
     with pytest.raises(ValueError):
         P.encode_push_decide("default", "user-1", 0, max_per_day=300)  # u8
+    # Times are 1970 to 9999 on the wire (the server answers BAD_REQUEST to others)
+    for bad in (-1, P.LATEST_TIME + 1, datetime.datetime(1969, 12, 31, tzinfo=datetime.timezone.utc)):
+        with pytest.raises(ValueError):
+            P.encode_score("default", "user-1", ["item-1"], events=[("item-7", 1.0, bad)])
+        with pytest.raises(ValueError):
+            P.encode_push_decide("default", "user-1", bad)
+    assert P.unix_seconds(P.LATEST_TIME) == P.LATEST_TIME and P.unix_seconds(0) == 0
 
 
 # ------------------------------------------------------------------------------------------------ over a socket
