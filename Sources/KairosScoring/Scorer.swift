@@ -266,7 +266,7 @@ public enum Scorer {
             func better(_ a: ScoredRow, _ b: ScoredRow) -> Bool { a.score != b.score ? a.score > b.score : a.row < b.row }
             // Only a history item that beats the scan's k-th can be in the answer: merging just those keeps the sort
             // small for users with long histories (up to the trainer's history cap, 1000 by default).
-            let floor = best.count >= k ? best[k - 1] : nil
+            let floor = k > 0 && best.count >= k ? best[k - 1] : nil  // (k = 0 is a valid request with no answer)
             for (j, item) in history.items.enumerated() where !excluded.contains(Int32(item)) && inCategory(Int(item)) {
                 let row = Int(item)
                 let dot = query.withUnsafeBufferPointer { s.kernels.dot($0, row: row, of: m.itemFactors) }

@@ -105,6 +105,20 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         #expect(r.items.map(\.item) != testSnapshot.trendingOrder.prefix(5).map { "item-\($0)" })
     }
 
+    /// k = 0 is a valid request with an empty answer, for every option (with repeats allowed and a history to merge,
+    /// it read the scan's k-th best at index -1 and stopped the server).
+    @Test func zeroKIsAnEmptyAnswer() throws {
+        try #require(!testSnapshot.model.history!.entries(ofUser: 11).items.isEmpty)
+        for options: TopKRequest.Options in [[], .allowRepeats, [.allowRepeats, .customWeights]] {
+            for category in ["", "category-1"] {
+                let r = Scorer.topK(TopKRequest(model: ref, user: "user-11", k: 0, options: options, category: category), on: testSnapshot, now: now)
+                #expect(r.items.isEmpty, "\(options) \(category)")
+            }
+        }
+        #expect(Scorer.similar(SimilarRequest(model: ref, item: "item-4", k: 0), on: testSnapshot)?.items.isEmpty == true)
+        #expect(PushPolicy.decide(PushDecideRequest(model: ref, user: "user-11", k: 0), on: testSnapshot, now: now).items.isEmpty)
+    }
+
     /// An event's strength sets how far it pulls the user's vector, never whether the answer is usable: strengths
     /// near the float maximum fold in as the item's direction (they used to overflow to a zero or NaN vector).
     @Test func extremeStrengthsFoldInAsTheItemsDirection() {
