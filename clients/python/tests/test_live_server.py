@@ -207,6 +207,14 @@ def test_topk_category_and_weights(client):
     assert trending.item_ids != client.topk("default", "user-1", 10).item_ids
 
 
+def test_zero_k_is_an_empty_answer(client):
+    # With repeats allowed and a history to merge, k = 0 used to stop the server.
+    for allow in (False, True):
+        assert len(client.topk("default", "user-1", 0, allow_repeats=allow)) == 0
+    assert len(client.similar("default", "item-1", 0)) == 0
+    assert client.ping() is None
+
+
 def test_topk_unknown_user(client):
     fallback = client.topk("default", "nobody", 5)
     assert fallback.fallback and len(fallback) == 5
