@@ -544,16 +544,15 @@ public struct EventLogReader {
             s = w
         case .value:
             guard let value, !value.isEmpty else { return try bad("missing value") }
-            guard let v = Self.parseFloat(value), v.isFinite else {
-                return try bad(
-                    "unparsable value \"\(String(decoding: value.prefix(40), as: UTF8.self))\"",
-                    kind: "unparsable value"
-                )
+            let text = String(decoding: value.prefix(40), as: UTF8.self)
+            guard let v = Self.parseFloat(value), !v.isNaN else {
+                return try bad("unparsable value \"\(text)\"", kind: "unparsable value")
             }
-            guard v >= 0 else { return try bad("negative value \(v)", kind: "negative value") }
+            // A number past the float range (1e308) parses as infinite: it is too large, not unreadable.
+            guard v >= 0 else { return try bad("negative value \(v.isFinite ? "\(v)" : text)", kind: "negative value") }
             guard v <= IngestOptions.largestStrength else {
                 return try bad(
-                    "value \(v) is above \(IngestOptions.largestStrength), the largest strength",
+                    "value \(v.isFinite ? "\(v)" : text) is above \(IngestOptions.largestStrength), the largest strength",
                     kind: "value above the largest strength"
                 )
             }

@@ -111,10 +111,12 @@ import Testing
     /// the bound itself is accepted, and event weights above it are refused when parsed.
     @Test func absurdStrengthsAreBadRows() throws {
         let dir = TempFolder()
-        let path = dir.write("user,item,timestamp,value\nu1,i1,100,1e9\nu1,i2,100,3e38\nu2,i1,100,2\n", to: "e.csv")
+        let path = dir.write("user,item,timestamp,value\nu1,i1,100,1e9\nu1,i2,100,3e38\nu2,i1,100,2\nu2,i3,100,1e308\n", to: "e.csv")
         let (log, report) = try EventLogReader.read(path: path)
-        #expect(report.badRows == 1 && report.firstBadRows.map(\.line) == [3])
-        #expect(try #require(report.firstBadRows.first).reason.contains("largest strength"))
+        #expect(report.badRows == 2 && report.firstBadRows.map(\.line) == [3, 5])
+        #expect(report.firstBadRows.allSatisfy { $0.reason.contains("largest strength") })
+        // Past the float range it is still "too large", shown as written, not "unparsable".
+        #expect(report.firstBadRows.last?.reason.hasPrefix("value 1e308 is above") == true)
         #expect(log.strengths.sorted() == [2, 1e9])
         #expect(IngestOptions.parseEventWeights("view=1,buy=1000000000") == ["view": 1, "buy": 1e9])
         #expect(IngestOptions.parseEventWeights("view=1,buy=2e9") == nil)
