@@ -251,6 +251,10 @@ public enum ModelWriter {
         guard m.values.allSatisfy(\.isFinite) else {
             throw ModelFormatError(.invalidInput, "\(kind): NaN or infinite value")
         }
+        // 65520 and above round to infinity in float16, which readers refuse: say so here, not at load.
+        guard m.encoding != .float16 || m.values.allSatisfy({ abs($0) < 65520 }) else {
+            throw ModelFormatError(.invalidInput, "\(kind): a value is beyond the float16 range (65504); use float32")
+        }
         let stride = m.encoding.alignedStride(cols: m.cols)
         let rowBytes = m.rows * stride
         let total = m.encoding == .int8 ? rowBytes.alignedTo64 + m.rows * 4 : rowBytes

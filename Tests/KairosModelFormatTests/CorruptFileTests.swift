@@ -151,6 +151,33 @@ import Testing
         #expect(history?.code == .badSection && history?.section == "user_history", "\(String(describing: history))")
     }
 
+    /// Factor values and item biases are in every score: a NaN or infinity in a float32 or float16 row, or in a bias,
+    /// is refused by section and row (a NaN user row made that user's every answer NaN).
+    @Test func nonFiniteFactorsAndBiasesAreRejected() throws {
+        let folder = TempFolder()
+        for encoding in [RowEncoding.float32, .float16] {
+            let bytes = try ModelWriter.encode(smallContents(encoding: encoding), compress: false)
+            for (kind, row, name) in [(SectionKind.itemFactors, 5, "item_factors"), (.userFactors, 3, "user_factors")] {
+                for value: Float in [.nan, .infinity, -.infinity] {
+                    var p = FilePatcher(bytes: bytes)
+                    let entry = p.entryOffset(p.index(of: kind))
+                    let stride = Int(p.read(UInt32.self, at: entry + 44))
+                    let at = p.range(of: kind).offset + row * stride + 2 * (encoding == .float32 ? 4 : 2)
+                    if encoding == .float32 { p.write(value.bitPattern, at: at) } else { p.write(Float16(value).bitPattern, at: at) }
+                    p.reseal()
+                    let error = loadError(p.bytes, in: folder)
+                    #expect(error?.code == .badSection && error?.section == name && "\(error!)".contains("row \(row)"), "\(encoding) \(name) \(value): \(String(describing: error))")
+                }
+            }
+            #expect(loadError(bytes, in: folder) == nil)
+        }
+        var p = FilePatcher(bytes: Self.valid)
+        p.write(Float.nan.bitPattern, at: p.range(of: .itemBiases).offset + 4 * 9)
+        p.reseal()
+        let bias = loadError(p.bytes, in: folder)
+        #expect(bias?.code == .badSection && bias?.section == "item_biases" && "\(bias!)".contains("item 9"), "\(String(describing: bias))")
+    }
+
     /// A compressed section claiming an impossible raw size is refused before its buffer is allocated.
     @Test func hostileRawSizeIsRejected() {
         let folder = TempFolder()

@@ -174,9 +174,11 @@ import Testing
         negative.popularity!.allTime[0] = -1
         var history = smallContents()
         history.history!.weights[2] = .nan
+        var half = smallContents(encoding: .float16)
+        half.userFactors!.values[7] = 70_000  // rounds to infinity in float16
         let cases = [
             ("nan", nan), ("dims", dims), ("name", name), ("duplicate", dup), ("rows", rows), ("popularity", popularity),
-            ("negative popularity", negative), ("history weight", history),
+            ("negative popularity", negative), ("history weight", history), ("beyond float16", half),
         ]
         for (label, c) in cases {
             do {
