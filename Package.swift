@@ -83,14 +83,14 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "KairosKernelsTests", dependencies: ["KairosKernels"]),
         .target(name: "KairosTestSupport", dependencies: ["KairosKernels"], path: "Sources/KairosTestSupport"),
-        .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", "KairosTestSupport", nioCore]),
+        .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", "KairosModelFormat", "KairosTestSupport", nioCore]),
         .testTarget(
             name: "KairosServerTests",
             dependencies: ["KairosServer", "KairosClient", "KairosProtocol", "KairosModelFormat", "KairosScoring", "KairosTestSupport", logging, nioCore, nioPosix, nioEmbedded, serviceLifecycle, prometheus]
         ),
         .testTarget(name: "KairosScoringTests", dependencies: ["KairosScoring", "KairosModelFormat", "KairosProtocol", "KairosTestSupport"]),
         .testTarget(name: "KairosModelFormatTests", dependencies: ["KairosModelFormat", "KairosKernels", "KairosTestSupport"]),
-        .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosKernels", "KairosModelFormat", "KairosScoring", "KairosProtocol"]),
+        .testTarget(name: "KairosTrainerTests", dependencies: ["KairosTrainer", "KairosKernels", "KairosModelFormat", "KairosScoring", "KairosProtocol", "KairosTestSupport"]),
         .testTarget(
             name: "KairosCLITests",
             dependencies: ["KairosCLI", "KairosKernels", "KairosModelFormat", "KairosTrainer", argumentParser]

@@ -1,3 +1,4 @@
+import KairosModelFormat
 import KairosProtocol
 import KairosTestSupport
 import NIOCore
@@ -104,7 +105,7 @@ import Testing
             .similar(SimilarRequest(model: m, item: "item-1", k: 3)),
             .pushDecide(PushDecideRequest(model: m, user: "u", k: 2)),
         ]
-        var rng = SplitMix64Local(state: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         func next() -> UInt64 { rng.next() }
         var decoded = 0
         for request in requests {
@@ -138,7 +139,7 @@ import Testing
     /// decode to a response or throw a ProtocolError (a hostile or broken server cannot crash a client). 200,000
     /// changes in the Python client's decoder raised only its own errors too.
     @Test func mutatedResponsesNeverCrashTheClientDecoder() {
-        var rng = SplitMix64Local(state: 0xC11E)
+        var rng = SplitMix64(seed: 0xC11E)
         var decoded = 0
         var refused = 0
         for v in Vectors.of("response") {
@@ -171,15 +172,3 @@ import Testing
     }
 }
 
-/// SplitMix64 for test data (the protocol module has no generator of its own).
-struct SplitMix64Local {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -70,8 +70,8 @@ import Testing
         let path = "/tmp/kairos-corrupt-model-\(getpid())-\(encoding)-\(compressed).kmodel"
         defer { unlink(path) }
         let original = try Self.pristine(encoding: encoding, compress: compressed)
-        let trials = Int(String(cString: getenv("KAIROS_FUZZ_TRIALS") ?? strdup("500"))) ?? 500
-        var rng = SplitMix64(seed: UInt64(String(cString: getenv("KAIROS_FUZZ_SEED") ?? strdup("7"))) ?? 7)
+        let trials = FuzzSettings.trials(default: 500)
+        var rng = SplitMix64(seed: FuzzSettings.seed(default: 7))
         var loaded = 0
         var refused = 0
         for trial in 0..<trials {
@@ -104,7 +104,7 @@ import Testing
                 }
             }
             p.reseal()
-            if getenv("KAIROS_FUZZ_TRACE") != nil { let line = "\(encoding) trial \(trial)\n"; _ = line.withCString { Glibc.write(2, $0, strlen($0)) } }
+            FuzzSettings.trace("\(encoding) trial \(trial)")
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
             #expect(p.bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == p.bytes.count)
             close(fd)
@@ -121,7 +121,7 @@ import Testing
             let problems = Self.serveEverything(snapshot)
             #expect(problems.isEmpty, "trial \(trial): \(problems.prefix(3))")
         }
-        if getenv("KAIROS_FUZZ_TRACE") != nil { print("loaded \(loaded), refused \(refused)") }
+        FuzzSettings.trace("loaded \(loaded), refused \(refused)")
         // Both outcomes happen, so the harness reaches the scorer and the checks.
         #expect(loaded > trials / 10 && refused > trials / 10, "loaded \(loaded), refused \(refused)")
     }

@@ -3,6 +3,7 @@ import KairosModelFormat
 import KairosProtocol
 import KairosScoring
 import KairosServer
+import KairosTestSupport
 import NIOCore
 import Testing
 
@@ -41,8 +42,8 @@ import Testing
         .pushDecide(PushDecideRequest(model: m, user: "user-1", recentPushes: [t - 7200, t - 90_000], utcOffsetMinutes: 120,
                                       threshold: 0.1, k: 3, context: context)),
     ]
-    var rng = SplitMix64(seed: UInt64(String(cString: getenv("KAIROS_FUZZ_SEED") ?? strdup("9"))) ?? 9)
-    let trials = Int(String(cString: getenv("KAIROS_FUZZ_TRIALS") ?? strdup("3000"))) ?? 3000
+    var rng = SplitMix64(seed: FuzzSettings.seed(default: 9))
+    let trials = FuzzSettings.trials(default: 3000)
     let edges: [UInt64] = [0, 1, UInt64(bitPattern: Int64.max), UInt64(bitPattern: Int64.min), UInt64.max,
                            UInt64(bitPattern: -1_000_000_000_000), 253_402_300_799, 253_402_300_800, 0x7F80_0000, 0xFF80_0000]
     var answered = 0

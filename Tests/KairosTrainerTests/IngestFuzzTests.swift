@@ -1,5 +1,6 @@
 import Glibc
 import KairosModelFormat
+import KairosTestSupport
 import Testing
 
 @testable import KairosTrainer
@@ -8,7 +9,7 @@ import Testing
 /// inserted, bytes deleted) parse the same however the file is split into reads: the same events, the same bad rows
 /// at the same lines, or the same error. A reader that cannot split a record cleanly at a read boundary shows here.
 @Suite struct IngestFuzzTests {
-    static let trials = Int(String(cString: getenv("KAIROS_FUZZ_TRIALS") ?? strdup("150"))) ?? 150
+    static let trials = FuzzSettings.trials(default: 150)
 
     static func damaged(_ text: String, rng: inout SplitMix64) -> [UInt8] {
         var bytes = Array(text.utf8)
@@ -45,7 +46,7 @@ import Testing
 
     @Test(arguments: ["csv", "jsonl"])
     func damagedLogsParseTheSameAtEveryReadSize(format: String) {
-        var rng = SplitMix64(seed: UInt64(String(cString: getenv("KAIROS_FUZZ_SEED") ?? strdup("5"))) ?? 5)
+        var rng = SplitMix64(seed: FuzzSettings.seed(default: 5))
         let path = "/tmp/kairos-ingest-fuzz-\(getpid()).\(format)"
         defer { unlink(path) }
         var errors = 0
@@ -63,7 +64,7 @@ import Testing
                 }
             }
             Self.write(Self.damaged(text, rng: &rng), to: path)
-            if getenv("KAIROS_FUZZ_TRACE") != nil { let line = "\(format) trial \(trial)\n"; _ = line.withCString { Glibc.write(2, $0, strlen($0)) } }
+            FuzzSettings.trace("\(format) trial \(trial)")
             // A 90-byte record limit: the long notes and some damaged lines pass it.
             let reference = Self.outcome(path, chunk: 8 << 20, limit: 90)
             if reference.hasPrefix("error") { errors += 1 }
@@ -89,7 +90,7 @@ import Testing
     /// The same for attribute files, streamed with a 48-byte record limit so that long descriptions, stray quotes and
     /// overlong lines meet read boundaries in a small file.
     @Test func damagedAttributeFilesParseTheSameAtEveryReadSize() {
-        var rng = SplitMix64(seed: UInt64(String(cString: getenv("KAIROS_FUZZ_SEED") ?? strdup("5"))) ?? 5)
+        var rng = SplitMix64(seed: FuzzSettings.seed(default: 5))
         let path = "/tmp/kairos-attributes-fuzz-\(getpid()).csv"
         defer { unlink(path) }
         let ids = (0..<30).map { "x\($0)" }
