@@ -137,7 +137,9 @@ import Testing
         let half = f.stored(as: .float16)
         #expect(half.user == f.user.map { Float(Float16($0)) } && half.item == f.item.map { Float(Float16($0)) })
         let quarter = f.stored(as: .int8)
-        #expect(quarter.item[4...] == [1, 2, 3, 4].map { Float((Float($0) / (4 / 127)).rounded()) * (4 / 127) }[...])
+        let scale: Float = 4 / 127
+        let expected: [Float] = [1, 2, 3, 4].map { (v: Float) in (v / scale).rounded() * scale }
+        #expect(Array(quarter.item[4...]) == expected)
         var broken = f
         broken.item[2] = .nan
         let kept = broken.stored(as: .int8)
