@@ -96,16 +96,23 @@ public struct Serve: AsyncParsableCommand {
         // (36 of 40 times when sent on that line); a SIGHUP there killed it every time.
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         var services: [any Service] = []
+        var metricsEndpoint: MetricsHTTPServer?
         if let metricsPort {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-            services.append(MetricsHTTPServer(host: host, port: metricsPort, registry: registry, logger: logger))
+            metricsEndpoint = MetricsHTTPServer(host: host, port: metricsPort, registry: registry, logger: logger)
+            services.append(metricsEndpoint!)
         }
         let storage: LoadOptions.Storage = load == "mmap" ? .mapped : .copied  // validated: copy or mmap
         let store = ModelStore()
         let directory = ModelDirectory(
             path: models, store: store, storage: storage, memoryBudget: memoryBudgetMb.map { $0 << 20 }, logger: logger
         )
+        // A folder that cannot be listed otherwise reads as an empty one ("no valid *.kmodel file").
+        guard let listing = opendir(models) else {
+            throw ServeError("cannot read the models folder \(models): \(String(cString: strerror(errno)))")
+        }
+        closedir(listing)
         let first = directory.reconcile()
         guard !store.all().isEmpty else {
             let why = first.rejected.isEmpty ? "" : " (\(first.rejected.count) rejected, each logged above with why)"
@@ -150,10 +157,19 @@ public struct Serve: AsyncParsableCommand {
         let ownPool = scanThreads.map { NIOThreadPool(numberOfThreads: $0) }
         ownPool?.start()
         let server = KairosServer(configuration: config, store: store, directory: directory, logger: logger, group: group, pool: ownPool ?? .singleton)
-        // Bind before anything runs, so a taken port is a plain error exit (the service group then only serves).
+        // Bind both ports before anything runs or the listening line is printed, so a taken port is a plain error
+        // exit (the service group then only serves). The metrics port first: it used to be bound by its service after
+        // the announcement, so "listening" was followed by exit 1 when it was taken.
+        do {
+            try await metricsEndpoint?.start()
+        } catch {
+            try? await ownPool?.shutdownGracefully()
+            throw ServeError("\(error)")
+        }
         do {
             _ = try await server.start()
         } catch {
+            metricsEndpoint?.close()
             try? await ownPool?.shutdownGracefully()
             throw ServeError("cannot listen on \(host):\(port): \(error)")
         }

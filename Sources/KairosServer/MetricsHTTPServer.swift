@@ -21,6 +21,7 @@ public final class MetricsHTTPServer: Service, Sendable {
     let idleTimeout: TimeAmount
     let onListening: (@Sendable (Int) -> Void)?
     private let openCount = Atomic<Int>(0)
+    private let listener = Mutex<(any Channel)?>(nil)
     /// The default connection limit (descriptors `kairos serve` keeps for the endpoint).
     public static let defaultMaxConnections = 64
 
@@ -47,7 +48,11 @@ public final class MetricsHTTPServer: Service, Sendable {
         self.onListening = onListening
     }
 
-    public func run() async throws {
+    /// Binds the port and returns it, so that a taken port fails `kairos serve` before it announces itself; `run()`
+    /// then serves that socket (binding first if this was not called).
+    @discardableResult
+    public func start() async throws -> Int {
+        if let channel = listener.withLock({ $0 }) { return channel.localAddress?.port ?? port }
         let registry = self.registry
         let maxConnections = self.maxConnections
         let idleTimeout = self.idleTimeout
@@ -72,9 +77,21 @@ public final class MetricsHTTPServer: Service, Sendable {
         } catch {
             throw MetricsEndpointError(description: "cannot serve metrics on \(host):\(port): \(error)")
         }
+        listener.withLock { $0 = channel }
         let bound = channel.localAddress?.port ?? port
         logger.info("metrics endpoint", metadata: ["metrics.url": "http://\(host):\(bound)/metrics"])
         onListening?(bound)
+        return bound
+    }
+
+    /// Closes a socket bound by `start()` when the server will not run after all (its protocol port was taken).
+    public func close() {
+        listener.withLock { $0 }?.close(promise: nil)
+    }
+
+    public func run() async throws {
+        try await start()
+        guard let channel = listener.withLock({ $0 }) else { return }
         // Cancelled when another service fails: a future's get() does not end on cancellation by itself.
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {

@@ -38,6 +38,19 @@ def test_a_taken_metrics_port_is_an_error_exit(kairos_binary):
     assert done.returncode != 0
     err = done.stderr.decode(errors="replace")
     assert "cannot serve metrics on 127.0.0.1:%d" % metrics_port in err and "in use" in err, err
+    # It is bound before the announcement: scripts that wait for the listening line used to get it, then exit 1.
+    assert b"listening" not in done.stdout
+
+
+def test_a_models_folder_that_cannot_be_read_is_named_as_such(kairos_binary, tmp_path):
+    # It used to read as an empty folder: "no valid *.kmodel file in /nonexistent".
+    for folder, why in [(tmp_path / "missing", "No such file or directory"), (REPO / "README.md", "Not a directory")]:
+        done = subprocess.run([str(kairos_binary), "serve", "--models", str(folder), "--port", str(free_port())],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=EXIT_TIMEOUT_S)
+        assert done.returncode != 0
+        err = done.stderr.decode(errors="replace")
+        assert "cannot read the models folder %s: %s" % (folder, why) in err, err
+        assert b"listening" not in done.stdout
 
 
 def test_a_sigterm_right_after_the_listening_line_drains_and_exits_cleanly(start_server):
