@@ -72,3 +72,28 @@ void ckk_quantize_i8(const float *src, int8_t *dst, size_t cols, float scale) {
         dst[c] = (int8_t)t;
     }
 }
+
+int64_t ckk_first_row_beyond(const void *base, size_t stride, size_t rows, int32_t cols, int enc, float limit) {
+    /* IEEE magnitudes order as their bit patterns, NaN and infinity above every finite value, so one integer
+     * compare per element finds all three. The OR over a row has no early exit, so it vectorizes. */
+    const uint8_t *p = (const uint8_t *)base;
+    if (enc == CKK_ENC_F32) {
+        int32_t lim;
+        memcpy(&lim, &limit, 4);
+        for (size_t r = 0; r < rows; r++, p += stride) {
+            const int32_t *v = (const int32_t *)(const void *)p;
+            int32_t bad = 0;
+            for (int32_t c = 0; c < cols; c++) bad |= (v[c] & 0x7FFFFFFF) > lim;
+            if (bad) return (int64_t)r;
+        }
+    } else if (enc == CKK_ENC_F16) {
+        /* float16's largest finite value (65504) is below any limit worth setting: look for NaN and infinity. */
+        for (size_t r = 0; r < rows; r++, p += stride) {
+            const int16_t *v = (const int16_t *)(const void *)p;
+            int16_t bad = 0;
+            for (int32_t c = 0; c < cols; c++) bad |= (v[c] & 0x7FFF) > 0x7BFF;
+            if (bad) return (int64_t)r;
+        }
+    }
+    return -1;
+}

@@ -1,4 +1,5 @@
 public import KairosKernels
+internal import CKairosKernels
 internal import FoundationEssentials
 
 /// How to open a model file.
@@ -132,7 +133,7 @@ public final class MappedModel: Sendable {
             let raw = try sections.fixedRecords(e, count: itemCount, recordSize: 4, cols: 1, encoding: .float32)
             let biases = UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: Float.self), count: itemCount)
             // Added to every score of its item, like popularity.
-            if let i = biases.firstIndex(where: { !$0.isFinite }) {
+            if let i = biases.firstIndex(where: { !(abs($0) <= MappedModel.maxFactorMagnitude) }) {
                 throw ModelFormatError(.badSection, section: "item_biases", "item \(i) has bias \(biases[i])")
             }
             itemBiases = biases
@@ -239,27 +240,16 @@ public final class MappedModel: Sendable {
         return values.firstIndex { !($0 >= 0 && $0 <= .greatestFiniteMagnitude) }
     }
 
-    /// The first row of a float32 or float16 matrix holding a NaN or infinity (all exponent bits set), if any. The
-    /// scan is branch-free so that it vectorizes: a 1M x 64 float32 matrix is 256 MB read once more at load.
-    static func firstNonFiniteRow(_ m: MatrixView) -> Int? {
-        func scan<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, exponent: T) -> Int? {
-            var firstBad: Int?
-            for r in 0..<m.rows {
-                let row = UnsafeBufferPointer(start: (m.base + r * m.rowStride).assumingMemoryBound(to: T.self), count: m.cols)
-                var bad: T = 0
-                for bits in row { bad |= (bits & exponent) == exponent ? 1 : 0 }
-                if bad != 0 {
-                    firstBad = r
-                    break
-                }
-            }
-            return firstBad
-        }
-        switch m.encoding {
-        case .float32: return scan(UInt32.self, exponent: 0x7F80_0000)
-        case .float16: return scan(UInt16.self, exponent: 0x7C00)
-        default: return nil
-        }
+    /// The largest magnitude a float32 factor value or an item bias may have. A dot product of rows within it
+    /// stays finite at any dimension (1024 x 2^80 < 2^128); a trained model's values are near 1.
+    public static let maxFactorMagnitude: Float = 0x1p40
+
+    /// The first row of a float32 or float16 matrix holding a NaN, an infinity or a value beyond
+    /// `maxFactorMagnitude`, if any (a vectorized C pass: a 1M x 64 float32 matrix is 256 MB read once more at load).
+    static func firstOutOfRangeRow(_ m: MatrixView) -> Int? {
+        guard m.encoding == .float32 || m.encoding == .float16 else { return nil }
+        let row = ckk_first_row_beyond(m.base, m.rowStride, m.rows, Int32(m.cols), Int32(m.encoding.rawValue), maxFactorMagnitude)
+        return row < 0 ? nil : Int(row)
     }
 
     static func historyView(_ e: SectionEntry, raw: UnsafeRawBufferPointer, users: Int, items: Int) throws(ModelFormatError) -> HistoryView {
@@ -372,15 +362,16 @@ struct ModelSections {
         let base = raw(e).baseAddress ?? mapping.base
         let scales = encoding == .int8 ? (base + rowBytes.alignedTo64).assumingMemoryBound(to: Float.self) : nil
         if let scales {
-            for r in 0..<rows where !(scales[r].isFinite && scales[r] >= 0) {
-                throw ModelFormatError(.badSection, section: name, "row \(r) has scale \(scales[r])")
+            // 2^34 x 127 < 2^41: the same dot-product headroom as the float bound, with room for the writer's rounding.
+            for r in 0..<rows where !(scales[r] >= 0 && scales[r] <= 0x1p34) {
+                throw ModelFormatError(.badSection, section: name, "row \(r) has scale \(scales[r]), not 0 to 2^34")
             }
         }
         let view = MatrixView(base: base, rows: rows, cols: e.cols, rowStride: e.rowStride, encoding: encoding, scales: scales)
-        // Every score is a dot product with these rows: a NaN or infinity makes an item unrankable, or a user's whole
-        // answer NaN (int8 codes are finite by construction; their scales are checked above).
-        if let r = MappedModel.firstNonFiniteRow(view) {
-            throw ModelFormatError(.badSection, section: name, "row \(r) holds a value that is NaN or infinite")
+        // Every score is a dot product with these rows: a NaN or infinity (or a value that overflows a dot product to
+        // one) makes an item unrankable, or a user's whole answer NaN (int8 codes are bounded; their scales above).
+        if let r = MappedModel.firstOutOfRangeRow(view) {
+            throw ModelFormatError(.badSection, section: name, "row \(r) holds a value that is NaN, infinite or beyond ±2^40")
         }
         return view
     }

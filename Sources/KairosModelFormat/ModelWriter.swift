@@ -153,7 +153,7 @@ public enum ModelWriter {
         }
 
         if let b = c.itemBiases {
-            try check(b.count == items && b.allSatisfy(\.isFinite), "item biases must be \(items) finite values")
+            try check(b.count == items && b.allSatisfy({ abs($0) <= MappedModel.maxFactorMagnitude }), "item biases must be \(items) values within ±2^40")
             var w = ByteWriter(capacity: items * 4)
             for v in b { w.append(v) }
             add(entry(.itemBiases, encoding: .float32, rawSize: w.bytes.count, rows: items, cols: 1), w.bytes)
@@ -248,8 +248,8 @@ public enum ModelWriter {
         guard m.values.count == m.rows * m.cols else {
             throw ModelFormatError(.invalidInput, "\(kind): \(m.values.count) values for \(m.rows) x \(m.cols)")
         }
-        guard m.values.allSatisfy(\.isFinite) else {
-            throw ModelFormatError(.invalidInput, "\(kind): NaN or infinite value")
+        guard m.values.allSatisfy({ abs($0) <= MappedModel.maxFactorMagnitude }) else {
+            throw ModelFormatError(.invalidInput, "\(kind): a value is NaN, infinite or beyond ±2^40 (readers refuse it)")
         }
         // 65520 and above round to infinity in float16, which readers refuse: say so here, not at load.
         guard m.encoding != .float16 || m.values.allSatisfy({ abs($0) < 65520 }) else {

@@ -158,7 +158,9 @@ import Testing
         for encoding in [RowEncoding.float32, .float16] {
             let bytes = try ModelWriter.encode(smallContents(encoding: encoding), compress: false)
             for (kind, row, name) in [(SectionKind.itemFactors, 5, "item_factors"), (.userFactors, 3, "user_factors")] {
-                for value: Float in [.nan, .infinity, -.infinity] {
+                // Finite but past ±2^40 (float32 only: float16 has no such values) overflows a dot product to infinity.
+                let values: [Float] = [.nan, .infinity, -.infinity] + (encoding == .float32 ? [3e38, -0x1p41] : [])
+                for value in values {
                     var p = FilePatcher(bytes: bytes)
                     let entry = p.entryOffset(p.index(of: kind))
                     let stride = Int(p.read(UInt32.self, at: entry + 44))
@@ -171,11 +173,39 @@ import Testing
             }
             #expect(loadError(bytes, in: folder) == nil)
         }
-        var p = FilePatcher(bytes: Self.valid)
-        p.write(Float.nan.bitPattern, at: p.range(of: .itemBiases).offset + 4 * 9)
-        p.reseal()
-        let bias = loadError(p.bytes, in: folder)
-        #expect(bias?.code == .badSection && bias?.section == "item_biases" && "\(bias!)".contains("item 9"), "\(String(describing: bias))")
+        for value: Float in [.nan, 1e20] {
+            var p = FilePatcher(bytes: Self.valid)
+            p.write(value.bitPattern, at: p.range(of: .itemBiases).offset + 4 * 9)
+            p.reseal()
+            let bias = loadError(p.bytes, in: folder)
+            #expect(bias?.code == .badSection && bias?.section == "item_biases" && "\(bias!)".contains("item 9"), "\(value): \(String(describing: bias))")
+        }
+        // The bound itself loads, and the writer refuses what the reader would.
+        var edge = smallContents()
+        edge.itemFactors.values[0] = MappedModel.maxFactorMagnitude
+        edge.itemBiases![0] = -MappedModel.maxFactorMagnitude
+        #expect(loadError(try ModelWriter.encode(edge, compress: false), in: folder) == nil)
+        edge.itemFactors.values[0] = MappedModel.maxFactorMagnitude.nextUp
+        #expect(throws: ModelFormatError.self) { _ = try ModelWriter.encode(edge) }
+    }
+
+    /// An int8 row scale past 2^34 (x 127 past the float bound) is refused; int8 files at the bound load.
+    @Test func int8ScalesAreBounded() throws {
+        let folder = TempFolder()
+        var contents = smallContents(encoding: .int8)
+        contents.itemFactors.values[0] = MappedModel.maxFactorMagnitude  // the largest scale a writer makes
+        let bytes = try ModelWriter.encode(contents, compress: false)
+        #expect(loadError(bytes, in: folder) == nil)
+        for scale: Float in [0x1p35, .nan, -1] {
+            var p = FilePatcher(bytes: bytes)
+            let entry = p.entryOffset(p.index(of: .itemFactors))
+            let stride = Int(p.read(UInt32.self, at: entry + 44))
+            let rows = contents.itemFactors.rows
+            p.write(scale.bitPattern, at: p.range(of: .itemFactors).offset + (rows * stride + 63) / 64 * 64 + 4 * 2)
+            p.reseal()
+            let error = loadError(p.bytes, in: folder)
+            #expect(error?.code == .badSection && error?.section == "item_factors" && "\(error!)".contains("row 2 has scale"), "\(scale): \(String(describing: error))")
+        }
     }
 
     /// A compressed section claiming an impossible raw size is refused before its buffer is allocated.

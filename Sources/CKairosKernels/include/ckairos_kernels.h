@@ -152,6 +152,11 @@ void ckk_f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n);
  * `(x / scale).rounded()`); src must be finite. Plain C the compiler vectorizes. */
 void ckk_quantize_i8(const float *src, int8_t *dst, size_t cols, float scale);
 
+/* The first of `rows` rows (enc float32 or float16, `stride` bytes apart, 4-byte aligned) holding a NaN, an
+ * infinity or a value of magnitude above `limit` (float16: NaN or infinity only), or -1. Plain C the compiler
+ * vectorizes: it reads every factor of a model at load. */
+int64_t ckk_first_row_beyond(const void *base, size_t stride, size_t rows, int32_t cols, int enc, float limit);
+
 #ifdef __cplusplus
 }
 #endif
