@@ -55,19 +55,19 @@ package enum Timestamp {
 
     static func parseISO(_ b: UnsafeRawBufferPointer) -> Int64? {
         guard let y = digits(b, 0, 4), b[4] == UInt8(ascii: "-"), let mo = digits(b, 5, 2),
-            b[7] == UInt8(ascii: "-"), let d = digits(b, 8, 2), (1...12).contains(mo), (1...31).contains(d)
-        else { return nil }
+            b[7] == UInt8(ascii: "-"), let d = digits(b, 8, 2), (1...12).contains(mo), d >= 1, d <= daysInMonth(y, mo)
+        else { return nil }  // 2024-02-30 is damage, not March 1st
         var secs = daysFromCivil(y, mo, d) * 86400
         var i = 10
         let n = b.count
         if i < n, b[i] == UInt8(ascii: "T") || b[i] == UInt8(ascii: " ") || b[i] == UInt8(ascii: "t") {
             guard let hh = digits(b, i + 1, 2), i + 3 < n, b[i + 3] == UInt8(ascii: ":"), let mm = digits(b, i + 4, 2),
-                hh <= 24, mm <= 59
+                hh < 24 && mm <= 59 || hh == 24 && mm == 0  // 24:00 is the end of the day, as ISO-8601 allows
             else { return nil }
             secs += Int64(hh * 3600 + mm * 60)
             i += 6
             if i < n, b[i] == UInt8(ascii: ":") {
-                guard let ss = digits(b, i + 1, 2), ss <= 60 else { return nil }
+                guard let ss = digits(b, i + 1, 2), ss <= 60, hh < 24 || ss == 0 else { return nil }
                 secs += Int64(ss)
                 i += 3
                 if i < n, b[i] == UInt8(ascii: ".") || b[i] == UInt8(ascii: ",") {
@@ -84,7 +84,7 @@ package enum Timestamp {
                 guard let oh = digits(b, i + 1, 2) else { return nil }
                 var j = i + 3
                 if j < n, b[j] == UInt8(ascii: ":") { j += 1 }
-                guard let om = digits(b, j, 2) else { return nil }
+                guard let om = digits(b, j, 2), oh <= 23, om <= 59 else { return nil }
                 let offset = Int64(oh * 3600 + om * 60)
                 secs += c == UInt8(ascii: "+") ? -offset : offset
                 i = j + 2
@@ -93,6 +93,12 @@ package enum Timestamp {
             }
         }
         return i == n ? secs : nil
+    }
+
+    /// Days in `month` (1-12) of `year`, Gregorian leap years.
+    static func daysInMonth(_ year: Int, _ month: Int) -> Int {
+        if month == 2 { return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28 }
+        return month == 4 || month == 6 || month == 9 || month == 11 ? 30 : 31
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -501,6 +501,10 @@ import Testing
         ("1767225600000", 1_767_225_600),
         ("1767225600.9", 1_767_225_600),
         ("1970-01-01T00:00:00Z", 0),
+        ("2024-02-29T00:00:00Z", 1_709_164_800),  // a leap day
+        ("2000-02-29", 951_782_400),  // divisible by 400: a leap year
+        ("2026-01-01T00:00:00-23:59", 1_767_311_940),
+        ("2025-12-31T24:00:00Z", 1_767_225_600),  // the end of a day is the next one's start
     ])
     func timestampForms(text: String, expected: Int64) {
         var s = text
@@ -508,7 +512,12 @@ import Testing
     }
 
     /// Unparsable timestamps give nil.
-    @Test(arguments: ["", "abc", "2026-13-01", "2026-01-01T25:00", "12x", "2026-01-01Tfoo"])
+    @Test(arguments: [
+        "", "abc", "2026-13-01", "2026-01-01T25:00", "12x", "2026-01-01Tfoo",
+        // Days a month does not have (once read as the next month's), and offsets past 23:59.
+        "2024-02-30", "2023-02-29", "1900-02-29", "2026-04-31T10:00:00Z", "2026-01-00", "2026-01-01T00:00:00+24:00",
+        "2026-01-01T00:00:00+0160", "2026-01-01T24:30:00Z", "2026-01-01T24:00:01Z",
+    ])
     func badTimestamps(text: String) {
         var s = text
         #expect(s.withUTF8 { Timestamp.parse(UnsafeRawBufferPointer($0)) } == nil)
