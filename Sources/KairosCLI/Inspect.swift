@@ -75,8 +75,11 @@ enum InspectText {
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
     static func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }
 
+    /// `t` as an ISO-8601 UTC time; outside 1970...9999 (a hostile or damaged header: Int64.min once printed as
+    /// -4712-01-01) the number itself.
     static func isoDate(_ t: Int64) -> String {
-        Date(timeIntervalSince1970: TimeInterval(t)).formatted(.iso8601)
+        guard (0...253_402_300_799).contains(t) else { return "\(t) (not a unix time from 1970 to 9999)" }
+        return Date(timeIntervalSince1970: TimeInterval(t)).formatted(.iso8601)
     }
 }
 

@@ -64,6 +64,17 @@ let repositoryRoot: String = {
         #expect(probe.metadata.algorithm == "wals-cg")
     }
 
+    /// A creation time outside 1970...9999 prints as its number, not as a made-up date (Int64.min printed
+    /// -4712-01-01); those inside print as dates, both ends included.
+    @Test(arguments: [
+        (Int64.min, "-9223372036854775808 (not a unix time from 1970 to 9999)"), (-1, "-1 (not a unix time from 1970 to 9999)"),
+        (0, "1970-01-01T00:00:00Z"), (253_402_300_799, "9999-12-31T23:59:59Z"),
+        (253_402_300_800, "253402300800 (not a unix time from 1970 to 9999)"),
+    ])
+    func creationTimesPrintAsDatesOnlyWhenTheyAreOne(time: Int64, text: String) {
+        #expect(InspectText.isoDate(time) == text)
+    }
+
     /// Inspecting a corrupt file exits non-zero and the text names the damaged section.
     @Test func corruptFileExitsNonZeroNamingTheSection() throws {
         var bytes = try readFile("\(repositoryRoot)/models/default.kmodel")
