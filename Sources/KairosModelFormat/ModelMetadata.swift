@@ -79,6 +79,21 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
     /// Serving blend weights: protocol -> component (`dot`, `trending`, `buy-again`, `category`) -> weight.
     /// Optional (absent in files without a learned blend); see MODEL_FORMAT.md for how each component is scaled.
     public var scoring: [String: [String: Double]]?
+    /// The largest magnitude a `scoring` weight may have: the trainer's grid stops at 100, and with factors and biases
+    /// within ±2^40 a blend of weights this size stays finite in float32.
+    public static let maxBlendWeight: Double = 1e6
+
+    /// Why the `scoring` weights cannot serve (a weight not finite or past ±``maxBlendWeight``, which would make
+    /// every blended score infinite or NaN), or nil.
+    public var scoringProblem: String? {
+        for (proto, weights) in (scoring ?? [:]).sorted(by: { $0.key < $1.key }) {
+            for (component, w) in weights.sorted(by: { $0.key < $1.key }) where !(abs(w) <= Self.maxBlendWeight) {
+                return "scoring weight \(proto).\(component) is \(w), not within ±1e6"
+            }
+        }
+        return nil
+    }
+
     /// Push-timing test metrics of the activity profiles: profile kind (`profile`, `population`, `raw-profile`) ->
     /// metric (`hit@3`, `log_likelihood`, their `_se`, `users`). Optional (absent without a test evaluation).
     public var timing: [String: [String: Double]]?

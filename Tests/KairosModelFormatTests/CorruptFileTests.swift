@@ -189,6 +189,28 @@ import Testing
         #expect(throws: ModelFormatError.self) { _ = try ModelWriter.encode(edge) }
     }
 
+    /// A `scoring` weight past ±1e6 is refused by the writer and, in a file, by the loader (1e39 is infinite as a
+    /// float32: every blended score would be infinite or NaN, and TOPK would answer nothing).
+    @Test func blendWeightsAreBounded() throws {
+        let folder = TempFolder()
+        var contents = smallContents()
+        contents.metadata.scoring = ["exclude-seen": ["dot": 1, "trending": 2.5]]
+        let bytes = try ModelWriter.encode(contents, compress: false)
+        #expect(loadError(bytes, in: folder) == nil)
+        var p = FilePatcher(bytes: bytes)
+        let at = try #require(p.bytes.firstRange(of: Array(#""trending":2.5"#.utf8)))
+        p.bytes.replaceSubrange((at.upperBound - 3)..<at.upperBound, with: Array("9e9".utf8))
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .badSection && error?.section == "metadata" && "\(error!)".contains("exclude-seen.trending"), "\(String(describing: error))")
+        for weight in [1e39, -2e6, .infinity] {
+            contents.metadata.scoring = ["allow-repeats": ["freshness": weight]]
+            #expect(throws: ModelFormatError.self) { _ = try ModelWriter.encode(contents) }
+        }
+        contents.metadata.scoring = ["allow-repeats": ["freshness": -1e6]]
+        #expect(loadError(try ModelWriter.encode(contents), in: folder) == nil)
+    }
+
     /// An int8 row scale past 2^34 (x 127 past the float bound) is refused; int8 files at the bound load.
     @Test func int8ScalesAreBounded() throws {
         let folder = TempFolder()
