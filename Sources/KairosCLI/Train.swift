@@ -110,6 +110,8 @@ public struct Train: ParsableCommand {
     var trendingHalfLife: Double?
     @Option(help: "Freshness (new arrivals) half-life in days (0: no freshness term); default: chosen on the validation split.")
     var freshnessHalfLife: Double?
+    @Option(help: "How much a known user's real-time events weigh against their vector when served (0: ignored, 1: equal footing with the factors' scale); default: chosen on validation sessions.")
+    var realtimeWeight: Double?
     @Option(help: "Decay reference time for the final model (unix seconds or ISO-8601); default: newest event.")
     var now: String?
     @Option(help: "History items kept per user, heaviest first: what the server excludes (exclude-seen) and boosts (buy-again).")
@@ -181,6 +183,9 @@ public struct Train: ParsableCommand {
         for (name, v) in [("--trending-half-life", trendingHalfLife), ("--freshness-half-life", freshnessHalfLife)] {
             if let v, !(v >= 0 && v.isFinite) { throw ValidationError("\(name) must be 0 or a positive number of days") }
         }
+        if let realtimeWeight, !(realtimeWeight >= 0 && realtimeWeight <= 1e6) {
+            throw ValidationError("--realtime-weight must be 0 to 1e6")
+        }
     }
 
     func parseTime(_ s: String) -> Int64? {
@@ -226,6 +231,7 @@ public struct Train: ParsableCommand {
         }
         c.trendingHalfLifeDays = trendingHalfLife
         c.freshnessHalfLifeDays = freshnessHalfLife
+        c.realtimeWeight = realtimeWeight
         c.now = now.flatMap(parseTime)
         c.historyCap = historyCap
         c.encoding = encoding ?? .float32

@@ -103,7 +103,7 @@ public final class MappedModel: Sendable {
         } catch {
             throw ModelFormatError(.badSection, section: "metadata", "not valid metadata JSON: \(error)")
         }
-        if let problem = metadata.scoringProblem { throw ModelFormatError(.badSection, section: "metadata", problem) }
+        if let problem = metadata.servingProblem { throw ModelFormatError(.badSection, section: "metadata", problem) }
 
         let itemIdEntry = try sections.require(.itemIds)
         let itemTable = try StringTable(bytes: sections.raw(itemIdEntry), count: itemIdEntry.rows, section: "item_ids")

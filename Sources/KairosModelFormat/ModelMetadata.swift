@@ -83,13 +83,16 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
     /// within ±2^40 a blend of weights this size stays finite in float32.
     public static let maxBlendWeight: Double = 1e6
 
-    /// Why the `scoring` weights cannot serve (a weight not finite or past ±``maxBlendWeight``, which would make
-    /// every blended score infinite or NaN), or nil.
-    public var scoringProblem: String? {
+    /// Why the metadata cannot serve, or nil: a `scoring` weight not finite or past ±``maxBlendWeight`` (every
+    /// blended score would be infinite or NaN), or a `parameters.realtime_weight` outside 0...``maxBlendWeight``.
+    public var servingProblem: String? {
         for (proto, weights) in (scoring ?? [:]).sorted(by: { $0.key < $1.key }) {
             for (component, w) in weights.sorted(by: { $0.key < $1.key }) where !(abs(w) <= Self.maxBlendWeight) {
                 return "scoring weight \(proto).\(component) is \(w), not within ±1e6"
             }
+        }
+        if let w = parameters["realtime_weight"], !(w >= 0 && w <= Self.maxBlendWeight) {
+            return "parameters.realtime_weight is \(w), not 0 to 1e6"
         }
         return nil
     }

@@ -88,6 +88,9 @@ public final class ModelSnapshot: Sendable {
     )
     /// Typical (average) user vector norm: the scale a cold-start user's event-built vector is normalised to.
     public let typicalUserNorm: Float
+    /// How much a known user's real-time events weigh against their vector (`parameters.realtime_weight`, learned
+    /// by the trainer on validation sessions; 1 in files from before it was).
+    public let realtimeWeight: Double
     /// Category name -> id.
     public let categoryIDs: [String: UInt32]
     /// Category id per item (`ItemAttributes.none` for none); empty without attributes. A plain array, because TOPK
@@ -154,6 +157,7 @@ public final class ModelSnapshot: Sendable {
             if top > 0 { for i in 0..<n { trend[i] = max(0, p.decayed(i) / top) } }
         }
         self.trend = trend
+        realtimeWeight = model.metadata.parameters["realtime_weight"] ?? 1  // the loader checked 0...1e6
         let freshHalfLife = model.metadata.parameters["freshness_half_life_days"] ?? 0
         if let firstSeen = model.firstSeen, freshHalfLife > 0 {
             fresh = firstSeen.freshness(halfLifeDays: freshHalfLife)

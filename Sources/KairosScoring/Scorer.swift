@@ -28,13 +28,16 @@ public enum Scorer {
             targetNorm = s.typicalUserNorm
         }
         var eventRows: [Int] = []
+        // A known user's events weigh `realtimeWeight` against their vector; for a user the model does not know, the
+        // events are the whole vector (the normalisation below makes any positive weight the same).
+        let weight = row != nil ? s.realtimeWeight : 1
         // Summed in double precision: a float sum of strengths near Float.greatestFiniteMagnitude overflowed, and the
         // infinite norm then scaled the vector to zeros or NaN instead of toward the events' items.
         var sum: [Double] = []
         for e in context.events {
             guard let item = m.items.row(of: e.item), e.timestamp <= now else { continue }
             let w = Float(DecayWeight.weight(age: Double(now - e.timestamp), decay: context.decay, modelDefault: m.metadata.decay))
-            let scale = Double(e.strength) * Double(w)
+            let scale = weight * Double(e.strength) * Double(w)
             eventRows.append(item)
             guard scale != 0, scale.isFinite else { continue }
             if sum.isEmpty { sum = u.map(Double.init) }

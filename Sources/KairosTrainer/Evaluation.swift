@@ -70,7 +70,7 @@ package struct ScoringComponents: Sendable {
     /// Number of categories (0 without attributes).
     package let categoryCount: Int
     /// Factors for the dot product, if any.
-    package let factors: ALSFactors?
+    package private(set) var factors: ALSFactors?
     /// Freshness per item (all zeros without a freshness half-life).
     package private(set) var freshness: [Float]
     /// Whether ``freshness`` was computed (a half-life was given).
@@ -100,6 +100,13 @@ package struct ScoringComponents: Sendable {
         self.categories = categories
         categoryCount = Int(categories?.filter { $0 != ItemAttributes.none }.max().map { $0 + 1 } ?? 0)
         self.factors = factors
+    }
+
+    /// The same components with other factors (real-time events folded into some users' rows).
+    package func withFactors(_ f: ALSFactors) -> ScoringComponents {
+        var c = self
+        c.factors = f
+        return c
     }
 
     /// The same components with another per-item freshness (another half-life), nothing recomputed.

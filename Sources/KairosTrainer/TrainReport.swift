@@ -85,6 +85,9 @@ public struct TrainReport: Sendable, Codable {
     /// Profile kind -> the stored profiles' test gain over it, paired user by user (`hit@3_gain`, `hit@3_gain_se`,
     /// `log_likelihood_gain`, `log_likelihood_gain_se`).
     public var timingComparisons: [String: [String: Double]] = [:]
+    /// The real-time fold-in on sessions (METRICS.md "Real-time events"): `validation` (NDCG@K per weight, the chosen
+    /// one) and `test` (without events, with them at the chosen weight and at 1, paired gains).
+    public var realtime: [String: [String: Double]] = [:]
     /// The quality gate's outcome (`--quality-gate`); nil when it was not asked for.
     public var qualityGate: QualityGate.Outcome?
     /// Final training loss per iteration where computed.

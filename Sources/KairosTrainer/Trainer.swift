@@ -133,6 +133,7 @@ public enum Trainer {
         report.scoring = Dictionary(uniqueKeysWithValues: tuned.weights.map { ($0.key.rawValue, $0.value.dictionary) })
         report.parameters["trending_half_life_days"] = tuned.trendingHalfLifeDays
         report.parameters["freshness_half_life_days"] = tuned.freshnessHalfLifeDays
+        report.parameters["realtime_weight"] = tuned.realtimeWeight
         if let h = tuned.historyHalfLifeDays { report.parameters["history_half_life_days"] = h }
         report.parameters.merge(tuned.activity.parameters, uniquingKeysWith: { _, new in new })
 

@@ -31,6 +31,9 @@ public struct TrainerConfig: Sendable {
     public var trendingHalfLifeDays: Double?
     /// Half-life of item freshness (new arrivals) in days; nil picks it on the validation split, 0 leaves it out.
     public var freshnessHalfLifeDays: Double?
+    /// How much a known user's real-time events weigh against their vector when served (0 ignores them; 1 is the
+    /// fold-in of PROTOCOL.md); nil picks it on validation sessions (``RealtimeSessions``).
+    public var realtimeWeight: Double?
     /// Scale each user's decayed confidences to mean 1 (see ``Interactions``).
     public var normalizePerUser = true
     /// Decay reference time for the final model; nil means the newest event.

@@ -209,6 +209,13 @@ import Testing
         }
         contents.metadata.scoring = ["allow-repeats": ["freshness": -1e6]]
         #expect(loadError(try ModelWriter.encode(contents), in: folder) == nil)
+        // The real-time weight: 0 to 1e6.
+        for weight in [-0.1, 2e6, .infinity] {
+            contents.metadata.parameters["realtime_weight"] = weight
+            #expect(throws: ModelFormatError.self) { _ = try ModelWriter.encode(contents) }
+        }
+        contents.metadata.parameters["realtime_weight"] = 0
+        #expect(loadError(try ModelWriter.encode(contents), in: folder) == nil)
     }
 
     /// An int8 row scale past 2^34 (x 127 past the float bound) is refused; int8 files at the bound load.

@@ -82,6 +82,36 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         #expect(r.scores[0] > before.scores[0])
     }
 
+    /// The model's `realtime_weight` scales a known user's events against their vector (0: ignored), and leaves a
+    /// user the model does not know personal from the events alone; a file without it folds at 1.
+    @Test func storedRealtimeWeightScalesAKnownUsersEvents() throws {
+        let event = RealtimeEvent(item: "item-42", strength: 8, timestamp: now - 60)
+        let ctx = RealtimeContext(events: [event], decay: .exponential(halfLifeSeconds: 60), now: now)
+        let u = userRow(3)
+        let v = RowEncoder.decodeRow(42, of: testSnapshot.model.itemFactors)
+        var cold: [ScoredItem]?
+        for weight in [nil, 0.25, 0] as [Double?] {
+            var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
+            c.metadata.parameters["realtime_weight"] = weight
+            let path = "/tmp/kairos-realtime-weight-\(getpid()).kmodel"
+            try ModelWriter.write(c, to: path)
+            defer { unlink(path) }
+            let s = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+            #expect(s.realtimeWeight == weight ?? 1)
+            let r = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-42", "item-9"], context: ctx), on: s, now: 0)
+            var folded = zip(u, v).map { $0 + Float(weight ?? 1) * 8 * 0.5 * $1 }  // one half-life old: 0.5
+            let scale = ModelSnapshot.norm(u) / ModelSnapshot.norm(folded)
+            folded = folded.map { $0 * scale }
+            for (n, item) in [42, 9].enumerated() {
+                #expect(abs(Double(r.scores[n]) - referenceScore(folded, item: item)) < 1e-4, "weight \(String(describing: weight)) item \(item)")
+            }
+            let unknown = Scorer.topK(TopKRequest(model: ref, user: "new-user", k: 5, context: ctx), on: s, now: 0)
+            #expect(unknown.flags == .coldStartFromEvents && unknown.items.count == 5)
+            #expect(cold == nil || unknown.items == cold!, "an unknown user's answer depends on the weight")
+            cold = unknown.items
+        }
+    }
+
     /// Events in the future, on unknown items, or decayed to nothing leave the scores unchanged.
     @Test func uselessEventsChangeNothing() {
         let plain = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-1"]), on: testSnapshot, now: now)

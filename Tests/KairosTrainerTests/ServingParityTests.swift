@@ -9,51 +9,57 @@ import Testing
 /// The model the trainer writes must rank, when served, exactly as the trainer's evaluation ranked: the blend weights
 /// were learned on the trainer's scores, so any drift between the two scorers silently changes what was tuned.
 @Suite struct ServingParityTests {
-    /// For every term of the blend (dot, trending, buy-again, category, freshness) at once, the server's TOPK of each
-    /// user equals the trainer's ranking of the same user under the weights stored in the model: the same items in
-    /// the same order with the same scores, excluding the user's history or (allow-repeats) boosting it.
-    @Test func servedTopKIsTheTrainersRanking() throws {
-        let dir = TempFolder()
+    /// A trained model of a synthetic log with categories, served from a file with `scoring` as its blend, and the
+    /// trainer's components of it (rebuilt from the log and the stored factors, as the evaluation builds them).
+    struct Fixture {
+        var config: TrainerConfig
+        var contents: ModelContents
+        var snapshot: ModelSnapshot
+        var log: EventLog
+        var components: ScoringComponents
+        var reference: Int64
+        var usersOverHistoryCap: Int
+    }
+
+    static func fixture(
+        in dir: TempFolder,
+        users: Int,
+        items: Int,
+        categories: Int,
+        days: Int,
+        eventsPerUser: Double,
+        scoring: [EvaluationProtocol: KairosTrainer.BlendWeights],
+        configure: (inout TrainerConfig) -> Void = { _ in }
+    ) throws -> Fixture {
         var g = SyntheticLog()
-        g.users = 90
-        g.items = 150
-        g.categories = 6
-        g.days = 60
-        g.eventsPerUser = 20
+        g.users = users
+        g.items = items
+        g.categories = categories
+        g.days = days
+        g.eventsPerUser = eventsPerUser
         let events = "\(dir.path)/e.csv"
-        let items = "\(dir.path)/i.csv"
+        let itemsPath = "\(dir.path)/i.csv"
         try g.writeCSV(to: events)
-        try g.writeItemsCSV(to: items)
+        try g.writeItemsCSV(to: itemsPath)
         var c = TrainerConfig(input: events)
-        c.itemsPath = items
+        c.itemsPath = itemsPath
         c.als.factors = 16
         c.als.iterations = 4
         c.holdout = 0
         c.tune = false  // the weights are set below, so that no term is left out
         c.trendingHalfLifeDays = 7
         c.freshnessHalfLifeDays = 10
-        c.historyCap = 12  // below most users' item counts: exclusion and buy-again see the capped history
+        configure(&c)
         let trained = try Trainer.run(c)
         var contents = try trained.requireContents()
-        let weights: [EvaluationProtocol: KairosTrainer.BlendWeights] = [
-            .excludeSeen: KairosTrainer.BlendWeights(dot: 2, trending: 0.5, buyAgain: 0, category: 0.3, freshness: 0.2),
-            .allowRepeats: KairosTrainer.BlendWeights(dot: 0.7, trending: 0.2, buyAgain: 1.5, category: 0.1, freshness: 0.05),
-        ]
-        contents.metadata.scoring = Dictionary(uniqueKeysWithValues: weights.map { ($0.key.rawValue, $0.value.dictionary) })
+        contents.metadata.scoring = Dictionary(uniqueKeysWithValues: scoring.map { ($0.key.rawValue, $0.value.dictionary) })
         let path = "\(dir.path)/m.kmodel"
         try ModelWriter.write(contents, to: path)
         let snapshot = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
-
-        // The trainer's side: the components of the final model, rebuilt from the log and the stored factors.
         let (log, _) = try EventLogReader.read(path: events)
-        let (attributes, _) = try ItemAttributesReader.read(path: items, itemIds: log.itemIds)
+        let (attributes, _) = try ItemAttributesReader.read(path: itemsPath, itemIds: log.itemIds)
         let reference = log.timeRange!.upperBound
-        var itemsPerUser = [Set<UInt32>](repeating: [], count: log.userIds.count)
-        for e in 0..<log.count { itemsPerUser[Int(log.users[e])].insert(log.items[e]) }
-        let overCap = itemsPerUser.filter { $0.count > c.historyCap }.count
-        #expect(overCap > 10 && trained.report.data.usersOverHistoryCap == overCap)
-        let k = c.als.factors
-        let factors = ALSFactors(factors: k, user: contents.userFactors!.values, item: contents.itemFactors.values, losses: [])
+        let factors = ALSFactors(factors: c.als.factors, user: contents.userFactors!.values, item: contents.itemFactors.values, losses: [])
         let components = ScoringComponents(
             log: log,
             decay: c.decay,
@@ -64,6 +70,30 @@ import Testing
             factors: factors,
             freshnessHalfLifeDays: c.freshnessHalfLifeDays!
         )
+        return Fixture(
+            config: c, contents: contents, snapshot: snapshot, log: log, components: components, reference: reference,
+            usersOverHistoryCap: trained.report.data.usersOverHistoryCap
+        )
+    }
+
+    /// For every term of the blend (dot, trending, buy-again, category, freshness) at once, the server's TOPK of each
+    /// user equals the trainer's ranking of the same user under the weights stored in the model: the same items in
+    /// the same order with the same scores, excluding the user's history or (allow-repeats) boosting it.
+    @Test func servedTopKIsTheTrainersRanking() throws {
+        let dir = TempFolder()
+        let weights: [EvaluationProtocol: KairosTrainer.BlendWeights] = [
+            .excludeSeen: KairosTrainer.BlendWeights(dot: 2, trending: 0.5, buyAgain: 0, category: 0.3, freshness: 0.2),
+            .allowRepeats: KairosTrainer.BlendWeights(dot: 0.7, trending: 0.2, buyAgain: 1.5, category: 0.1, freshness: 0.05),
+        ]
+        // History capped below most users' item counts: exclusion and buy-again see the capped history.
+        let f = try Self.fixture(in: dir, users: 90, items: 150, categories: 6, days: 60, eventsPerUser: 20, scoring: weights) {
+            $0.historyCap = 12
+        }
+        let (c, contents, snapshot, log, components, reference) = (f.config, f.contents, f.snapshot, f.log, f.components, f.reference)
+        var itemsPerUser = [Set<UInt32>](repeating: [], count: log.userIds.count)
+        for e in 0..<log.count { itemsPerUser[Int(log.users[e])].insert(log.items[e]) }
+        let overCap = itemsPerUser.filter { $0.count > c.historyCap }.count
+        #expect(overCap > 10 && f.usersOverHistoryCap == overCap)
         // The stored weights of each protocol, plus repeats allowed with the request's own weights and no buy-again
         // boost: the user's history then competes with the catalogue on equal terms, so a merge that drops history
         // items which belong in the top k shows.
@@ -117,6 +147,71 @@ import Testing
         #expect(historyInAnswers > 40 && historyInAnswers < 360, "\(historyInAnswers)")
         // Every term reached the rankings: the fixture has categories, fresh items and histories.
         #expect(components.categoryCount > 1 && components.freshness.contains { $0 > 0.01 })
+    }
+
+    /// Real-time events: the server's TOPK of a user with events equals the trainer's session ranking (the user's row
+    /// folded as ``RealtimeSessions/fold`` folds it, the stored history and the events' items skipped), at the
+    /// weight the model stores; weight 0 leaves the answer as without events (less the events' items).
+    @Test(arguments: [0.3, 0, 1])
+    func servedTopKWithEventsIsTheTrainersSessionRanking(weight: Double) throws {
+        let dir = TempFolder()
+        let blend = KairosTrainer.BlendWeights(dot: 2, trending: 0.5, buyAgain: 0, category: 0.3, freshness: 0.2)
+        let f = try Self.fixture(in: dir, users: 60, items: 120, categories: 5, days: 40, eventsPerUser: 15, scoring: [.excludeSeen: blend]) {
+            $0.realtimeWeight = weight
+        }
+        let (c, contents, snapshot, log, components, reference) = (f.config, f.contents, f.snapshot, f.log, f.components, f.reference)
+        #expect(contents.metadata.parameters["realtime_weight"] == weight)
+        let factors = components.factors!
+        // Sessions by hand: three events each (strengths 1-8, minutes to days old) on items the user has not had.
+        var sessions = RealtimeSessions(train: log, later: log, history: components.history, maxUsers: 0)
+        var rng = SplitMix64(seed: 17)
+        for u in 0..<30 {
+            let had = Set(components.buyAgain(u).map(\.0))
+            let fresh = (0..<Int32(log.itemIds.count)).filter { !had.contains($0) }
+            let context = (0..<3).map { j in
+                RealtimeSessions.Event(
+                    item: fresh[Int(rng.next() % UInt64(fresh.count))],
+                    strength: [1, 2, 4, 8][Int(rng.next() % 4)],
+                    time: reference - Int64(rng.next() % 200_000) - Int64(j)
+                )
+            }
+            sessions.set.users.append(u)
+            sessions.set.truth.append([])
+            sessions.set.seen.append(had.union(context.map(\.item)))
+            sessions.context.append(context)
+            sessions.now.append(reference)
+        }
+        var rows = factors
+        sessions.fold(factors, into: &rows, weight: weight, decay: c.decay)
+        let folded = components.withFactors(rows)
+        let scorer = BlendScorer(set: sessions.set, components: folded, k: 10)
+        var moved = 0
+        for (n, u) in sessions.set.users.enumerated() {
+            let expected = scorer.ranking(user: n, blend)
+            let request = TopKRequest(
+                model: ModelRef(name: contents.name),
+                user: log.userIds[u],
+                k: 10,
+                context: RealtimeContext(
+                    events: sessions.context[n].map { RealtimeEvent(item: log.itemIds[Int($0.item)], strength: $0.strength, timestamp: $0.time) },
+                    now: reference
+                )
+            )
+            let served = Scorer.topK(request, on: snapshot, now: reference).items
+            #expect(served.map(\.item) == expected.map { log.itemIds[Int($0.item)] }, "weight \(weight) user \(u)")
+            for (s, e) in zip(served, expected) {
+                #expect(abs(s.score - e.score) <= 1e-4 * max(1, abs(e.score)), "weight \(weight) user \(u) \(s.item)")
+            }
+            var plain = request
+            plain.context = RealtimeContext(now: reference)
+            plain.k = 13
+            let without = Scorer.topK(plain, on: snapshot, now: reference).items.filter { item in
+                !sessions.context[n].contains { log.itemIds[Int($0.item)] == item.item }
+            }.prefix(10)
+            if served.map(\.item) != without.map(\.item) { moved += 1 }
+        }
+        // The events moved answers exactly when they weigh something.
+        #expect(weight == 0 ? moved == 0 : moved > 10, "\(moved) answers moved at weight \(weight)")
     }
 
     /// Trained timing reaches PUSH_DECIDE: asked at 09:00 UTC, the server holds each user's push until the hour they

@@ -1,0 +1,139 @@
+package import KairosModelFormat
+
+/// Sessions that judge the real-time fold-in offline: what a user did first after a split point is a request's
+/// events, and what they did in the day after that is the truth.
+///
+/// For each user known before the split with more than ``contextEvents`` events after it: the first ``contextEvents``
+/// of those events (by time) are the context, `now` is the last context event's time, and the truth is the items
+/// the user had within ``window`` after `now`, neither in the context nor seen before the split (exclude-seen). The
+/// ranking skips what served TOPK skips: the user's stored (capped) history and the context's items.
+package struct RealtimeSessions: Sendable {
+    /// Events a session's request carries.
+    package static let contextEvents = 3
+    /// How long after the last context event the truth runs (seconds).
+    package static let window: Int64 = 86_400
+    /// The weights validation chooses among; 1 is the fold-in before weights existed, the incumbent.
+    package static let weights: [Double] = [0, 0.01, 0.03, 0.1, 0.3, 1]
+
+    /// One request's events.
+    package struct Event: Sendable {
+        package var item: Int32
+        package var strength: Float
+        package var time: Int64
+    }
+
+    /// Users, truths and skipped items, as any evaluation set.
+    package var set = EvaluationSet()
+    /// Per user of ``set``: the context events, oldest first.
+    package var context: [[Event]] = []
+    /// Per user of ``set``: the request time.
+    package var now: [Int64] = []
+
+    /// Sessions of the users of `train` in `later` (at most `maxUsers`, evenly spaced); `history` is the history the
+    /// model stores (what served TOPK excludes).
+    package init(train: EventLog, later: EventLog, history: UserHistory, maxUsers: Int) {
+        var seen = [Set<Int32>](repeating: [], count: train.userIds.count)
+        // Items first seen after the split have no factors in the model: they cannot be recommended.
+        var known = [Bool](repeating: false, count: train.itemIds.count)
+        for e in 0..<train.count {
+            seen[Int(train.users[e])].insert(Int32(train.items[e]))
+            known[Int(train.items[e])] = true
+        }
+        var byUser = [[Int]](repeating: [], count: train.userIds.count)
+        for e in 0..<later.count where Int(later.users[e]) < byUser.count && !seen[Int(later.users[e])].isEmpty {
+            byUser[Int(later.users[e])].append(e)
+        }
+        for u in byUser.indices where byUser[u].count > Self.contextEvents {
+            let events = byUser[u].sorted { (later.times[$0], $0) < (later.times[$1], $1) }
+            let first = events.prefix(Self.contextEvents)
+            let now = later.times[first.last!]
+            let contextItems = Set(first.map { Int32(later.items[$0]) })
+            var truth = Set<Int32>()
+            for e in events.dropFirst(Self.contextEvents) where later.times[e] <= now + Self.window {
+                let item = Int32(later.items[e])
+                if Int(item) < known.count, known[Int(item)], !contextItems.contains(item), !seen[u].contains(item) {
+                    truth.insert(item)
+                }
+            }
+            guard !truth.isEmpty else { continue }
+            set.users.append(u)
+            set.truth.append(truth)
+            let lo = Int(history.indptr[u])
+            let hi = Int(history.indptr[u + 1])
+            set.seen.append(Set((lo..<hi).map { Int32(history.items[$0]) }).union(contextItems))
+            context.append(first.map { Event(item: Int32(later.items[$0]), strength: later.strengths[$0], time: later.times[$0]) })
+            self.now.append(now)
+        }
+        if set.users.count > maxUsers {
+            let step = Double(set.users.count) / Double(maxUsers)
+            let picks = (0..<maxUsers).map { Int(Double($0) * step) }
+            set = EvaluationSet(users: picks.map { set.users[$0] }, truth: picks.map { set.truth[$0] }, seen: picks.map { set.seen[$0] })
+            context = picks.map { context[$0] }
+            now = picks.map { now[$0] }
+        }
+    }
+
+    /// The ranking runs of the sessions under `blend`, one per weight, with the events folded in at that weight (0:
+    /// without events; their items are skipped either way, as served TOPK skips them).
+    package func evaluate(
+        _ comps: ScoringComponents,
+        blend: BlendWeights,
+        weights: [Double],
+        decay: DecaySpec,
+        k: Int,
+        threads: Int,
+        dots: FactorDots
+    ) -> [MetricsAccumulator] {
+        let original = comps.factors!
+        // One copy of the user rows for every weight (the sessions' rows are rewritten each time): a copy per weight
+        // would hold 256 MB more at a time on a million users.
+        var f = original
+        return weights.map { w in
+            if w == 0 { return BlendScorer(set: set, components: comps, k: k, threads: threads, dots: dots).accumulate(blend) }
+            fold(original, into: &f, weight: w, decay: decay)
+            return BlendScorer(set: set, components: comps.withFactors(f), k: k, threads: threads, dots: dots).accumulate(blend)
+        }
+    }
+
+    /// Writes into `out` each session user's row of `f` folded with their context at `weight`, as served.
+    package func fold(_ f: ALSFactors, into out: inout ALSFactors, weight: Double, decay: DecaySpec) {
+        let k = f.factors
+        for (n, u) in set.users.enumerated() {
+            let row = Array(f.user[(u * k)..<((u + 1) * k)])
+            let v = Self.fold(user: row, events: context[n], now: now[n], weight: weight, decay: decay) { item in
+                Array(f.item[(Int(item) * k)..<((Int(item) + 1) * k)])
+            }
+            out.user.replaceSubrange((u * k)..<((u + 1) * k), with: v)
+        }
+    }
+
+    /// The user vector `kairos serve` ranks a known user by after these events, with the same operations (PROTOCOL.md,
+    /// "realtime context"): `normalise(u + weight x sum strength x w(now - t) x v_item)` to the norm of `u`, summed in
+    /// double precision; events in the future and weights of 0 leave `u` as it is.
+    package static func fold(
+        user u: [Float],
+        events: [Event],
+        now: Int64,
+        weight: Double,
+        decay: DecaySpec,
+        itemRow: (Int32) -> [Float]
+    ) -> [Float] {
+        var sum: [Double] = []
+        for e in events where e.time <= now {
+            let w = Float(decay.weight(ageSeconds: Double(now - e.time)))
+            let scale = weight * Double(e.strength) * Double(w)
+            guard scale != 0, scale.isFinite else { continue }
+            if sum.isEmpty { sum = u.map(Double.init) }
+            let v = itemRow(e.item)
+            for d in 0..<u.count { sum[d] += scale * Double(v[d]) }
+        }
+        guard !sum.isEmpty else { return u }
+        var norm: Float = 0
+        for x in u { norm += x * x }
+        let targetNorm = norm.squareRoot()
+        let n = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        guard n > 0, n.isFinite else { return u }
+        let target = targetNorm > 0 ? Double(targetNorm) : min(n, 1e30)
+        return sum.map { Float($0 * (target / n)) }
+    }
+}
