@@ -110,7 +110,7 @@ public struct Train: ParsableCommand {
     var trendingHalfLife: Double?
     @Option(help: "Freshness (new arrivals) half-life in days (0: no freshness term); default: chosen on the validation split.")
     var freshnessHalfLife: Double?
-    @Option(help: "How much a known user's real-time events weigh against their vector when served (0: ignored, 1: equal footing with the factors' scale); default: chosen on validation sessions.")
+    @Option(help: "How much a known user's real-time events weigh against their vector when served (0: not at all, their items are still left out; 1: their strengths as given); default: chosen on validation sessions.")
     var realtimeWeight: Double?
     @Option(help: "Decay reference time for the final model (unix seconds or ISO-8601); default: newest event.")
     var now: String?
