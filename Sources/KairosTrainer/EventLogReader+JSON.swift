@@ -168,6 +168,18 @@ extension EventLogReader {
         return decoded.flatMap { roleOfKey[String(decoding: $0, as: UTF8.self).lowercased()] }
     }
 
+    /// The value of the 4 hex digits at `b[i...]`, or nil.
+    static func hex4(_ b: UnsafeRawBufferPointer, at i: Int) -> UInt32? {
+        guard i + 4 <= b.count else { return nil }
+        var v: UInt32 = 0
+        for k in i..<(i + 4) {
+            let c = b[k]
+            guard isHexDigit(c) else { return nil }
+            v = v << 4 | UInt32(c &- 0x30 < 10 ? c &- 0x30 : (c | 0x20) &- 0x61 + 10)
+        }
+        return v
+    }
+
     static func isHexDigit(_ c: UInt8) -> Bool {
         (c &- 0x30) < 10 || (c | 0x20) &- 0x61 < 6
     }
@@ -195,10 +207,19 @@ extension EventLogReader {
             case UInt8(ascii: "b"): out.append(0x08)
             case UInt8(ascii: "f"): out.append(0x0C)
             case UInt8(ascii: "u"):
-                guard i + 4 <= n, let code = UInt32(String(decoding: b[i..<(i + 4)], as: UTF8.self), radix: 16)
-                else { return nil }
+                guard var code = hex4(b, at: i) else { return nil }
                 i += 4
-                out.append(contentsOf: Array(String(UnicodeScalar(code).map { Character($0) } ?? "\u{FFFD}").utf8))
+                // A character outside the BMP is a surrogate pair, "\ud83d\ude00" (Python's json.dumps writes them so
+                // by default). They were decoded one by one into two U+FFFD, so every such id read the same.
+                if (0xD800...0xDBFF).contains(code) {
+                    guard i + 6 <= n, b[i] == 0x5C, b[i + 1] == UInt8(ascii: "u"), let low = hex4(b, at: i + 2),
+                        (0xDC00...0xDFFF).contains(low)
+                    else { return nil }  // a lone high surrogate is no character
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    i += 6
+                }
+                guard let scalar = UnicodeScalar(code) else { return nil }  // a lone low surrogate
+                out.append(contentsOf: Array(String(Character(scalar)).utf8))
             default: out.append(e)
             }
         }

@@ -283,6 +283,24 @@ import Testing
         options.userColumn = "whoé"
         let (o, _) = try EventLogReader.read(path: other, options: options)
         #expect(o.userIds == ["u1", "u2"])
+        // Characters outside the BMP arrive as surrogate pairs (Python's json.dumps default) and decode to themselves;
+        // they used to become two U+FFFD each, so these three users were one. A lone surrogate is a bad row.
+        let astral = dir.write(
+            #"""
+            {"user": "\ud83d\ude00", "item": "i", "timestamp": 1}
+            {"user": "\uD83D\uDE01", "item": "i", "timestamp": 2}
+            {"user": "x\ud83c\udf4ey", "item": "i", "timestamp": 3}
+            {"user": "\ud83d", "item": "i", "timestamp": 4}
+            {"user": "\ude00", "item": "i", "timestamp": 5}
+            {"user": "\ud83d\u0041", "item": "i", "timestamp": 6}
+            {"user": "\ud83d\ude0", "item": "i", "timestamp": 7}
+
+            """#,
+            to: "astral.jsonl"
+        )
+        let (a, ar) = try EventLogReader.read(path: astral)
+        #expect(Set(a.userIds) == ["\u{1F600}", "\u{1F601}", "x\u{1F34E}y"])
+        #expect(ar.badRows == 4 && ar.firstBadRows.map(\.line) == [4, 5, 6, 7])
     }
 
     /// TSV, custom column names and quoted CSV fields with escaped quotes.
