@@ -100,8 +100,9 @@ public struct Serve: AsyncParsableCommand {
         if let metricsPort {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-            metricsEndpoint = MetricsHTTPServer(host: host, port: metricsPort, registry: registry, logger: logger)
-            services.append(metricsEndpoint!)
+            let endpoint = MetricsHTTPServer(host: host, port: metricsPort, registry: registry, logger: logger)
+            metricsEndpoint = endpoint
+            services.append(endpoint)
         }
         let storage: LoadOptions.Storage = load == "mmap" ? .mapped : .copied  // validated: copy or mmap
         let store = ModelStore()

@@ -47,11 +47,18 @@ package struct EvaluationSet: Sendable {
     package var seen: [Set<Int32>] = []
 
     /// At most `maxUsers` of the users, evenly spaced (deterministic: keeps evaluation cost bounded on big logs).
-    package func thinned(to maxUsers: Int) -> EvaluationSet {
-        guard users.count > maxUsers else { return self }
-        let step = Double(users.count) / Double(maxUsers)
-        let picks = (0..<maxUsers).map { Int(Double($0) * step) }
-        return EvaluationSet(users: picks.map { users[$0] }, truth: picks.map { truth[$0] }, seen: picks.map { seen[$0] })
+    package func thinned(to maxUsers: Int) -> EvaluationSet { picked(Self.evenPicks(of: users.count, most: maxUsers)) }
+
+    /// At most `most` of `count` positions, evenly spaced (all of them when `count <= most`).
+    package static func evenPicks(of count: Int, most: Int) -> [Int] {
+        guard count > most else { return Array(0..<count) }
+        let step = Double(count) / Double(most)
+        return (0..<most).map { Int(Double($0) * step) }
+    }
+
+    /// The users at `picks`, with their truths and exclusions.
+    package func picked(_ picks: [Int]) -> EvaluationSet {
+        EvaluationSet(users: picks.map { users[$0] }, truth: picks.map { truth[$0] }, seen: picks.map { seen[$0] })
     }
 }
 

@@ -65,13 +65,15 @@ package struct RealtimeSessions: Sendable {
             self.now.append(now)
         }
         if set.users.count > maxUsers {
-            let step = Double(set.users.count) / Double(maxUsers)
-            let picks = (0..<maxUsers).map { Int(Double($0) * step) }
-            set = EvaluationSet(users: picks.map { set.users[$0] }, truth: picks.map { set.truth[$0] }, seen: picks.map { set.seen[$0] })
+            let picks = EvaluationSet.evenPicks(of: set.users.count, most: maxUsers)
+            set = set.picked(picks)
             context = picks.map { context[$0] }
             now = picks.map { now[$0] }
         }
     }
+
+    /// No sessions (for sessions built by hand).
+    package init() {}
 
     /// The ranking runs of the sessions under `blend`, one per weight, with the events folded in at that weight (0:
     /// without events; their items are skipped either way, as served TOPK skips them).

@@ -192,12 +192,14 @@ struct Session {
         let decayedFactors = fit(matrix(sub, decayed: true), label: "validation fit")
         // The freshness search's scorer for its choice: the decayed exclude-seen blend's, shortlists already built.
         var chosenScorer: BlendScorer?
+        var decayedComponents: ScoringComponents?  // the real-time weight is chosen on them below
         if config.freshnessHalfLifeDays == nil {
             chosenScorer = chooseFreshness(sub: sub, sets: sets, factors: decayedFactors, tuned: &tuned)
         }
         for decayed in [true, false] {
             let factors = decayed ? decayedFactors : fit(matrix(sub, decayed: false), label: "validation fit (no decay)")
             let comps = components(sub, decayed: decayed, tuned: tuned, factors: factors)
+            if decayed { decayedComponents = comps }
             for p in EvaluationProtocol.allCases {
                 let reuse = decayed && p == .excludeSeen ? chosenScorer : nil
                 if reuse != nil { chosenScorer = nil }  // held here only: freed with the loop's scorer
@@ -231,8 +233,7 @@ struct Session {
                 )
             }
         }
-        if config.realtimeWeight == nil {
-            let comps = components(sub, decayed: true, tuned: tuned, factors: decayedFactors)
+        if config.realtimeWeight == nil, let comps = decayedComponents {
             tuned.realtimeWeight = chooseRealtimeWeight(sub: sub, val: val, comps: comps, blend: tuned.weights[.excludeSeen]!, report: &report)
         }
         return tuned

@@ -163,7 +163,7 @@ import Testing
         #expect(contents.metadata.parameters["realtime_weight"] == weight)
         let factors = components.factors!
         // Sessions by hand: three events each (strengths 1-8, minutes to days old) on items the user has not had.
-        var sessions = RealtimeSessions(train: log, later: log, history: components.history, maxUsers: 0)
+        var sessions = RealtimeSessions()
         var rng = SplitMix64(seed: 17)
         for u in 0..<30 {
             let had = Set(components.buyAgain(u).map(\.0))
