@@ -1,7 +1,8 @@
 'use strict';
-// The Kairos client: every call of a Client is written to one pipelined connection without waiting for earlier
-// answers, and answers are matched by request id. Endpoints with failover and back-off, a deadline per call, and
-// one retry on a fresh connection when a connection breaks (every operation is idempotent but ROLLBACK).
+// The Kairos client: calls are written to a pipelined connection without waiting for earlier answers, and answers
+// are matched by request id (catalogue scans on a second connection, see SCAN_LANE). Endpoints with failover and
+// back-off, a deadline per call, and one retry on a fresh connection when a connection breaks (every operation is
+// idempotent but ROLLBACK).
 
 const net = require('net');
 const P = require('./protocol');
@@ -14,6 +15,19 @@ const {
 } = require('./errors');
 
 const DEFAULT_PORT = 7878;
+
+// The server answers each connection's requests in order, so a catalogue scan (milliseconds on a large catalogue)
+// holds up every SCORE pipelined behind it on the same connection. Scans and admin operations therefore go on a
+// connection of their own (lane 1); everything else on lane 0.
+const SCAN_LANE = 1;
+const LANE_OF = new Map([
+  [P.Op.TOPK, SCAN_LANE],
+  [P.Op.SIMILAR, SCAN_LANE],
+  [P.Op.PUSH_DECIDE, SCAN_LANE],
+  [P.Op.RELOAD, SCAN_LANE],
+  [P.Op.PIN, SCAN_LANE],
+  [P.Op.ROLLBACK, SCAN_LANE],
+]);
 
 /** Internal: the connection broke (closed, reset, or no answer at all within a timeout). */
 class Lost extends Error {}
@@ -91,8 +105,9 @@ function choose(endpoints, tried) {
  * out of the stream and each settles the request with its id (the server answers in order, but matching by id does
  * not depend on it). */
 class Connection {
-  constructor(index, socket) {
+  constructor(index, lane, socket) {
     this.index = index;
+    this.lane = lane;
     this.socket = socket;
     this.pending = new Map();
     this.nextId = 1;
@@ -214,8 +229,8 @@ class Client {
     this.connectTimeoutMs = options.connectTimeoutMs === undefined ? timeoutMs : options.connectTimeoutMs;
     this.backoffMs = options.backoffMs === undefined ? 500 : options.backoffMs;
     this.maxBackoffMs = options.maxBackoffMs === undefined ? 30000 : options.maxBackoffMs;
-    this._conn = null;
-    this._connecting = null;
+    this._conns = [null, null]; // per lane
+    this._connecting = [null, null];
     this._closed = false;
   }
 
@@ -269,8 +284,8 @@ class Client {
   /** Closes the connection; requests still waiting fail with KairosConnectionError. Later calls throw. */
   close() {
     this._closed = true;
-    if (this._conn) this._conn.close();
-    this._conn = null;
+    for (const conn of this._conns) if (conn) conn.close();
+    this._conns = [null, null];
   }
 
   // -------------------------------------------------------------------------------------------------- internals
@@ -279,10 +294,11 @@ class Client {
     if (this._closed) throw new KairosError('the client is closed');
     const deadline = Date.now() + this.timeoutMs;
     const tried = new Set();
+    const lane = LANE_OF.get(opcode) || 0;
     let retried = false;
     for (;;) {
-      let conn = this._conn;
-      if (!conn || conn.closed) conn = await this._connect(deadline, tried);
+      let conn = this._conns[lane];
+      if (!conn || conn.closed) conn = await this._connect(lane, deadline, tried);
       const endpoint = this.endpoints[conn.index];
       let answer;
       try {
@@ -345,18 +361,18 @@ class Client {
   }
 
   _forget(conn) {
-    if (this._conn === conn) this._conn = null;
+    if (this._conns[conn.lane] === conn) this._conns[conn.lane] = null;
   }
 
-  /** The live connection, or a new one; concurrent callers share one connection attempt. */
-  _connect(deadline, tried) {
-    if (!this._connecting) {
-      this._connecting = this._open(deadline, tried).finally(() => { this._connecting = null; });
+  /** The lane's live connection, or a new one; concurrent callers share one connection attempt. */
+  _connect(lane, deadline, tried) {
+    if (!this._connecting[lane]) {
+      this._connecting[lane] = this._open(lane, deadline, tried).finally(() => { this._connecting[lane] = null; });
     }
-    return this._connecting;
+    return this._connecting[lane];
   }
 
-  async _open(deadline, tried) {
+  async _open(lane, deadline, tried) {
     let lastError = null;
     for (;;) {
       const i = choose(this.endpoints, tried);
@@ -375,8 +391,8 @@ class Client {
         throw new KairosConnectionError('the client was closed while the request was in flight');
       }
       if (socket) {
-        this._conn = new Connection(i, socket);
-        return this._conn;
+        this._conns[lane] = new Connection(i, lane, socket);
+        return this._conns[lane];
       }
       endpoint.markDown(this.backoffMs, this.maxBackoffMs);
       tried.add(i);

@@ -70,6 +70,30 @@ test('answers are matched by request id, whatever their order', async (t) => {
   c.close();
 });
 
+test('a scan in progress does not hold up the requests behind it: scans have a connection of their own', async (t) => {
+  // Like kairos serve, this stand-in answers each connection in order; it never finishes a TOPK, so on a shared
+  // connection every request behind one would wait for it.
+  const scanArrived = deferred();
+  const server = await serve(t, (s) => {
+    let blocked = false;
+    readFrames(s, (f) => {
+      if (f.opcode === 0x11) {
+        blocked = true;
+        scanArrived.resolve();
+      }
+      if (!blocked) s.write(responseFrame(f.opcode | 0x80, f.requestId));
+    });
+  });
+  const c = new Client(`127.0.0.1:${server.port}`, { timeoutMs: 3000 });
+  const scan = c.topk('m', 'u', 10);
+  scan.catch(() => {});
+  await scanArrived.promise; // the TOPK is with the server before the PINGs are sent
+  for (let i = 0; i < 3; i++) assert.equal(await c.ping(), undefined);
+  assert.equal(server.sockets.length, 2);
+  c.close();
+  await assert.rejects(scan, K.KairosConnectionError);
+});
+
 test('a late answer to a timed-out request is dropped, and later requests get their own answers', async (t) => {
   let held = null;
   const server = await serve(t, (s) => readFrames(s, (f) => {

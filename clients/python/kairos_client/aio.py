@@ -1,4 +1,5 @@
-"""The asyncio client: one connection, many requests in flight on it (pipelining), answers matched by request id."""
+"""The asyncio client: many requests in flight on one connection (pipelining), answers matched by request id;
+catalogue scans on a second connection (see ``_SCAN_LANE``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from .types import Decay, Hello, PushDecision, Ranking, Scores, ServerInfo, Serv
 
 __all__ = ["AsyncClient"]
 
+# The server answers each connection's requests in order, so a catalogue scan (milliseconds on a large catalogue)
+# holds up every SCORE pipelined behind it on the same connection. Scans and admin operations therefore go on a
+# connection of their own (lane 1); everything else on lane 0.
+_SCAN_LANE = 1
+_LANE_OF = {op: _SCAN_LANE for op in (P.Op.TOPK, P.Op.SIMILAR, P.Op.PUSH_DECIDE, P.Op.RELOAD, P.Op.PIN, P.Op.ROLLBACK)}
+
 
 class _Lost(Exception):
     pass
@@ -28,8 +35,9 @@ class _Connection(asyncio.Protocol):
     for earlier answers; ``data_received`` splits the answers out of the stream and completes the waiting future of
     each request id (the server answers in order, but matching by id does not depend on it)."""
 
-    def __init__(self, index: int, loop: asyncio.AbstractEventLoop):
+    def __init__(self, index: int, lane: int, loop: asyncio.AbstractEventLoop):
         self.index = index
+        self.lane = lane
         self.loop = loop
         self.transport: Optional[asyncio.Transport] = None
         self.pending: Dict[int, asyncio.Future] = {}
@@ -161,8 +169,8 @@ class AsyncClient:
         self.score_format = score_format
         self._backoff = backoff
         self._max_backoff = max_backoff
-        self._conn: Optional[_Connection] = None
-        self._connecting: Optional[asyncio.Lock] = None
+        self._conns: List[Optional[_Connection]] = [None, None]  # per lane
+        self._connecting: List[Optional[asyncio.Lock]] = [None, None]
         self._closed = False
 
     # ------------------------------------------------------------------------------------------------ public API
@@ -218,11 +226,12 @@ class AsyncClient:
         return await self._call(P.Op.ROLLBACK, P.encode_rollback(model))
 
     async def close(self) -> None:
-        """Closes the connection; requests still waiting fail."""
+        """Closes the connections; requests still waiting fail."""
         self._closed = True
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conns, self._conns = self._conns, [None, None]
+        for conn in conns:
+            if conn is not None:
+                conn.close()
 
     aclose = close
 
@@ -240,16 +249,19 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         tried: Set[int] = set()
+        lane = _LANE_OF.get(opcode, 0)
         retried = False
         while True:
-            conn = self._conn
+            conn = self._conns[lane]
             if conn is None or conn.closed:
-                conn = await self._connect(loop, deadline, tried)
+                conn = await self._connect(lane, loop, deadline, tried)
             endpoint = self.endpoints[conn.index]
             try:
                 rop, rid, body = await conn.request(opcode, payload, deadline)
             except _Lost as e:
                 self._forget(conn)
+                if self._closed:  # close() broke it: not a fault to retry, and no new connection after close
+                    raise KairosConnectionError("the client was closed while the request was in flight") from None
                 if conn.fresh:  # a brand-new connection broke: prefer another endpoint for the retry, if any
                     endpoint.mark_down(self._backoff, self._max_backoff)
                 if opcode in P.Op.NOT_IDEMPOTENT:
@@ -298,16 +310,20 @@ class AsyncClient:
             return result
 
     def _forget(self, conn: _Connection) -> None:
-        if self._conn is conn:
-            self._conn = None
+        if self._conns[conn.lane] is conn:
+            self._conns[conn.lane] = None
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float, tried: Set[int]) -> _Connection:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:  # concurrent callers share one connection attempt
-            conn = self._conn
+    async def _connect(self, lane: int, loop: asyncio.AbstractEventLoop, deadline: float,
+                       tried: Set[int]) -> _Connection:
+        lock = self._connecting[lane]
+        if lock is None:
+            lock = self._connecting[lane] = asyncio.Lock()
+        async with lock:  # concurrent callers share one connection attempt
+            conn = self._conns[lane]
             if conn is not None and not conn.closed:
                 return conn
+            if self._closed:
+                raise KairosConnectionError("the client was closed while the request was in flight")
             last_error: Optional[KairosError] = None
             while True:
                 i = choose(self.endpoints, tried)
@@ -318,7 +334,7 @@ class AsyncClient:
                 if remaining <= 0:
                     raise KairosTimeoutError("no connection to %s:%d within %.3g s"
                                              % (endpoint.host, endpoint.port, self.timeout))
-                conn = _Connection(i, loop)
+                conn = _Connection(i, lane, loop)
                 try:
                     await asyncio.wait_for(loop.create_connection(lambda: conn, endpoint.host, endpoint.port),
                                            min(remaining, self.connect_timeout))
@@ -328,7 +344,10 @@ class AsyncClient:
                     last_error = KairosConnectionError("cannot connect to %s:%d: %s"
                                                        % (endpoint.host, endpoint.port, e))
                 else:
-                    self._conn = conn
+                    if self._closed:  # close() ran while this connection was being made
+                        conn.close()
+                        raise KairosConnectionError("the client was closed while the request was in flight")
+                    self._conns[lane] = conn
                     return conn
                 endpoint.mark_down(self._backoff, self._max_backoff)
                 tried.add(i)

@@ -67,14 +67,14 @@ def test_pipelining_many_requests_on_one_connection(server):
     async def main():
         async with kc.AsyncClient("127.0.0.1", server.port, timeout=10) as c:
             await c.ping()
-            conn = c._conn
+            conn = c._conns[0]
             tasks = [asyncio.ensure_future(c.score("default", "user-9", items[(i * 7) % 1900:(i * 7) % 1900 + 100]))
                      for i in range(n)]
             await asyncio.sleep(0)  # every task runs up to its await: all n requests are written, none answered yet
             in_flight = len(conn.pending)
             results = await asyncio.gather(*tasks)
             stats = await c.stats()
-            return in_flight, results, c._conn is conn, stats
+            return in_flight, results, c._conns[0] is conn, stats
 
     in_flight, results, same_connection, stats = run(main())
     assert in_flight == n
@@ -140,6 +140,51 @@ def test_answers_are_matched_by_id_not_by_order():
     assert [r.items[0].item for r in results] == ["item-%d-similar" % i for i in range(n)]
 
 
+def test_a_scan_in_progress_does_not_hold_up_the_requests_behind_it():
+    """Like kairos serve, this stand-in answers each connection in order; it never finishes a TOPK, so on a shared
+    connection every request behind one would wait for it. Scans go on a connection of their own."""
+
+    async def main():
+        scan_arrived = asyncio.Event()
+        writers = []
+
+        async def handle(reader, writer):
+            writers.append(writer)
+            blocked = False
+            try:
+                while True:
+                    header = await reader.readexactly(12)
+                    await reader.readexactly(struct.unpack_from("<I", header, 8)[0])
+                    if header[2] == 0x11:
+                        blocked = True
+                        scan_arrived.set()
+                    if not blocked:
+                        rid = struct.unpack_from("<I", header, 4)[0]
+                        writer.write(struct.pack("<BBBBII", 0xCA, 1, header[2] | 0x80, 0, rid, 0))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with kc.AsyncClient("127.0.0.1", port, timeout=3) as c:
+                scan = asyncio.ensure_future(c.topk("m", "u", 10))
+                await scan_arrived.wait()  # the TOPK is with the server before the PINGs are sent
+                for _ in range(3):
+                    assert await c.ping() is None
+                assert len(writers) == 2
+            with pytest.raises(kc.KairosConnectionError):  # closing the client fails it; it is not retried
+                await scan
+            assert len(writers) == 2
+        finally:
+            for w in writers:
+                w.close()
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+
+
 def test_errors_in_a_pipeline_fail_only_their_own_request(server):
     async def main():
         async with kc.AsyncClient("127.0.0.1", server.port, timeout=5) as c:
@@ -184,7 +229,7 @@ def test_async_timeout_then_reconnect(silent_server):
             elapsed = time.monotonic() - started
             assert isinstance(e.value, TimeoutError)
             assert 0.29 <= elapsed < 2.0, elapsed
-            assert c._conn is None  # nothing came back at all: the connection was dropped
+            assert c._conns[0] is None  # nothing came back at all: the connection was dropped
             with pytest.raises(TimeoutError):
                 await c.ping()
 
@@ -198,13 +243,13 @@ def test_async_reconnects_after_the_server_closes_an_idle_connection(start_serve
     async def main():
         async with kc.AsyncClient("127.0.0.1", srv.port, timeout=5) as c:
             await c.ping()
-            first = c._conn
+            first = c._conns[0]
             deadline = time.monotonic() + 15
             while not first.closed:  # the event loop must run to notice the close
                 assert time.monotonic() < deadline, "the server did not close the idle connection"
                 await asyncio.sleep(0.02)
             await c.ping()
-            assert c._conn is not first
+            assert c._conns[0] is not first
             return (await c.stats()).total_connections
 
     assert run(main()) == 2

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime
 import math
+import selectors
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -325,52 +327,66 @@ def test_encoder_rejects_what_the_wire_cannot_carry():
 
 
 class ScriptedServer:
-    """Accepts one connection; for each request frame it receives, checks it against the expected request vector
-    (opcode and payload byte for byte; the id is the client's choice) and answers with the paired response vector
-    under the client's id."""
+    """Accepts connections (the async client opens a second one for scans); for each request frame it receives, on any
+    of them, checks it against the next expected request vector (opcode and payload byte for byte; the id is the
+    client's choice) and answers on that connection with the paired response vector under the client's id."""
 
     def __init__(self, exchanges):
         self.exchanges = list(exchanges)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1)
+        self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.seen = []
         self.errors = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _recv_exact(self, c, n):
-        out = b""
-        while len(out) < n:
-            chunk = c.recv(n - len(out))
-            if not chunk:
-                raise EOFError
-            out += chunk
-        return out
+    def _answer(self, c, frame):
+        request_hex, response_hex = self.exchanges[len(self.seen)]
+        rid = struct.unpack_from("<I", frame, 4)[0]
+        expected = bytes.fromhex(request_hex)
+        self.seen.append(frame)
+        # Same bytes once the id is set to the vector's.
+        if frame[:4] + expected[4:8] + frame[8:] != expected:
+            self.errors.append("request differs: got %s want %s" % (frame.hex(), request_hex))
+        response = bytearray(bytes.fromhex(response_hex))
+        struct.pack_into("<I", response, 4, rid)
+        c.sendall(bytes(response))
 
     def _run(self):
-        self.sock.settimeout(10)
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        buffers = {}
+        deadline = time.monotonic() + 10
         try:
-            c, _ = self.sock.accept()
-            c.settimeout(10)
-            with c:
-                for request_hex, response_hex in self.exchanges:
-                    header = self._recv_exact(c, 12)
-                    length = struct.unpack_from("<I", header, 8)[0]
-                    frame = header + self._recv_exact(c, length)
-                    rid = struct.unpack_from("<I", frame, 4)[0]
-                    expected = bytes.fromhex(request_hex)
-                    self.seen.append(frame)
-                    # Same bytes once the id is set to the vector's.
-                    if frame[:4] + expected[4:8] + frame[8:] != expected:
-                        self.errors.append("request differs: got %s want %s" % (frame.hex(), request_hex))
-                    response = bytearray(bytes.fromhex(response_hex))
-                    struct.pack_into("<I", response, 4, rid)
-                    c.sendall(bytes(response))
+            while len(self.seen) < len(self.exchanges):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("%d of %d requests arrived" % (len(self.seen), len(self.exchanges)))
+                for key, _ in sel.select(0.1):
+                    if key.fileobj is self.sock:
+                        c, _ = self.sock.accept()
+                        c.settimeout(10)
+                        buffers[c] = b""
+                        sel.register(c, selectors.EVENT_READ)
+                        continue
+                    c = key.fileobj
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        sel.unregister(c)
+                        continue
+                    buf = buffers[c] + chunk
+                    while len(buf) >= 12 and len(buf) >= 12 + struct.unpack_from("<I", buf, 8)[0]:
+                        n = 12 + struct.unpack_from("<I", buf, 8)[0]
+                        self._answer(c, buf[:n])
+                        buf = buf[n:]
+                    buffers[c] = buf
         except Exception as e:  # reported by the test
             self.errors.append(repr(e))
         finally:
+            sel.close()
+            for c in buffers:
+                c.close()
             self.sock.close()
 
 
