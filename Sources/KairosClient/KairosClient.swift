@@ -14,7 +14,8 @@ public enum ClientError: Error, Sendable, Equatable {
 }
 
 /// An async client for one Kairos server connection; many calls may be in flight at once (pipelined, matched by
-/// request id). Safe to share between tasks.
+/// request id). Safe to share between tasks. The server answers a connection in order, so a catalogue scan (TOPK,
+/// SIMILAR, PUSH_DECIDE) delays the calls behind it: an app that mixes them keeps scans on a second client.
 public final class KairosClient: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<ClientHandler>
