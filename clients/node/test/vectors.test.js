@@ -291,3 +291,37 @@ function sendRaw(port, bytes) {
     s.write(bytes);
   });
 }
+
+test('mutated answers decode to a value or a KairosError, never another exception', () => {
+  // Deterministic (xorshift32, fixed seed): every response vector with 1-4 bytes changed, cut or extended.
+  let x = 0x9e3779b9;
+  const rand = (n) => {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    return x % n;
+  };
+  let decoded = 0;
+  let refused = 0;
+  for (let trial = 0; trial < 20000; trial++) {
+    const v = RESPONSES[rand(RESPONSES.length)];
+    const opcode = v.message.op === 'ERROR' ? 0x10 : OPCODES[v.message.op];
+    let payload = Buffer.from(hex(v.hex).subarray(12));
+    const edits = 1 + rand(4);
+    for (let e = 0; e < edits && payload.length; e++) {
+      const kind = rand(4);
+      if (kind === 0) payload = payload.subarray(0, rand(payload.length));
+      else if (kind === 1) payload = Buffer.concat([payload, Buffer.from([rand(256), rand(256)])]);
+      else payload[rand(payload.length)] = [0x00, 0xff, 0x7f, 0x80][rand(4)] ^ (kind === 3 ? rand(256) : 0);
+    }
+    const responseOpcode = rand(10) === 0 ? 0xff : hex(v.hex)[2];
+    try {
+      P.decodeResponse(opcode, responseOpcode, payload, 1, []);
+      decoded += 1;
+    } catch (e) {
+      assert.ok(e instanceof KairosError, `${v.name} trial ${trial}: ${e && e.stack}`);
+      refused += 1;
+    }
+  }
+  assert.ok(decoded > 1000 && refused > 1000, `decoded ${decoded}, refused ${refused}`);
+});
