@@ -7,7 +7,7 @@
         ...
 
 ``Client`` is blocking and thread-safe (a pool of connections); ``AsyncClient`` is for asyncio and pipelines
-concurrent requests on one connection. Both fail over across several endpoints. Errors are ``KairosError``
+concurrent requests on one connection (catalogue scans on a second). Both fail over across several endpoints. Errors are ``KairosError``
 subclasses carrying the protocol's error code; timeouts raise ``KairosTimeoutError``, a ``TimeoutError``.
 """
 

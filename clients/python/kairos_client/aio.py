@@ -143,8 +143,9 @@ class AsyncClient:
 
     Every concurrent call is written to one connection without waiting for earlier answers (pipelining); answers are
     matched by request id, so ``await asyncio.gather(*(client.score(...) for ...))`` keeps many requests in flight on
-    one socket. Endpoints, timeouts, failover and the one retry on a fresh connection work as in ``Client``.
-    Create it inside the event loop that uses it.
+    one socket. Catalogue scans (topk, similar, push_decide) and admin calls use a second connection, so that a scan
+    never holds up the scores behind it. Endpoints, timeouts, failover and the one retry on a fresh connection work
+    as in ``Client``. Create it inside the event loop that uses it.
     """
 
     def __init__(
