@@ -153,7 +153,12 @@ export interface Hello {
   server: string;
 }
 
-export interface RealtimeOptions {
+/** Rejects the call with the signal's reason when it aborts (an answer arriving later is dropped). */
+export interface Abortable {
+  signal?: AbortSignal;
+}
+
+export interface RealtimeOptions extends Abortable {
   events?: Iterable<EventLike>;
   /** Reference time for the events; the server's clock when left out. */
   now?: TimeLike;
@@ -168,7 +173,7 @@ export interface TopkOptions extends RealtimeOptions {
   buyAgainWeight?: number;
 }
 
-export interface PushOptions {
+export interface PushOptions extends Abortable {
   recentPushes?: Iterable<TimeLike>;
   maxPerDay?: number;
   maxPerWeek?: number;
@@ -202,7 +207,7 @@ export class Client {
   stats(): Promise<ServerStats>;
   score(model: ModelLike, user: string, items: Iterable<string>, options?: RealtimeOptions): Promise<Scores>;
   topk(model: ModelLike, user: string, k: number, options?: TopkOptions): Promise<Ranking>;
-  similar(model: ModelLike, item: string, k: number, options?: { category?: string }): Promise<Ranking>;
+  similar(model: ModelLike, item: string, k: number, options?: { category?: string } & Abortable): Promise<Ranking>;
   pushDecide(model: ModelLike, user: string, now: TimeLike | null, options?: PushOptions): Promise<PushDecision>;
   reload(): Promise<ServingReport>;
   pin(model: string, version: number | bigint): Promise<ServingReport>;

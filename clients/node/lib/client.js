@@ -34,6 +34,21 @@ class Lost extends Error {}
 /** Internal: one request's deadline passed. */
 class Expired extends Error {}
 
+/** What a call rejects with when its `signal` aborts: the signal's reason (an AbortError DOMException by default). */
+function abortReason(signal) {
+  return signal.reason !== undefined ? signal.reason : new DOMException('This operation was aborted', 'AbortError');
+}
+
+/** `promise`, or a rejection with the signal's reason as soon as it aborts. */
+function untilAborted(promise, signal) {
+  if (!signal) return promise;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 /** `[{host, port}]` from "host", "host:port", [host, port], {host, port}, or an array of those. */
 function parseEndpoints(spec, defaultPort = DEFAULT_PORT) {
   const single = typeof spec === 'string'
@@ -159,6 +174,7 @@ class Connection {
 
   _settled(id, waiter) {
     clearTimeout(waiter.timer);
+    if (waiter.signal) waiter.signal.removeEventListener('abort', waiter.onAbort);
     this.pending.delete(id);
     if (this.pending.size === 0 && !this.closed) this.socket.unref();
   }
@@ -173,6 +189,7 @@ class Connection {
     this.pending = new Map();
     for (const waiter of pending.values()) {
       clearTimeout(waiter.timer);
+      if (waiter.signal) waiter.signal.removeEventListener('abort', waiter.onAbort);
       waiter.reject(error);
     }
   }
@@ -185,8 +202,9 @@ class Connection {
     if (out.length && !this.closed) this.socket.write(out.length === 1 ? out[0] : Buffer.concat(out));
   }
 
-  /** Sends one request; resolves to `{opcode, requestId, body}`, rejects with Lost, Expired or a KairosError. */
-  request(opcode, payload, deadline) {
+  /** Sends one request; resolves to `{opcode, requestId, body}`, rejects with Lost, Expired, a KairosError or the
+   * abort reason of `signal` (then the request is forgotten: a late answer is dropped, the connection goes on). */
+  request(opcode, payload, deadline, signal) {
     if (this.closed) return Promise.reject(this.error || new Lost('closed'));
     const id = this.nextId;
     this.nextId = id < 0xffffffff ? id + 1 : 1; // 0 is never used: it addresses the connection
@@ -203,6 +221,15 @@ class Connection {
         }
         reject(new Expired());
       }, Math.max(0, deadline - Date.now()));
+      if (signal) {
+        waiter.signal = signal;
+        waiter.onAbort = () => {
+          if (!this.pending.has(id)) return;
+          this._settled(id, waiter);
+          reject(abortReason(signal));
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
       if (this.pending.size === 0) this.socket.ref();
       this.pending.set(id, waiter);
       if (this.out.length === 0) process.nextTick(this.flush);
@@ -253,20 +280,24 @@ class Client {
     // An iterable becomes an array once, so the answer's items are the ones sent; a string is refused by the codec.
     const iterable = items != null && typeof items !== 'string' && typeof items[Symbol.iterator] === 'function';
     const list = iterable && !Array.isArray(items) ? Array.from(items) : items;
-    return this._call(P.Op.SCORE, P.encodeScore(model, user, list, options), list);
+    return this._call(P.Op.SCORE, P.encodeScore(model, user, list, options), list, options.signal);
   }
 
   /** TOPK: the user's best k items. Options: exclude, allowRepeats, category, events, now, decay, trendingWeight,
    * buyAgainWeight. */
-  async topk(model, user, k, options = {}) { return this._call(P.Op.TOPK, P.encodeTopk(model, user, k, options)); }
+  async topk(model, user, k, options = {}) {
+    return this._call(P.Op.TOPK, P.encodeTopk(model, user, k, options), [], options.signal);
+  }
 
   /** SIMILAR: the k items most like `item` (by cosine), optionally within `options.category`. */
-  async similar(model, item, k, options = {}) { return this._call(P.Op.SIMILAR, P.encodeSimilar(model, item, k, options)); }
+  async similar(model, item, k, options = {}) {
+    return this._call(P.Op.SIMILAR, P.encodeSimilar(model, item, k, options), [], options.signal);
+  }
 
   /** PUSH_DECIDE: push now, later (and when) or never, and what. Options: recentPushes, maxPerDay, maxPerWeek,
    * minGapSeconds, quietHours, utcOffsetMinutes, threshold, k, events, decay. */
   async pushDecide(model, user, now, options = {}) {
-    return this._call(P.Op.PUSH_DECIDE, P.encodePushDecide(model, user, now, options));
+    return this._call(P.Op.PUSH_DECIDE, P.encodePushDecide(model, user, now, options), [], options.signal);
   }
 
   /** Admin: rescan the models folder now. */
@@ -290,19 +321,21 @@ class Client {
 
   // -------------------------------------------------------------------------------------------------- internals
 
-  async _call(opcode, payload, items = []) {
+  async _call(opcode, payload, items = [], signal = undefined) {
     if (this._closed) throw new KairosError('the client is closed');
+    if (signal && signal.aborted) throw abortReason(signal);
     const deadline = Date.now() + this.timeoutMs;
     const tried = new Set();
     const lane = LANE_OF.get(opcode) || 0;
     let retried = false;
     for (;;) {
+      if (signal && signal.aborted) throw abortReason(signal); // before a retry or a failover too
       let conn = this._conns[lane];
-      if (!conn || conn.closed) conn = await this._connect(lane, deadline, tried);
+      if (!conn || conn.closed) conn = await untilAborted(this._connect(lane, deadline, tried), signal);
       const endpoint = this.endpoints[conn.index];
       let answer;
       try {
-        answer = await conn.request(opcode, payload, deadline);
+        answer = await conn.request(opcode, payload, deadline, signal);
       } catch (e) {
         if (e instanceof Lost) {
           this._forget(conn);
@@ -332,6 +365,7 @@ class Client {
           if (choose(this.endpoints, tried) < 0) throw e;
           continue;
         }
+        if (signal && signal.aborted) throw e; // the caller gave up; the connection is fine
         this._forget(conn); // a stream this client cannot read, or a framing error: the connection is gone
         throw e;
       }

@@ -115,6 +115,31 @@ test('a late answer to a timed-out request is dropped, and later requests get th
   c.close();
 });
 
+test('a call whose signal aborts rejects with its reason at once; the connection goes on', async (t) => {
+  const frames = [];
+  const server = await serve(t, (s) => readFrames(s, (f) => {
+    frames.push(f);
+    const item = similarItem(f.payload);
+    if (item !== 'slow') s.write(responseFrame(0x92, f.requestId, rankingPayload(item)));
+  }));
+  const c = new Client(`127.0.0.1:${server.port}`, { timeoutMs: 5000 });
+  const aborted = new AbortController();
+  aborted.abort();
+  await assert.rejects(c.similar('m', 'never-sent', 1, { signal: aborted.signal }), { name: 'AbortError' });
+  assert.equal(frames.length, 0, 'an already aborted call sends nothing');
+
+  const controller = new AbortController();
+  const slow = c.similar('m', 'slow', 1, { signal: controller.signal });
+  assert.equal((await c.similar('m', 'quick', 1)).items[0].item, 'quick'); // the slow one is on the wire by now
+  const reason = new Error('the page was closed');
+  controller.abort(reason);
+  await assert.rejects(slow, (e) => e === reason);
+  await assert.rejects(c.similar('m', 'slow', 1, { signal: AbortSignal.timeout(50) }), { name: 'TimeoutError' });
+  assert.equal((await c.similar('m', 'after', 1)).items[0].item, 'after');
+  assert.equal(server.sockets.length, 1, 'aborting a call does not cost its connection');
+  c.close();
+});
+
 test('OVERLOADED at accept fails over to the next endpoint; with none left it rejects', async (t) => {
   const refusing = await serve(t, (s) => s.end(responseFrame(0xff, 0, errorPayload(10, 'too many connections'))));
   const healthy = await serve(t, (s) => readFrames(s, (f) => s.write(responseFrame(0x81, f.requestId))));

@@ -24,7 +24,7 @@ export async function everything(): Promise<void> {
     exclude: ['item-4'], allowRepeats: true, category: 'shoes', trendingWeight: 0.5, buyAgainWeight: 0.25,
     events: [], decay: Decay.sigmoid(1800, 0.01),
   });
-  const similar: Ranking = await c.similar(['default', 2], 'item-1', 5, { category: 'shoes' });
+  const similar: Ranking = await c.similar(['default', 2], 'item-1', 5, { category: 'shoes', signal: new AbortController().signal });
   const push: PushDecision = await c.pushDecide('default', 'user-1', null, {
     recentPushes: [1767225600, new Date()], maxPerDay: 2, maxPerWeek: 7, minGapSeconds: 14400, quietHours: null,
     utcOffsetMinutes: -300, threshold: 0.1, k: 3, events: [['item-3', 1, 1767225600]], decay: Decay.none(),
