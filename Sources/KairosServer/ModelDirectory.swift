@@ -200,6 +200,7 @@ public final class ModelDirectory: Sendable {
                     s.serving[name] = (file, record.identity)
                     let generation = generationCounter.add(1, ordering: .relaxed).newValue
                     generationGauge.record(Int(generation))
+                    Self.recordServing(model, name: name, loadedAt: snapshot.loadedAt)
                     reloads.increment()
                     let took = ContinuousClock.now - started
                     loadTimer.record(duration: took)
@@ -234,6 +235,17 @@ public final class ModelDirectory: Sendable {
             guard let snapshot, store.snapshot(name) === snapshot else { return }
             snapshot.buildDerivedTables()
         }
+    }
+
+    /// Per-model gauges of what serves now, so that a stalled retrain pipeline can be alerted on (`time() -
+    /// kairos_model_data_time_seconds > 2 * 86400`) and a fleet's versions compared.
+    static func recordServing(_ model: MappedModel, name: String, loadedAt: Int64) {
+        let labels = [("model", name)]
+        Gauge(label: "kairos_model_version", dimensions: labels).record(Double(model.header.modelVersion))
+        // The newest event of the training data (the trending reference time); the file's creation time without one.
+        let dataTime = model.popularity?.referenceTime ?? model.header.createdAt
+        Gauge(label: "kairos_model_data_time_seconds", dimensions: labels).record(Double(dataTime))
+        Gauge(label: "kairos_model_loaded_time_seconds", dimensions: labels).record(Double(loadedAt))
     }
 
     /// One queue for every directory: builds run one at a time, at low priority.

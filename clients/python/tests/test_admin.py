@@ -4,13 +4,16 @@ ROLLBACK (not idempotent) is never retried behind the caller's back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
+import time
+import urllib.request
 
 import pytest
 
 import kairos_client as kc
-from kairos_test_support import MODELS, DroppingProxy
+from kairos_test_support import MODELS, DroppingProxy, free_port
 
 ITEMS = ["item-%d" % i for i in range(0, 2000, 50)]
 
@@ -157,3 +160,45 @@ def test_admin_ops_are_unknown_opcodes_to_an_older_server(tmp_path):
         assert e.value.code == 4
         assert c.ping() is None  # same connection
     t.join(5)
+
+
+def _model_gauges(port):
+    """The per-model gauges on the metrics endpoint: {(metric, model): value}."""
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("kairos_model_") and "{model=" in line:
+            name, rest = line.split("{model=\"", 1)
+            model, value = rest.split("\"} ", 1)
+            out[(name, model)] = float(value)
+    return out
+
+
+def _inspect(kairos_binary, path):
+    out = subprocess.run([str(kairos_binary), "inspect", "--json", str(path)], check=True, stdout=subprocess.PIPE,
+                         timeout=120).stdout
+    return json.loads(out)
+
+
+def test_metrics_name_the_serving_version_and_how_old_its_data_is(start_server, models_dir, kairos_binary):
+    folder, v2 = models_dir
+    metrics_port = free_port()
+    before = int(time.time())
+    srv = start_server("--metrics-port", str(metrics_port), models=folder)
+    v1 = _inspect(kairos_binary, folder / "default.kmodel")
+    trending_time = next(s["param"] for s in v1["sections"] if s["kind"] == "item_popularity")
+    gauges = _model_gauges(metrics_port)
+    assert gauges[("kairos_model_version", "default")] == 1
+    assert gauges[("kairos_model_data_time_seconds", "default")] == trending_time
+    loaded = gauges[("kairos_model_loaded_time_seconds", "default")]
+    assert before <= loaded <= time.time() + 1
+
+    _publish(kairos_binary, v2, folder)
+    with kc.Client("127.0.0.1", srv.port, timeout=30) as c:
+        assert c.reload().model("default").version == 2
+    gauges = _model_gauges(metrics_port)
+    assert gauges[("kairos_model_version", "default")] == 2
+    v2_time = next(s["param"] for s in _inspect(kairos_binary, v2)["sections"] if s["kind"] == "item_popularity")
+    assert v2_time != trending_time
+    assert gauges[("kairos_model_data_time_seconds", "default")] == v2_time
+
