@@ -211,3 +211,30 @@ test('failover: an endpoint that refuses connections is skipped', async (t) => {
   assert.equal(c.endpoints[1].isUp(), true);
   c.close();
 });
+
+test('a rolling restart loses no request: calls move to the other server while the first drains', async (t) => {
+  const first = await startServer();
+  const second = await startServer();
+  t.after(async () => { await first.stop(); await second.stop(); });
+  const c = new Client([`127.0.0.1:${first.port}`, `127.0.0.1:${second.port}`], { timeoutMs: 5000, backoffMs: 30000 });
+  let done = 0;
+  let signalled = false;
+  const worker = async (w) => {
+    for (let i = 0; i < 150; i++) {
+      // Half scans, half scores: both connections of the first server must move over.
+      if (i % 2) assert.equal((await c.topk('default', `user-${w}`, 3)).items.length, 3);
+      else assert.equal((await c.score('default', `user-${w}`, ['item-1', 'item-2'])).scores.length, 2);
+      done += 1;
+      if (done === 200 && !signalled) {
+        signalled = true;
+        first.proc.kill('SIGTERM'); // drain, then exit
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+  assert.equal(done, 8 * 150);
+  assert.equal(await first.stop(), 0);
+  assert.equal(c.endpoints[0].isUp(), false);
+  c.close();
+});
+
