@@ -197,7 +197,6 @@ function decodeScores(payload, items = []) {
   const model = readStamp(r);
   const flags = r.u8();
   const n = r.u32();
-  if (n > payload.length) throw r.fail('ends early');
   const raw = r.take(4 * n);
   const itemFlags = Uint8Array.from(r.take(n));
   r.finish();

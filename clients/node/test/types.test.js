@@ -10,7 +10,7 @@ const os = require('os');
 const path = require('path');
 
 const ROOT = path.resolve(__dirname, '..');
-const tsc = ['/usr/bin/tsc', ...(process.env.PATH || '').split(':').map((d) => path.join(d, 'tsc'))].find((p) => fs.existsSync(p));
+const tsc = (process.env.PATH || '').split(':').map((d) => path.join(d, 'tsc')).find((p) => fs.existsSync(p));
 
 /** Runs tsc --strict on `file`, with 'kairos-client' resolved to this package's declarations. */
 function compile(file) {
