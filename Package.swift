@@ -81,7 +81,7 @@ let package = Package(
         .target(name: "CKairosBenchPeer", path: "Tests/Benchmarks/CKairosBenchPeer"),
 
         // MARK: Tests
-        .testTarget(name: "KairosKernelsTests", dependencies: ["KairosKernels"]),
+        .testTarget(name: "KairosKernelsTests", dependencies: ["KairosKernels", "KairosTestSupport"]),
         .target(name: "KairosTestSupport", dependencies: ["KairosKernels"], path: "Sources/KairosTestSupport"),
         .testTarget(name: "KairosProtocolTests", dependencies: ["KairosProtocol", "KairosModelFormat", "KairosTestSupport", nioCore]),
         .testTarget(

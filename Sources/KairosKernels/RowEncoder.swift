@@ -50,6 +50,21 @@ public enum RowEncoder {
         }
     }
 
+    /// Appends one row of `matrix`, decoded to float32 as ``decodeRow(_:of:)`` does, to `out`.
+    public static func decodeRow(_ row: Int, of matrix: MatrixView, appendingTo out: inout [Float]) {
+        precondition(row >= 0 && row < matrix.rows)
+        if matrix.encoding == .float32 {
+            let p = matrix.rowPointer(row)
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: matrix.cols))
+            out.withUnsafeMutableBytes { dst in
+                (dst.baseAddress! + start * 4).copyMemory(from: p, byteCount: matrix.cols * 4)
+            }
+        } else {
+            out.append(contentsOf: decodeRow(row, of: matrix))
+        }
+    }
+
     /// Decodes one row of `matrix` to float32 (the dequantized reference used by tests and the golden check).
     public static func decodeRow(_ row: Int, of matrix: MatrixView) -> [Float] {
         precondition(row >= 0 && row < matrix.rows)

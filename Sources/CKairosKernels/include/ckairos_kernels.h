@@ -157,6 +157,18 @@ void ckk_quantize_i8(const float *src, int8_t *dst, size_t cols, float scale);
  * vectorizes: it reads every factor of a model at load. */
 int64_t ckk_first_row_beyond(const void *base, size_t stride, size_t rows, int32_t cols, int enc, float limit);
 
+/* The least-squares real-time fold (KairosKernels/LeastSquaresFold.swift): with the Gram `gram` (k x k doubles,
+ * row-major; the lower triangle is read), `lambda` and `alpha`, solves the weighted-ALS user system over the n
+ * rows (k floats each) with confidence weights `before`, and again with `after`, and writes u + x_after - x_before
+ * to `out` (k floats). Returns 1; 0 when a system is not positive definite or a result not finite (out untouched);
+ * -1 when scratch memory could not be had. k at most 128. */
+/* total[i][j] += sum_r rows[r][i] rows[r][j] for j <= i (the lower triangle of the Gram, k x k doubles, row-major)
+ * over n rows of k floats: float partial sums per 256 rows, added into the doubles. */
+void ckk_gram_accumulate(const float *rows, size_t n, int32_t k, double *total);
+
+int ckk_least_squares_fold(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
+                           const double *before, const double *after, size_t n, const float *u, float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,8 @@ struct BenchOptions {
     var writeF32: String? = nil
     /// Model file for the model-load benchmark (open + verify everything), instead of the kernel rounds.
     var modelLoad: String? = nil
+    /// Time the least-squares real-time fold instead of the kernel rounds.
+    var fold = false
     /// Run the kernels at this ISA instead of ``ScoringKernels/best``.
     var isa: KernelISA? = nil
 
@@ -38,6 +40,8 @@ struct BenchOptions {
           --write-f32 PATH    write the float32 matrix as raw little-endian row-major floats without padding to PATH
                               and the query to PATH.query (for faiss_peer.py)
           --model-load FILE   time loading FILE as a served model (map + verify everything), vs one xxh64 pass
+          --fold              time the least-squares real-time fold per request (histories of 10, 100, 1000 items)
+                              against the additive fold, and the Gram of --rows rows
           -h, --help          this text
         """
 
@@ -69,6 +73,7 @@ struct BenchOptions {
             case "--json": options.json = true
             case "--write-f32": options.writeF32 = try value(argument)
             case "--model-load": options.modelLoad = try value(argument)
+            case "--fold": options.fold = true
             case "--isa":
                 let name = try value(argument)
                 guard let isa = KernelISA.allCases.first(where: { $0.description == name }) else {

@@ -67,6 +67,9 @@ do {
 if let path = options.modelLoad {
     runModelLoadBenchmark(path: path, options: options)
 }
+if options.fold {
+    runFoldBenchmark(options: options)
+}
 
 let kernels: ScoringKernels
 if let isa = options.isa {

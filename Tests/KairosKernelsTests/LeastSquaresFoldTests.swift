@@ -1,0 +1,154 @@
+import KairosKernels
+import KairosTestSupport
+import Testing
+
+@Suite struct LeastSquaresFoldTests {
+    /// `Y'Y` of two rows, by hand: [1 2] and [3 4] give [[1+9, 2+12], [2+12, 4+16]].
+    @Test func gramOfTwoRows() {
+        let g = [Float]([1, 2, 3, 4]).withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: 2) }
+        #expect(g == [10, 14, 14, 20])
+    }
+
+    /// Past one block of float partial sums (256 rows), the Gram is still the exact sum: 1,000 rows of 0.1 give
+    /// 1,000 x 0.01 in every entry (0.1 is inexact, so within float rounding of one block).
+    @Test func gramSumsManyRowsAccurately() {
+        let rows = [Float](repeating: 0.1, count: 1000 * 4)
+        let g = rows.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: 4) }
+        #expect(g.count == 16)
+        for v in g { #expect(abs(v - 10) < 1e-4, "\(v)") }
+    }
+
+    /// The Gram of a stored matrix is that of its decoded rows: bit for bit for float32 (so a served model's Gram is
+    /// the trainer's), and of the dequantized values for int8.
+    @Test(arguments: [RowEncoding.float32, .float16, .int8])
+    func gramOfAStoredMatrixIsTheGramOfItsRows(encoding: RowEncoding) {
+        let rows = 300
+        let cols = 8
+        var state: UInt64 = 7
+        let values = (0..<(rows * cols)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int(state >> 40) % 2001 - 1000) / 700
+        }
+        let stride = encoding.alignedStride(cols: cols)
+        var bytes = [UInt8](repeating: 0, count: rows * stride)
+        var scales = [Float](repeating: 1, count: rows)
+        values.withUnsafeBufferPointer { src in
+            bytes.withUnsafeMutableBytes { dst in
+                scales.withUnsafeMutableBufferPointer { RowEncoder.encode(src, rows: rows, cols: cols, as: encoding, into: dst, scales: $0) }
+            }
+        }
+        bytes.withUnsafeBytes { raw in
+            scales.withUnsafeBufferPointer { sc in
+                let m = MatrixView(
+                    base: raw.baseAddress!, rows: rows, cols: cols, rowStride: stride, encoding: encoding,
+                    scales: encoding == .int8 ? sc.baseAddress : nil
+                )
+                let decoded = (0..<rows).flatMap { RowEncoder.decodeRow($0, of: m) }
+                if encoding == .float32 { #expect(decoded == values) }
+                let fromRows = decoded.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: cols) }
+                #expect(LeastSquaresFold.gram(of: m) == fromRows)
+                // Symmetric, and each entry the double-precision sum within float rounding.
+                for a in 0..<cols {
+                    for b in 0..<cols {
+                        #expect(fromRows[a * cols + b] == fromRows[b * cols + a])
+                        var exact = 0.0
+                        for r in 0..<rows { exact += Double(decoded[r * cols + a]) * Double(decoded[r * cols + b]) }
+                        #expect(abs(fromRows[a * cols + b] - exact) <= 1e-4 * max(1, abs(exact)), "\(a) \(b)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// History weights are normalised to mean 1 (2 and 6: scale 2/8), events add at that scale, a negative amount
+    /// lowers a weight to 0 at most, and amounts of 0, NaN or below 0 on a new item change nothing.
+    @Test func confidences() {
+        var c = LeastSquaresFold.Confidences(historyItems: [UInt32(5), 9], weights: [Float(2), 6])
+        #expect(c.scale == 0.25)
+        #expect(c.items == [5, 9] && c.before == [0.5, 1.5] && c.after == c.before && !c.changed)
+        c.add(item: 9, amount: 4)
+        #expect(c.after == [0.5, 2.5] && c.changed)
+        c.add(item: 3, amount: 2)
+        #expect(c.items == [5, 9, 3] && c.before == [0.5, 1.5, 0] && c.after == [0.5, 2.5, 0.5])
+        c.add(item: 5, amount: -100)
+        #expect(c.after == [0, 2.5, 0.5])
+        c.add(item: 7, amount: -1)
+        c.add(item: 7, amount: 0)
+        c.add(item: 7, amount: .nan)
+        c.add(item: 7, amount: .infinity)
+        #expect(c.items == [5, 9, 3])
+        // Without history the scale is 1.
+        var empty = LeastSquaresFold.Confidences(historyItems: [UInt32](), weights: [Float]())
+        empty.add(item: 1, amount: 3)
+        #expect(empty.scale == 1 && empty.after == [3] && empty.before == [0])
+    }
+
+    /// By hand, items e1 and e2 (Gram I), lambda 1, alpha 1, a history of e1 (weight 1) and an event worth 2 on e2:
+    /// before, A = diag(1 + 1 + 1, 1 + 1) and b = (1 + 1) e1, so x = (2/3, 0); after, A = diag(3, 2 + 2) and
+    /// b = (2, 1 + 2), so x = (2/3, 3/4). The user moves by (0, 3/4).
+    @Test func foldByHand() {
+        var c = LeastSquaresFold.Confidences(historyItems: [UInt32(0)], weights: [Float(1)])
+        c.add(item: 1, amount: 2)
+        let rows: [Float] = [1, 0, 0, 1]  // the rows of c.items: e1, e2
+        let out = LeastSquaresFold.fold(user: [0.5, 0.5], gram: [1, 0, 0, 1], regularization: 1, alpha: 1, confidences: c, rows: rows)
+        #expect(out != nil)
+        #expect(abs(out![0] - 0.5) < 1e-6 && abs(out![1] - 1.25) < 1e-6, "\(out!)")
+    }
+
+    /// On random data the fold is `u + x_after - x_before` with both systems built from their definition
+    /// (``ReferenceSolve``): with a few changed weights (solved on the history's factorisation) and with more than
+    /// 16 (a second factorisation), a lowered weight among them.
+    @Test(arguments: [4, 24])
+    func foldMatchesADirectSolve(changes: Int) {
+        let k = 8
+        let items = 60
+        var state: UInt64 = 11
+        func next() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(Int(state >> 40) % 2001 - 1000) / 1000
+        }
+        let y = (0..<(items * k)).map { _ in Float(next()) }
+        let gram = y.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: k) }
+        let u = (0..<k).map { _ in Float(next()) }
+        var c = LeastSquaresFold.Confidences(historyItems: [UInt32(3), 7, 11, 20, 31], weights: [Float(4), 1, 0.5, 2, 0.25])
+        c.add(item: 7, amount: 3)
+        c.add(item: 25, amount: 1.5)
+        c.add(item: 2, amount: 0.5)
+        c.add(item: 25, amount: 1)
+        c.add(item: 3, amount: -3)
+        for i in 0..<(changes - 4) { c.add(item: Int32(35 + i), amount: 0.25 * Double(i + 1)) }
+        #expect(zip(c.before, c.after).filter { $0 != $1 }.count == changes)
+        let rows = c.items.flatMap { Array(y[(Int($0) * k)..<((Int($0) + 1) * k)]) }
+        let (alpha, lambda) = (10.0, 0.5)
+        let out = LeastSquaresFold.fold(user: u, gram: gram, regularization: lambda, alpha: alpha, confidences: c, rows: rows)!
+        func solution(_ r: [Double]) -> [Double] {
+            ReferenceSolve.userSolution(y: y, items: items, k: k, alpha: alpha, lambda: lambda) { i in
+                c.items.firstIndex(of: Int32(i)).map { r[$0] } ?? 0
+            }
+        }
+        let xb = solution(c.before)
+        let xa = solution(c.after)
+        for d in 0..<k {
+            let expected = Double(u[d]) + xa[d] - xb[d]
+            #expect(abs(Double(out[d]) - expected) < 1e-4, "dimension \(d): \(out[d]) vs \(expected)")
+        }
+        #expect(out != u)
+    }
+
+    /// Nothing changed: `u` itself. A system that is not positive definite (no regularization, no item rows): `u`.
+    /// More factors than the fold runs for: nil.
+    @Test func foldLeavesTheUserWhenItCannotSolve() {
+        let none = LeastSquaresFold.Confidences(historyItems: [UInt32(0)], weights: [Float(1)])
+        #expect(LeastSquaresFold.fold(user: [1, 2], gram: [1, 0, 0, 1], regularization: 1, alpha: 1, confidences: none, rows: [1, 0]) == [1, 2])
+        var c = LeastSquaresFold.Confidences(historyItems: [UInt32](), weights: [Float]())
+        c.add(item: 0, amount: 1)
+        #expect(LeastSquaresFold.fold(user: [1, 2], gram: [0, 0, 0, 0], regularization: 0, alpha: 1, confidences: c, rows: [0, 0]) == [1, 2])
+        let k = LeastSquaresFold.maxDimensions + 4
+        #expect(
+            LeastSquaresFold.fold(
+                user: [Float](repeating: 1, count: k), gram: [Double](repeating: 0, count: k * k), regularization: 1, alpha: 1,
+                confidences: c, rows: [Float](repeating: 0, count: k)
+            ) == nil
+        )
+    }
+}
