@@ -33,6 +33,7 @@ public struct Bench: AsyncParsableCommand {
     @Flag(help: "TOPK with repeats allowed (the user's history is scored and merged in).") var allowRepeats = false
     @Option(help: "TOPK and SIMILAR within this category (e.g. category-0 in a make-demo-model model).") var category = ""
     @Option(help: "Draw user and item ids from this model file (a real model's ids) instead of PREFIX + number.") var idsFrom: String?
+    @Option(help: "Real-time events per SCORE, TOPK and PUSH request (random items, a minute to an hour old, folded into the user's vector).") var events = 0
     @Flag(help: "Print one JSON object.") var json = false
 
     public init() {}
@@ -40,6 +41,7 @@ public struct Bench: AsyncParsableCommand {
     public func validate() throws {
         guard ["ping", "score", "topk", "similar", "push"].contains(op) else { throw ValidationError("--op must be ping, score, topk, similar or push") }
         guard connections > 0, pipeline > 0, duration > 0, items > 0, users > 0 else { throw ValidationError("counts must be positive") }
+        guard (0...Int(ServerLimits.standard.maxEvents)).contains(events) else { throw ValidationError("--events must be 0 to \(ServerLimits.standard.maxEvents)") }
         guard (1...65_535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a positive number") }
     }
@@ -72,14 +74,24 @@ public struct Bench: AsyncParsableCommand {
     func frames(seed: UInt64, ids: IdSource) -> [ByteBuffer] {
         var rng = SplitMix(seed)
         let ref = ModelRef(name: model)
+        // A fixed `now`, so that every request folds its events with the same ages.
+        let now: Int64 = 1_767_225_600
         return (0..<64).map { _ in
             let user = ids.user(&rng)
+            let context = RealtimeContext(
+                events: (0..<events).map { _ in
+                    RealtimeEvent(item: ids.item(&rng), strength: Float(1 << (rng.next() % 4)), timestamp: now - 60 - Int64(rng.next() % 3540))
+                },
+                now: now
+            )
             let request: Request = switch op {
             case "ping": .ping
-            case "score": .score(ScoreRequest(model: ref, user: user, candidates: IdList((0..<candidates).map { _ in ids.item(&rng) })))
-            case "topk": .topK(TopKRequest(model: ref, user: user, k: k, options: allowRepeats ? .allowRepeats : [], category: category))
+            case "score":
+                .score(ScoreRequest(model: ref, user: user, candidates: IdList((0..<candidates).map { _ in ids.item(&rng) }), context: context))
+            case "topk":
+                .topK(TopKRequest(model: ref, user: user, k: k, options: allowRepeats ? .allowRepeats : [], category: category, context: context))
             case "similar": .similar(SimilarRequest(model: ref, item: ids.item(&rng), k: k, category: category))
-            default: .pushDecide(PushDecideRequest(model: ref, user: user, k: k))
+            default: .pushDecide(PushDecideRequest(model: ref, user: user, k: k, context: context))
             }
             var b = ByteBuffer()
             request.writeFrame(requestID: 0, to: &b)

@@ -112,6 +112,8 @@ public struct Train: ParsableCommand {
     var freshnessHalfLife: Double?
     @Option(help: "How much a known user's real-time events weigh against their vector when served (0: not at all, their items are still left out; 1: their strengths as given); default: chosen on validation sessions.")
     var realtimeWeight: Double?
+    @Option(help: "How a known user's real-time events are folded into their vector when served: least-squares (what the events change in their least-squares solution) or additive (added to it, then rescaled); default: least-squares up to 128 factors.")
+    var realtimeFold: RealtimeFoldMethod?
     @Option(help: "Decay reference time for the final model (unix seconds or ISO-8601); default: newest event.")
     var now: String?
     @Option(help: "History items kept per user, heaviest first: what the server excludes (exclude-seen) and boosts (buy-again).")
@@ -232,6 +234,7 @@ public struct Train: ParsableCommand {
         c.trendingHalfLifeDays = trendingHalfLife
         c.freshnessHalfLifeDays = freshnessHalfLife
         c.realtimeWeight = realtimeWeight
+        c.realtimeFold = realtimeFold
         c.now = now.flatMap(parseTime)
         c.historyCap = historyCap
         c.encoding = encoding ?? .float32
@@ -340,3 +343,6 @@ func writeStandardError(_ text: String) {
     var t = text
     t.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
 }
+
+/// `--realtime-fold least-squares|additive`.
+extension RealtimeFoldMethod: ExpressibleByArgument {}

@@ -103,14 +103,15 @@ public final class MappedModel: Sendable {
         } catch {
             throw ModelFormatError(.badSection, section: "metadata", "not valid metadata JSON: \(error)")
         }
-        if let problem = metadata.servingProblem { throw ModelFormatError(.badSection, section: "metadata", problem) }
-
         let itemIdEntry = try sections.require(.itemIds)
         let itemTable = try StringTable(bytes: sections.raw(itemIdEntry), count: itemIdEntry.rows, section: "item_ids")
         let itemIndexEntry = try sections.require(.itemIdIndex)
         items = try IdIndex(bytes: sections.raw(itemIndexEntry), capacity: itemIndexEntry.rows, table: itemTable, section: "item_id_index")
         let itemCount = itemTable.count
         itemFactors = try sections.matrix(.itemFactors, rows: itemCount)
+        if let problem = metadata.servingProblem(dimensions: itemFactors.cols) {
+            throw ModelFormatError(.badSection, section: "metadata", problem)
+        }
 
         if let userIdEntry = sections.entry(.userIds) {
             let userTable = try StringTable(bytes: sections.raw(userIdEntry), count: userIdEntry.rows, section: "user_ids")

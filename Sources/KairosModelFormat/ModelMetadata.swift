@@ -1,3 +1,5 @@
+import KairosKernels
+
 /// The time-decay form applied to an event of age `t` (see DOMAIN.md).
 public enum DecayForm: String, Codable, Sendable, CaseIterable {
     /// Every event weighs 1.
@@ -83,9 +85,12 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
     /// within ±2^40 a blend of weights this size stays finite in float32.
     public static let maxBlendWeight: Double = 1e6
 
-    /// Why the metadata cannot serve, or nil: a `scoring` weight not finite or past ±``maxBlendWeight`` (every
-    /// blended score would be infinite or NaN), or a `parameters.realtime_weight` outside 0...``maxBlendWeight``.
-    public var servingProblem: String? {
+    /// Why the metadata cannot serve factors of `dimensions` columns, or nil: a `scoring` weight not finite or past
+    /// ±``maxBlendWeight`` (every blended score would be infinite or NaN), a `parameters.realtime_weight` outside
+    /// 0...``maxBlendWeight``, or a `parameters.realtime_fold` other than 0 or 1, or 1 (least squares) without an
+    /// `alpha` of 0...1e6 and a `regularization` above 0 and at most 1e12, or with more than
+    /// ``LeastSquaresFold/maxDimensions`` factors.
+    public func servingProblem(dimensions: Int) -> String? {
         for (proto, weights) in (scoring ?? [:]).sorted(by: { $0.key < $1.key }) {
             for (component, w) in weights.sorted(by: { $0.key < $1.key }) where !(abs(w) <= Self.maxBlendWeight) {
                 return "scoring weight \(proto).\(component) is \(w), not within ±1e6"
@@ -93,6 +98,22 @@ public struct ModelMetadata: Codable, Sendable, Equatable {
         }
         if let w = parameters["realtime_weight"], !(w >= 0 && w <= Self.maxBlendWeight) {
             return "parameters.realtime_weight is \(w), not 0 to 1e6"
+        }
+        if let fold = parameters["realtime_fold"] {
+            guard fold == 0 || fold == 1 else { return "parameters.realtime_fold is \(fold), not 0 (additive) or 1 (least squares)" }
+            if fold == 1 {
+                let alpha = parameters["alpha"] ?? .nan
+                let lambda = parameters["regularization"] ?? .nan
+                guard alpha >= 0 && alpha <= Self.maxBlendWeight else {
+                    return "parameters.realtime_fold 1 needs parameters.alpha from 0 to 1e6, not \(alpha)"
+                }
+                guard lambda > 0 && lambda <= 1e12 else {
+                    return "parameters.realtime_fold 1 needs parameters.regularization above 0 and at most 1e12, not \(lambda)"
+                }
+                guard dimensions <= LeastSquaresFold.maxDimensions else {
+                    return "parameters.realtime_fold 1 is for at most \(LeastSquaresFold.maxDimensions) factors, not \(dimensions)"
+                }
+            }
         }
         return nil
     }

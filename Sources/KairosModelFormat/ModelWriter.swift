@@ -118,7 +118,7 @@ public enum ModelWriter {
             if !ok { throw ModelFormatError(.invalidInput, message()) }
         }
 
-        if let problem = c.metadata.servingProblem { throw ModelFormatError(.invalidInput, "metadata: \(problem)") }
+        if let problem = c.metadata.servingProblem(dimensions: c.itemFactors.cols) { throw ModelFormatError(.invalidInput, "metadata: \(problem)") }
         let json: [UInt8]
         do {
             let encoder = JSONEncoder()

@@ -13,7 +13,8 @@ public enum Scorer {
         var eventRows: [Int]
     }
 
-    /// Resolves `user`, folds `context`'s events into their vector (`u' = normalise(u + sum s w(age) v_item)`).
+    /// Resolves `user`, folds `context`'s events into their vector: by ``LeastSquaresFold`` when the model asks for it
+    /// and knows the user, else `u' = normalise(u + sum s w(age) v_item)`.
     static func userVector(_ user: String, _ context: RealtimeContext, now: Int64, on s: ModelSnapshot) -> UserVector? {
         let m = s.model
         let row = m.users?.row(of: user)
@@ -28,6 +29,32 @@ public enum Scorer {
             targetNorm = s.typicalUserNorm
         }
         var eventRows: [Int] = []
+        if let row, m.userFactors != nil, let fold = s.leastSquaresFold {
+            var amounts: [(item: Int32, amount: Double)] = []
+            for e in context.events {
+                guard let item = m.items.row(of: e.item), e.timestamp <= now else { continue }
+                let w = Float(DecayWeight.weight(age: Double(now - e.timestamp), decay: context.decay, modelDefault: m.metadata.decay))
+                eventRows.append(item)
+                amounts.append((Int32(item), s.realtimeWeight * Double(e.strength) * Double(w)))
+            }
+            // The history's weights are read only for a request with usable events: most requests carry none.
+            var confidences = LeastSquaresFold.Confidences(historyItems: [], weights: [])
+            if !amounts.isEmpty, let entries = m.history?.entries(ofUser: row) {
+                confidences = LeastSquaresFold.Confidences(historyItems: entries.items, weights: entries.weights)
+            }
+            for a in amounts { confidences.add(item: a.item, amount: a.amount) }
+            if confidences.changed {
+                var rows: [Float] = []
+                rows.reserveCapacity(confidences.items.count * dims)
+                for i in confidences.items { RowEncoder.decodeRow(Int(i), of: m.itemFactors, appendingTo: &rows) }
+                u =
+                    LeastSquaresFold.fold(
+                        user: u, gram: fold.gram, regularization: fold.regularization, alpha: fold.alpha,
+                        confidences: confidences, rows: rows
+                    ) ?? u
+            }
+            return UserVector(values: u, flags: [], userRow: row, eventRows: eventRows)
+        }
         // A known user's events weigh `realtimeWeight` against their vector; for a user the model does not know, the
         // events are the whole vector (the normalisation below makes any positive weight the same).
         let weight = row != nil ? s.realtimeWeight : 1

@@ -250,7 +250,10 @@ struct Session {
             return 1
         }
         let grid = RealtimeSessions.weights
-        let runs = sessions.evaluate(comps, blend: blend, weights: grid, decay: config.decay, k: config.k, threads: config.als.threads, dots: factorDots)
+        let runs = sessions.evaluate(
+            comps, blend: blend, weights: grid, method: config.resolvedRealtimeFold, decay: config.decay, k: config.k,
+            threads: config.als.threads, dots: factorDots
+        )
         let incumbent = grid.firstIndex(of: 1)!
         let others = grid.indices.filter { $0 != incumbent }
         let pick = BlendScorer.clearWinner(others.map { runs[$0] }, over: runs[incumbent]).map { others[$0] } ?? incumbent
@@ -490,7 +493,8 @@ struct Session {
         guard sessions.set.users.count > 1, comps.factors != nil else { return }
         let cases = [("events", tuned.realtimeWeight), ("events-weight-1", 1.0)]
         let runs = sessions.evaluate(
-            comps, blend: tuned.weights[.excludeSeen]!, weights: [0] + cases.map(\.1), decay: config.decay, k: config.k,
+            comps, blend: tuned.weights[.excludeSeen]!, weights: [0] + cases.map(\.1), method: config.resolvedRealtimeFold,
+            decay: config.decay, k: config.k,
             threads: config.als.threads, dots: factorDots
         )
         let none = runs[0]

@@ -134,6 +134,7 @@ public enum Trainer {
         report.parameters["trending_half_life_days"] = tuned.trendingHalfLifeDays
         report.parameters["freshness_half_life_days"] = tuned.freshnessHalfLifeDays
         report.parameters["realtime_weight"] = tuned.realtimeWeight
+        report.parameters["realtime_fold"] = config.resolvedRealtimeFold.parameter
         if let h = tuned.historyHalfLifeDays { report.parameters["history_half_life_days"] = h }
         report.parameters.merge(tuned.activity.parameters, uniquingKeysWith: { _, new in new })
 

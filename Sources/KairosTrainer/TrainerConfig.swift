@@ -34,6 +34,13 @@ public struct TrainerConfig: Sendable {
     /// How much a known user's real-time events weigh against their vector when served (0 ignores them; 1 is the
     /// fold-in of PROTOCOL.md); nil picks it on validation sessions (``RealtimeSessions``).
     public var realtimeWeight: Double?
+    /// How a known user's real-time events are folded into their vector when served; nil: least squares when the
+    /// fit allows it (at most ``LeastSquaresFold/maxDimensions`` factors and a regularization above 0), else additive.
+    public var realtimeFold: RealtimeFoldMethod?
+    /// ``realtimeFold`` with nil resolved.
+    public var resolvedRealtimeFold: RealtimeFoldMethod {
+        realtimeFold ?? (als.factors <= LeastSquaresFold.maxDimensions && als.regularization > 0 ? .leastSquares : .additive)
+    }
     /// Scale each user's decayed confidences to mean 1 (see ``Interactions``).
     public var normalizePerUser = true
     /// Decay reference time for the final model; nil means the newest event.
@@ -93,6 +100,12 @@ public struct TrainerConfig: Sendable {
         guard validation > 0 && validation < 1 else { throw fail("validation must be in (0, 1)") }
         guard k >= 1 && k <= 1000 else { throw fail("k must be in 1...1000") }
         guard historyCap >= 1 else { throw fail("history cap must be >= 1") }
+        if realtimeFold == .leastSquares {
+            guard als.factors <= LeastSquaresFold.maxDimensions else {
+                throw fail("the least-squares real-time fold is for at most \(LeastSquaresFold.maxDimensions) factors")
+            }
+            guard als.regularization > 0 else { throw fail("the least-squares real-time fold needs a regularization above 0") }
+        }
         // 0 used to train with empty validation sets: every choice made on nothing, every metric of no user.
         guard maxEvalUsers >= 1 else { throw fail("eval users must be >= 1") }
         if let m = maxUserEvents, m < 1 { throw fail("max user events must be >= 1") }
@@ -109,4 +122,16 @@ public struct TrainerConfig: Sendable {
             }
         }
     }
+}
+
+/// How `kairos serve` folds a known user's real-time events into their vector (metadata `parameters.realtime_fold`,
+/// PROTOCOL.md "realtime context").
+public enum RealtimeFoldMethod: String, Sendable, CaseIterable {
+    /// `normalise(u + weight x sum strength x w(age) x v_item)` (`realtime_fold` 0, or absent).
+    case additive
+    /// ``LeastSquaresFold``: what the events change in the user's least-squares solution (`realtime_fold` 1).
+    case leastSquares = "least-squares"
+
+    /// The `parameters.realtime_fold` value.
+    public var parameter: Double { self == .leastSquares ? 1 : 0 }
 }

@@ -73,6 +73,10 @@ public struct ALSFactors: Sendable {
     public var item: [Float]
     /// Training loss after each iteration where it was computed.
     public var losses: [Double]
+    /// The confidence slope the factors were fit with (the real-time least-squares fold solves with it).
+    public var alpha: Float = 0
+    /// The regularization the factors were fit with.
+    public var regularization: Float = 0
 
     /// Dot product of user row `u` and item row `i`.
     @inline(__always)
@@ -187,7 +191,10 @@ public enum WeightedALS {
             }
             progress(it + 1, loss)
         }
-        return ALSFactors(factors: k, user: users.export(factors: k), item: items.export(factors: k), losses: losses)
+        return ALSFactors(
+            factors: k, user: users.export(factors: k), item: items.export(factors: k), losses: losses,
+            alpha: config.alpha, regularization: config.regularization
+        )
     }
 
     /// Splits `rows` into `parts` contiguous ranges of about equal cost (entries plus a fixed per-row cost).

@@ -218,6 +218,35 @@ import Testing
         #expect(loadError(try ModelWriter.encode(contents), in: folder) == nil)
     }
 
+    /// `parameters.realtime_fold`: 0 or 1, and 1 (least squares) only with an alpha, a positive regularization and at
+    /// most 128 factors; refused by the writer and, in a file, by the loader.
+    @Test func realtimeFoldIsChecked() throws {
+        let folder = TempFolder()
+        var contents = smallContents()
+        contents.metadata.parameters.merge(["realtime_fold": 1, "alpha": 10, "regularization": 5]) { $1 }
+        let bytes = try ModelWriter.encode(contents, compress: false)
+        #expect(loadError(bytes, in: folder) == nil)
+        var p = FilePatcher(bytes: bytes)
+        let at = try #require(p.bytes.firstRange(of: Array(#""realtime_fold":1"#.utf8)))
+        p.bytes[at.upperBound - 1] = UInt8(ascii: "2")
+        p.reseal()
+        let error = loadError(p.bytes, in: folder)
+        #expect(error?.code == .badSection && error?.section == "metadata" && "\(error!)".contains("realtime_fold is 2"), "\(String(describing: error))")
+        for (key, value) in [("realtime_fold", 0.5), ("regularization", 0), ("regularization", -1), ("alpha", -1), ("alpha", 2e6)] {
+            var bad = contents
+            bad.metadata.parameters[key] = value
+            #expect(throws: ModelFormatError.self, "\(key) \(value)") { _ = try ModelWriter.encode(bad) }
+        }
+        var noAlpha = contents
+        noAlpha.metadata.parameters["alpha"] = nil
+        #expect(throws: ModelFormatError.self) { _ = try ModelWriter.encode(noAlpha) }
+        var wide = smallContents(dims: LeastSquaresFold.maxDimensions + 4)
+        wide.metadata.parameters = contents.metadata.parameters
+        #expect(throws: ModelFormatError.self) { _ = try ModelWriter.encode(wide) }
+        wide.metadata.parameters["realtime_fold"] = 0
+        #expect(loadError(try ModelWriter.encode(wide), in: folder) == nil)
+    }
+
     /// An int8 row scale past 2^34 (x 127 past the float bound) is refused; int8 files at the bound load.
     @Test func int8ScalesAreBounded() throws {
         let folder = TempFolder()

@@ -2,6 +2,7 @@ import Glibc
 import KairosKernels
 import KairosModelFormat
 import KairosProtocol
+import KairosTestSupport
 @testable import KairosScoring
 import Testing
 
@@ -110,6 +111,74 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
             #expect(cold == nil || unknown.items == cold!, "an unknown user's answer depends on the weight")
             cold = unknown.items
         }
+    }
+
+    /// `realtime_fold` 1: a known user's events move their vector by what they change in the user's least-squares
+    /// solution (history weights normalised to mean 1, each event adding weight x strength x decay at that scale),
+    /// checked against the solution from its definition (``ReferenceSolve``); events that change no weight change no
+    /// score; a user the model does not know is folded as without it.
+    @Test func leastSquaresFoldOfAKnownUser() throws {
+        var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
+        c.metadata.parameters.merge(["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 0.25]) { $1 }
+        let path = "/tmp/kairos-realtime-fold-\(getpid()).kmodel"
+        try ModelWriter.write(c, to: path)
+        defer { unlink(path) }
+        let s = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+        let m = s.model
+        let k = 16
+        let h = m.history!.entries(ofUser: 3)
+        let had = Int(h.items[0])
+        #expect(!h.items.contains(42))
+        // item-42: new to the user, 8 x 0.5 (one half-life) x 0.25; their heaviest item again: 2 x 1 x 0.25.
+        let events = [
+            RealtimeEvent(item: "item-42", strength: 8, timestamp: now - 60),
+            RealtimeEvent(item: m.items.table[had], strength: 2, timestamp: now),
+        ]
+        let ctx = RealtimeContext(events: events, decay: .exponential(halfLifeSeconds: 60), now: now)
+        let y = (0..<400).flatMap { RowEncoder.decodeRow($0, of: m.itemFactors) }
+        let sum = h.weights.reduce(0.0) { $0 + Double($1) }
+        let scale = Double(h.weights.count) / sum
+        var before = [Int: Double]()
+        for (item, w) in zip(h.items, h.weights) { before[Int(item)] = Double(w) * scale }
+        var after = before
+        after[42] = 1.0 * scale
+        after[had]! += 0.5 * scale
+        let xb = ReferenceSolve.userSolution(y: y, items: 400, k: k, alpha: 10, lambda: 5) { before[$0] ?? 0 }
+        let xa = ReferenceSolve.userSolution(y: y, items: 400, k: k, alpha: 10, lambda: 5) { after[$0] ?? 0 }
+        let u = userRow(3)
+        let expected = (0..<k).map { Float(Double(u[$0]) + xa[$0] - xb[$0]) }
+        let candidates = [42, 9, 100, had]
+        let r = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: IdList(candidates.map { "item-\($0)" }), context: ctx), on: s, now: 0)
+        let plain = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: IdList(candidates.map { "item-\($0)" })), on: s, now: 0)
+        var moved = 0.0
+        for (n, item) in candidates.enumerated() {
+            #expect(abs(Double(r.scores[n]) - referenceScore(expected, item: item)) < 1e-3, "item \(item)")
+            moved = max(moved, abs(Double(r.scores[n] - plain.scores[n])))
+        }
+        #expect(moved > 0.01, "the events moved no score: \(moved)")
+        // TOPK ranks by the same vector (its scores are the blend's: dot weight 1 and nothing else here).
+        let top = Scorer.topK(TopKRequest(model: ref, user: "user-3", k: 5, options: [.allowRepeats], context: ctx), on: s, now: 0)
+        for item in top.items {
+            let row = Int(item.item.dropFirst(5))!
+            #expect(abs(Double(item.score) - referenceScore(expected, item: row)) < 1e-3, "\(item.item)")
+        }
+        // Events in the future or on unknown items: no weight changes, the scores are the plain ones exactly.
+        for e in [RealtimeEvent(item: "item-42", strength: 5, timestamp: now + 100), RealtimeEvent(item: "nope", strength: 5, timestamp: now)] {
+            let q = Scorer.score(
+                ScoreRequest(model: ref, user: "user-3", candidates: ["item-42"], context: RealtimeContext(events: [e], now: now)), on: s, now: 0
+            )
+            #expect(q.scores[0] == plain.scores[0], "\(e)")
+        }
+        // A user the model does not know: the additive fold of the events alone, as in a model without realtime_fold.
+        let additive = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
+        let additivePath = path + ".additive"
+        try ModelWriter.write(additive, to: additivePath)
+        defer { unlink(additivePath) }
+        let t = ModelSnapshot(model: try MappedModel(path: additivePath), loadedAt: 0)
+        #expect(t.leastSquaresFold == nil && s.leastSquaresFold != nil)
+        let cold = TopKRequest(model: ref, user: "new-user", k: 5, context: ctx)
+        let a = Scorer.topK(cold, on: s, now: 0)
+        #expect(a.flags == .coldStartFromEvents && a.items == Scorer.topK(cold, on: t, now: 0).items)
     }
 
     /// Events in the future, on unknown items, or decayed to nothing leave the scores unchanged.

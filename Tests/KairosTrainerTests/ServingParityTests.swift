@@ -59,7 +59,11 @@ import Testing
         let (log, _) = try EventLogReader.read(path: events)
         let (attributes, _) = try ItemAttributesReader.read(path: itemsPath, itemIds: log.itemIds)
         let reference = log.timeRange!.upperBound
-        let factors = ALSFactors(factors: c.als.factors, user: contents.userFactors!.values, item: contents.itemFactors.values, losses: [])
+        let parameters = contents.metadata.parameters
+        let factors = ALSFactors(
+            factors: c.als.factors, user: contents.userFactors!.values, item: contents.itemFactors.values, losses: [],
+            alpha: Float(parameters["alpha"]!), regularization: Float(parameters["regularization"]!)
+        )
         let components = ScoringComponents(
             log: log,
             decay: c.decay,
@@ -150,17 +154,21 @@ import Testing
     }
 
     /// Real-time events: the server's TOPK of a user with events equals the trainer's session ranking (the user's row
-    /// folded as ``RealtimeSessions/fold`` folds it, the stored history and the events' items skipped), at the
-    /// weight the model stores; weight 0 leaves the answer as without events (less the events' items).
-    @Test(arguments: [0.3, 0, 1])
-    func servedTopKWithEventsIsTheTrainersSessionRanking(weight: Double) throws {
+    /// folded as ``RealtimeSessions/Folder`` folds it, the stored history and the events' items skipped), at the
+    /// weight and by the fold method the model stores; weight 0 leaves the answer as without events (less the events'
+    /// items).
+    @Test(arguments: [0.3, 0, 1], RealtimeFoldMethod.allCases)
+    func servedTopKWithEventsIsTheTrainersSessionRanking(weight: Double, method: RealtimeFoldMethod) throws {
         let dir = TempFolder()
         let blend = KairosTrainer.BlendWeights(dot: 2, trending: 0.5, buyAgain: 0, category: 0.3, freshness: 0.2)
         let f = try Self.fixture(in: dir, users: 60, items: 120, categories: 5, days: 40, eventsPerUser: 15, scoring: [.excludeSeen: blend]) {
             $0.realtimeWeight = weight
+            $0.realtimeFold = method
         }
         let (c, contents, snapshot, log, components, reference) = (f.config, f.contents, f.snapshot, f.log, f.components, f.reference)
         #expect(contents.metadata.parameters["realtime_weight"] == weight)
+        #expect(contents.metadata.parameters["realtime_fold"] == (method == .leastSquares ? 1 : 0))
+        #expect((snapshot.leastSquaresFold != nil) == (method == .leastSquares))
         let factors = components.factors!
         // Sessions by hand: three events each (strengths 1-8, minutes to days old) on items the user has not had.
         var sessions = RealtimeSessions()
@@ -182,7 +190,10 @@ import Testing
             sessions.now.append(reference)
         }
         var rows = factors
-        sessions.fold(factors, into: &rows, weight: weight, decay: c.decay)
+        sessions.fold(
+            factors, into: &rows, weight: weight, decay: c.decay,
+            folder: RealtimeSessions.Folder(method: method, factors: factors, history: components.history)
+        )
         let folded = components.withFactors(rows)
         let scorer = BlendScorer(set: sessions.set, components: folded, k: 10)
         var moved = 0
@@ -198,7 +209,7 @@ import Testing
                 )
             )
             let served = Scorer.topK(request, on: snapshot, now: reference).items
-            #expect(served.map(\.item) == expected.map { log.itemIds[Int($0.item)] }, "weight \(weight) user \(u)")
+            #expect(served.map(\.item) == expected.map { log.itemIds[Int($0.item)] }, "\(method) weight \(weight) user \(u)")
             for (s, e) in zip(served, expected) {
                 #expect(abs(s.score - e.score) <= 1e-4 * max(1, abs(e.score)), "weight \(weight) user \(u) \(s.item)")
             }
@@ -211,7 +222,7 @@ import Testing
             if served.map(\.item) != without.map(\.item) { moved += 1 }
         }
         // The events moved answers exactly when they weigh something.
-        #expect(weight == 0 ? moved == 0 : moved > 10, "\(moved) answers moved at weight \(weight)")
+        #expect(weight == 0 ? moved == 0 : moved > 10, "\(moved) answers moved at weight \(weight) (\(method))")
     }
 
     /// Trained timing reaches PUSH_DECIDE: asked at 09:00 UTC, the server holds each user's push until the hour they
