@@ -1,9 +1,10 @@
 /* The least-squares real-time fold (KairosKernels/LeastSquaresFold.swift): two weighted-ALS user solves, before and
- * after a request's events, in one call. The rank-one sums over the user's history are the cost (n k^2), so they
- * run as register-tiled outer products, and the two Cholesky solves (k^3 / 6 each) as independent row updates, with
- * AVX2 + FMA where the CPU has them. */
+ * after a request's events, in one call. The rank-one sums over the user's history (n k^2) run as register-tiled
+ * outer products; one Cholesky factorization (k^3 / 6) in panels of 4 columns, with the events' few changes solved on
+ * it by the Woodbury identity; each whole fold compiled once for AVX2 + FMA and once for the baseline. */
 #include "kernels_internal.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 typedef float v8f __attribute__((vector_size(32)));
@@ -30,40 +31,45 @@ typedef double v4d __attribute__((vector_size(32)));
 #define CKK_FOLD_CHUNK 64
 
 /* out[a][b] += sum_r z_r[a] y_r[b] over the tiles of 4 rows x 16 columns that reach the lower triangle. y and z are
- * n rows of kp floats (kp a multiple of 16), out is kp x kp. */
-#define CKK_OUTER_SUM_BODY                                                                              \
-    for (size_t r0 = 0; r0 < n; r0 += CKK_FOLD_CHUNK) {                                                 \
-        size_t r1 = r0 + CKK_FOLD_CHUNK < n ? r0 + CKK_FOLD_CHUNK : n;                                  \
-        for (int32_t ta = 0; ta < kp; ta += 4) {                                                        \
-            for (int32_t tb = 0; tb <= ta + 3 && tb < kp; tb += 16) {                                   \
-                v8f acc[4][2];                                                                          \
-                for (int i = 0; i < 4; i++) {                                                           \
-                    acc[i][0] = ld8(out + (size_t)(ta + i) * kp + tb);                                  \
-                    acc[i][1] = ld8(out + (size_t)(ta + i) * kp + tb + 8);                              \
-                }                                                                                       \
-                for (size_t r = r0; r < r1; r++) {                                                      \
-                    const float *yr = y + r * kp, *zr = z + r * kp;                                     \
-                    v8f y0 = ld8(yr + tb), y1 = ld8(yr + tb + 8);                                       \
-                    for (int i = 0; i < 4; i++) {                                                       \
-                        v8f s = (v8f){0} + zr[ta + i];                                                  \
-                        acc[i][0] += s * y0;                                                            \
-                        acc[i][1] += s * y1;                                                            \
-                    }                                                                                   \
-                }                                                                                       \
-                for (int i = 0; i < 4; i++) {                                                           \
-                    st8(out + (size_t)(ta + i) * kp + tb, acc[i][0]);                                   \
-                    st8(out + (size_t)(ta + i) * kp + tb + 8, acc[i][1]);                               \
-                }                                                                                       \
-            }                                                                                           \
-        }                                                                                               \
+ * n rows of kp floats (kp a multiple of 16), out is kp x kp. Always inlined: each caller's target (AVX2 + FMA or
+ * the baseline) compiles it. */
+static inline __attribute__((always_inline)) void outer_sum_inline(const float *y, const float *z, size_t n, int32_t kp,
+                                                                    float *out) {
+    for (size_t r0 = 0; r0 < n; r0 += CKK_FOLD_CHUNK) {
+        size_t r1 = r0 + CKK_FOLD_CHUNK < n ? r0 + CKK_FOLD_CHUNK : n;
+        for (int32_t ta = 0; ta < kp; ta += 4) {
+            for (int32_t tb = 0; tb <= ta + 3 && tb < kp; tb += 16) {
+                v8f acc[4][2];
+                for (int i = 0; i < 4; i++) {
+                    acc[i][0] = ld8(out + (size_t)(ta + i) * kp + tb);
+                    acc[i][1] = ld8(out + (size_t)(ta + i) * kp + tb + 8);
+                }
+                for (size_t r = r0; r < r1; r++) {
+                    const float *yr = y + r * kp, *zr = z + r * kp;
+                    v8f y0 = ld8(yr + tb), y1 = ld8(yr + tb + 8);
+                    for (int i = 0; i < 4; i++) {
+                        v8f s = (v8f){0} + zr[ta + i];
+                        acc[i][0] += s * y0;
+                        acc[i][1] += s * y1;
+                    }
+                }
+                for (int i = 0; i < 4; i++) {
+                    st8(out + (size_t)(ta + i) * kp + tb, acc[i][0]);
+                    st8(out + (size_t)(ta + i) * kp + tb + 8, acc[i][1]);
+                }
+            }
+        }
     }
+}
 
-static void outer_sum_portable(const float *y, const float *z, size_t n, int32_t kp, float *out) { CKK_OUTER_SUM_BODY }
+static void outer_sum_portable(const float *y, const float *z, size_t n, int32_t kp, float *out) {
+    outer_sum_inline(y, z, n, kp, out);
+}
 
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) static void outer_sum_avx2(const float *y, const float *z, size_t n, int32_t kp,
                                                                float *out) {
-    CKK_OUTER_SUM_BODY
+    outer_sum_inline(y, z, n, kp, out);
 }
 #endif
 
@@ -101,61 +107,61 @@ void ckk_gram_accumulate(const float *rows, size_t n, int32_t k, double *total) 
     free(y);
 }
 
-/* Factors A = L L' over A's lower triangle (row-major, k x k, overwritten by L; `col` is k doubles of scratch).
- * Right-looking: after column j is scaled, every later row i loses L[i][j] times the column, a contiguous loop with
- * no dependency between its steps (a left-looking dot product per entry waited on its own additions and on one
- * division per entry, and cost 3x). Returns 0 when A is not positive definite. */
-#define CKK_FACTOR_BODY                                                                                 \
-    for (int32_t j = 0; j < k; j++) {                                                                   \
-        double d = a[(size_t)j * k + j];                                                                \
-        if (!(d > 0) || !isfinite(d)) return 0;                                                         \
-        double l = sqrt(d), inv = 1 / l;                                                                \
-        a[(size_t)j * k + j] = l;                                                                       \
-        for (int32_t i = j + 1; i < k; i++) col[i] = a[(size_t)i * k + j] *= inv;                       \
-        /* Four rows at a time over the columns they share (j, i], then the rest of their triangle. */      \
-        int32_t i = j + 1;                                                                              \
-        for (; i + 4 <= k; i += 4) {                                                                    \
-            double l0 = col[i], l1 = col[i + 1], l2 = col[i + 2], l3 = col[i + 3];                      \
-            double *restrict r0 = a + (size_t)i * k, *restrict r1 = r0 + k;                             \
-            double *restrict r2 = r1 + k, *restrict r3 = r2 + k;                                        \
-            for (int32_t c = j + 1; c <= i; c++) {                                                      \
-                double v = col[c];                                                                      \
-                r0[c] -= l0 * v;                                                                        \
-                r1[c] -= l1 * v;                                                                        \
-                r2[c] -= l2 * v;                                                                        \
-                r3[c] -= l3 * v;                                                                        \
-            }                                                                                           \
-            r1[i + 1] -= l1 * col[i + 1];                                                               \
-            r2[i + 1] -= l2 * col[i + 1];                                                               \
-            r2[i + 2] -= l2 * col[i + 2];                                                               \
-            r3[i + 1] -= l3 * col[i + 1];                                                               \
-            r3[i + 2] -= l3 * col[i + 2];                                                               \
-            r3[i + 3] -= l3 * col[i + 3];                                                               \
-        }                                                                                               \
-        for (; i < k; i++) {                                                                            \
-            double lij = col[i], *restrict ri = a + (size_t)i * k;                                      \
-            for (int32_t c = j + 1; c <= i; c++) ri[c] -= lij * col[c];                                 \
-        }                                                                                               \
-    }                                                                                                   \
+/* Factors A = L L' over A's lower triangle (row-major, k x k, overwritten by L) and writes 1 / L[j][j] to inv[j];
+ * `panel` is 4 x k doubles of scratch. Right-looking in panels of 4 columns: the panel's 4 x 4 diagonal block is
+ * factored entry by entry, the panel's rows below it a column at a time across all rows (panel[t][i] = L[i][j0 + t]:
+ * contiguous, no chain from one row to the next; entry by entry, each waiting on the one before, this was 30% of the
+ * fold at 10 history items), and every later row then loses the panel's rank-4 contribution in one vectorised pass,
+ * one load and store of each entry per 4 columns (one column at a time, the update was bound by those stores).
+ * Returns 0 when A is not positive definite. */
+static inline __attribute__((always_inline)) int factor_inline(double *a, double *restrict inv, double *restrict panel,
+                                                                int32_t k) {
+    for (int32_t j0 = 0; j0 < k; j0 += 4) {
+        const int32_t j1 = j0 + 4 < k ? j0 + 4 : k;
+        for (int32_t i = j0; i < j1; i++) {
+            double *ri = a + (size_t)i * k;
+            for (int32_t j = j0; j <= i; j++) {
+                const double *rj = a + (size_t)j * k;
+                double s = ri[j];
+                for (int32_t t = j0; t < j; t++) s -= ri[t] * rj[t];
+                if (j == i) {
+                    if (!(s > 0) || !isfinite(s)) return 0;
+                    double l = sqrt(s);
+                    ri[j] = l;
+                    inv[j] = 1 / l;
+                } else {
+                    ri[j] = s * inv[j];
+                }
+            }
+        }
+        if (j1 >= k) break;
+        for (int32_t t = 0; t < 4; t++) {
+            double *restrict pt = panel + (size_t)t * k;
+            if (j0 + t >= j1) {
+                for (int32_t i = j1; i < k; i++) pt[i] = 0;
+                continue;
+            }
+            for (int32_t i = j1; i < k; i++) pt[i] = a[(size_t)i * k + j0 + t];
+            for (int32_t q = 0; q < t; q++) {
+                const double *restrict pq = panel + (size_t)q * k;
+                const double l = a[(size_t)(j0 + t) * k + j0 + q];
+                for (int32_t i = j1; i < k; i++) pt[i] -= pq[i] * l;
+            }
+            const double iv = inv[j0 + t];
+            for (int32_t i = j1; i < k; i++) a[(size_t)i * k + j0 + t] = pt[i] *= iv;
+        }
+        const double *restrict p0 = panel, *restrict p1 = p0 + k, *restrict p2 = p1 + k, *restrict p3 = p2 + k;
+        for (int32_t i = j1; i < k; i++) {
+            double *restrict ri = a + (size_t)i * k;
+            const double l0 = p0[i], l1 = p1[i], l2 = p2[i], l3 = p3[i];
+            for (int32_t c = j1; c <= i; c++) ri[c] -= (l0 * p0[c] + l1 * p1[c]) + (l2 * p2[c] + l3 * p3[c]);
+        }
+    }
     return 1;
-
-static int factor_portable(double *a, double *restrict col, int32_t k) { CKK_FACTOR_BODY }
-
-#if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) static int factor_avx2(double *a, double *restrict col, int32_t k) {
-    CKK_FACTOR_BODY
-}
-#endif
-
-static int factor(double *a, double *col, int32_t k) {
-#if defined(__x86_64__)
-    if (ckk_supported_isa_mask() & (1 << CKK_ISA_AVX2)) return factor_avx2(a, col, k);
-#endif
-    return factor_portable(a, col, k);
 }
 
 /* sum x[i] y[i] for i < n in four independent lanes (a single running sum waits on every addition). */
-static inline double dot(const double *x, const double *y, int32_t n) {
+static inline __attribute__((always_inline)) double dot(const double *x, const double *y, int32_t n) {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int32_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -168,52 +174,49 @@ static inline double dot(const double *x, const double *y, int32_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-/* x = (L L')^-1 x for the factor `l` of factor(); 0 when the result is not finite. Both halves read rows of L: the
- * forward one as dot products, the backward one (L' x = z) as x[0..i) -= x[i] L[i][0..i), with no chain between
- * the steps of a row (reading L' by columns, one chained subtraction per entry, was half the fold's time). */
-static int solve(const double *l, double *x, int32_t k) {
+/* z_r = L^-1 z_r for the `count` vectors of k doubles at z (k apart), L from factor_inline: one pass over L's rows
+ * with the vectors' steps interleaved, so each waits only on its own earlier entries. */
+static inline __attribute__((always_inline)) void forward(const double *l, const double *inv, double *z, int32_t count,
+                                                           int32_t k) {
     for (int32_t i = 0; i < k; i++) {
         const double *ri = l + (size_t)i * k;
-        x[i] = (x[i] - dot(ri, x, i)) / ri[i];
+        for (int32_t r = 0; r < count; r++) {
+            double *zr = z + (size_t)r * k;
+            zr[i] = (zr[i] - dot(ri, zr, i)) * inv[i];
+        }
     }
+}
+
+/* x = L'^-1 x, reading L by rows: x[0..i) -= x[i] L[i][0..i), no chain between the steps of a row (reading L' by
+ * columns, one chained subtraction per entry, was half the fold's time). */
+static inline __attribute__((always_inline)) void backward(const double *l, const double *inv, double *x, int32_t k) {
     for (int32_t i = k - 1; i >= 0; i--) {
         const double *restrict ri = l + (size_t)i * k;
-        double xi = x[i] / ri[i];
+        double xi = x[i] * inv[i];
         x[i] = xi;
         for (int32_t p = 0; p < i; p++) x[p] -= xi * ri[p];
     }
-    for (int32_t i = 0; i < k; i++)
-        if (!isfinite(x[i])) return 0;
-    return 1;
 }
 
-/* Most changed entries solved by the Woodbury identity on the history's factor instead of a second factorization:
- * m + 1 solves (k^2 each) and an m x m system, against k^3 / 6 (measured: 2x faster at 4 events and 64 factors). */
+/* Changed weights up to this many are solved by the Woodbury identity on the history's factor instead of a second
+ * factorization: m + 2 triangular solves (k^2 / 2 each), one back and an m x m system, against k^3 / 6. */
 #define CKK_FOLD_LOW_RANK 16
 
-/* x = (A + sum_t c_t v_t v_t')^-1 b (x holds b on entry) for the factor `l` of A, the m <= CKK_FOLD_LOW_RANK rows
- * v_t (k floats each, `stride` apart) and c_t != 0; `z` is m x k doubles of scratch. 0 when the small system is
- * singular or a result not finite (the caller then factors the whole matrix). */
-static int solve_low_rank(const double *l, const float *v, size_t stride, const double *c, int32_t m, double *x,
-                          double *z, int32_t k) {
+/* e = (L L' + V C V')^-1 b2 - (L L')^-1 b1, through L^-1: with w1 = L^-1 b1, d = L^-1 (b2 - b1), W = L^-1 V and
+ * S = C^-1 + W'W, e = L'^-1 (d - W S^-1 W' (w1 + d)). On entry w holds b1, b2 - b1 and the m rows of V (k doubles
+ * each; m + 2 vectors, overwritten) and c the m weights (none 0); e gets the result. 0 when S is singular (the
+ * caller then factors the whole matrix). */
+static inline __attribute__((always_inline)) int solve_low_rank(const double *l, const double *inv, double *w,
+                                                                 const double *c, int32_t m, double *e, int32_t k) {
     double s[CKK_FOLD_LOW_RANK][CKK_FOLD_LOW_RANK + 1];
-    if (!solve(l, x, k)) return 0;
+    forward(l, inv, w, m + 2, k);
+    const double *w1 = w, *d = w + k, *v = w + 2 * (size_t)k;
+    for (int32_t i = 0; i < k; i++) e[i] = w1[i] + d[i];
     for (int32_t t = 0; t < m; t++) {
-        double *zt = z + (size_t)t * k;
-        for (int32_t d = 0; d < k; d++) zt[d] = v[t * stride + d];
-        if (!solve(l, zt, k)) return 0;
-    }
-    /* S = C^-1 + V' A^-1 V and S q = V' x, then x -= A^-1 V q. */
-    for (int32_t t = 0; t < m; t++) {
-        const float *vt = v + t * stride;
-        for (int32_t u = 0; u < m; u++) {
-            double dot = 0;
-            for (int32_t d = 0; d < k; d++) dot += vt[d] * z[(size_t)u * k + d];
-            s[t][u] = dot + (t == u ? 1 / c[t] : 0);
-        }
-        double dot = 0;
-        for (int32_t d = 0; d < k; d++) dot += vt[d] * x[d];
-        s[t][m] = dot;
+        const double *vt = v + (size_t)t * k;
+        for (int32_t u = 0; u <= t; u++) s[t][u] = s[u][t] = dot(vt, v + (size_t)u * k, k);
+        s[t][t] += 1 / c[t];
+        s[t][m] = dot(vt, e, k);
     }
     for (int32_t col = 0; col < m; col++) {
         int32_t pivot = col;
@@ -232,85 +235,193 @@ static int solve_low_rank(const double *l, const float *v, size_t stride, const 
             for (int32_t q = col; q <= m; q++) s[r][q] -= f * s[col][q];
         }
     }
+    memcpy(e, d, (size_t)k * sizeof(double));
     for (int32_t t = 0; t < m; t++) {
         double q = s[t][m] / s[t][t];
-        for (int32_t d = 0; d < k; d++) x[d] -= q * z[(size_t)t * k + d];
+        const double *vt = v + (size_t)t * k;
+        for (int32_t i = 0; i < k; i++) e[i] -= q * vt[i];
     }
-    for (int32_t i = 0; i < k; i++)
-        if (!isfinite(x[i])) return 0;
+    backward(l, inv, e, k);
     return 1;
 }
 
-int ckk_least_squares_fold(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
-                           const double *before, const double *after, size_t n, const float *u, float *out) {
-    const int32_t kp = (k + 15) & ~15;
-    const size_t kk = (size_t)k * k, pp = (size_t)kp * kp;
-    /* One block: y and z rows (n x kp floats each), two kp x kp float partials, two k x k systems, three k vectors,
-     * CKK_FOLD_LOW_RANK x k scratch and the changes' weights. */
-    size_t floats = 2 * n * kp + 2 * pp, doubles = 2 * kk + 3 * (size_t)k + CKK_FOLD_LOW_RANK * (size_t)k + n;
-    void *block = NULL;
-    if (posix_memalign(&block, 64, doubles * sizeof(double) + floats * sizeof(float)) != 0) return -1;
-    double *a1 = block, *a2 = a1 + kk, *x1 = a2 + kk, *x2 = x1 + k, *col = x2 + k, *zs = col + k, *c = zs + CKK_FOLD_LOW_RANK * (size_t)k;
-    float *y = (float *)(c + n), *z = y + n * kp, *p1 = z + n * kp, *p2 = p1 + pp;
-    /* The partials start at 0, and so do the rows' padding columns (kp > k); the rows' first k are copied in. */
-    memset(p1, 0, 2 * pp * sizeof(float));
-    if (kp > k) memset(y, 0, 2 * n * kp * sizeof(float));
-    memset(x1, 0, 2 * (size_t)k * sizeof(double));
+/* Bytes of scratch the fold takes: y and z rows (n x kp floats each), two kp x kp float partials; a k x k system
+ * (and a second for a second factorization), the inverse diagonal, the 4 x k panel, the m + 2 vectors of the
+ * low-rank solve, a copy of the first two, two more k vectors and the changes' weights. */
+#define CKK_FOLD_VECTORS (CKK_FOLD_LOW_RANK + 2)
+static size_t fold_scratch_bytes(int32_t k, size_t n) {
+    const size_t kp = (size_t)((k + 15) & ~15), kd = (size_t)k;
+    size_t floats = 2 * n * kp + 2 * kp * kp, doubles = 2 * kd * kd + kd + 4 * kd + CKK_FOLD_VECTORS * kd + 4 * kd + n;
+    return doubles * sizeof(double) + floats * sizeof(float);
+}
 
-    /* A and b before the events over the history's rows, and b after them. */
+/* The whole fold (see the header) in `block` (fold_scratch_bytes, 64-byte aligned), always inlined into one
+ * function per target. */
+static inline __attribute__((always_inline)) int fold_inline(const double *gram, int32_t k, double lambda, double alpha,
+                                                              const float *rows, const double *before,
+                                                              const double *after, size_t n, const float *u,
+                                                              float *out, void *block) {
+    const int32_t kp = (k + 15) & ~15;
+    const size_t kk = (size_t)k * k, pp = (size_t)kp * kp, kd = (size_t)k;
+    const size_t vectors = CKK_FOLD_VECTORS;
+    double *a = block, *a2 = a + kk, *inv = a2 + kk, *panel = inv + kd, *w = panel + 4 * kd, *saved = w + vectors * kd;
+    double *x = saved + 2 * kd, *e = x + kd, *c = e + kd;
+    float *y = (float *)(c + n), *z = y + n * kp, *p1 = z + n * kp, *p2 = p1 + pp;
+    /* The partials start at 0 (the second when it is used), and so do the rows' padding columns (kp > k); the
+     * rows' first k are copied in. */
+    memset(p1, 0, pp * sizeof(float));
+    if (kp > k) memset(y, 0, 2 * n * kp * sizeof(float));
+    double *b1 = w, *db = w + kd;
+    memset(w, 0, 2 * kd * sizeof(double));
+
+    /* b before the events and its change, and A before them over the history's rows. */
     size_t m = 0;
     for (size_t r = 0; r < n; r++) {
         const float *row = rows + r * k;
         double cb = before[r] > 0 ? 1 + alpha * before[r] : 0, ca = after[r] > 0 ? 1 + alpha * after[r] : 0;
-        for (int32_t d = 0; d < k; d++) {
-            x1[d] += cb * row[d];
-            x2[d] += ca * row[d];
-        }
+        for (int32_t i = 0; i < k; i++) b1[i] += cb * row[i];
+        if (ca != cb)
+            for (int32_t i = 0; i < k; i++) db[i] += (ca - cb) * row[i];
         if (!(before[r] > 0)) continue;
-        float w = (float)(alpha * before[r]);
-        memcpy(y + m * kp, row, (size_t)k * sizeof(float));
-        for (int32_t d = 0; d < k; d++) z[m * kp + d] = w * row[d];
+        float wr = (float)(alpha * before[r]);
+        memcpy(y + m * kp, row, kd * sizeof(float));
+        for (int32_t i = 0; i < k; i++) z[m * kp + i] = wr * row[i];
         m++;
     }
-    outer_sum(y, z, m, kp, p1);
+    outer_sum_inline(y, z, m, kp, p1);
     for (int32_t i = 0; i < k; i++)
         for (int32_t j = 0; j <= i; j++)
-            a1[(size_t)i * k + j] = a2[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j];
+            a[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j];
 
-    /* The events' changes: c_t = alpha (after - before) on the changed rows, gathered (k floats, kp apart). */
+    /* The events' changes to A: c_t = alpha (after - before) on the changed rows (none when alpha is 0: then only
+     * b changes), gathered as floats kp apart for a second factorization and as doubles for the low-rank solve. */
     m = 0;
     for (size_t r = 0; r < n; r++) {
         if (after[r] == before[r]) continue;
-        c[m] = alpha * (after[r] - before[r]);
-        memcpy(y + m * kp, rows + r * k, (size_t)k * sizeof(float));
+        double ct = alpha * (after[r] - before[r]);
+        if (ct == 0) continue;
+        c[m] = ct;
+        memcpy(y + m * kp, rows + r * k, kd * sizeof(float));
+        if (m < CKK_FOLD_LOW_RANK)
+            for (int32_t i = 0; i < k; i++) w[(2 + m) * kd + i] = rows[r * k + i];
         m++;
     }
-    int ok = factor(a1, col, k) && solve(a1, x1, k);
+    int ok = factor_inline(a, inv, panel, k);
     int done = 0;
     if (ok && m <= CKK_FOLD_LOW_RANK) {
-        double b2[CKK_MAX_FOLD_DIMENSIONS];
-        memcpy(b2, x2, (size_t)k * sizeof(double));
-        done = solve_low_rank(a1, y, (size_t)kp, c, (int32_t)m, x2, zs, k);
-        if (!done) memcpy(x2, b2, (size_t)k * sizeof(double));
+        memcpy(saved, w, 2 * kd * sizeof(double)); /* b1 and db, for a second factorization */
+        done = solve_low_rank(a, inv, w, c, (int32_t)m, e, k);
+        if (!done) memcpy(w, saved, 2 * kd * sizeof(double));
     }
     if (ok && !done) {
+        /* x1 = A^-1 b1 on the history's factor; then A and b after the events, factored anew: e = x2 - x1. */
+        memcpy(x, b1, kd * sizeof(double));
+        forward(a, inv, x, 1, k);
+        backward(a, inv, x, k);
         for (size_t t = 0; t < m; t++) {
-            float w = (float)c[t];
-            for (int32_t d = 0; d < k; d++) z[t * kp + d] = w * y[t * kp + d];
+            float wt = (float)c[t];
+            for (int32_t i = 0; i < k; i++) z[t * kp + i] = wt * y[t * kp + i];
         }
-        outer_sum(y, z, m, kp, p2);
+        memset(p2, 0, pp * sizeof(float));
+        outer_sum_inline(y, z, m, kp, p2);
         for (int32_t i = 0; i < k; i++)
-            for (int32_t j = 0; j <= i; j++) a2[(size_t)i * k + j] += p2[(size_t)i * kp + j];
-        ok = factor(a2, col, k) && solve(a2, x2, k);
-    }
-    if (ok) {
-        for (int32_t d = 0; d < k; d++) {
-            float v = (float)((double)u[d] + (x2[d] - x1[d]));
-            if (!isfinite(v)) ok = 0;
+            for (int32_t j = 0; j <= i; j++)
+                a2[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j] +
+                                        p2[(size_t)i * kp + j];
+        ok = factor_inline(a2, inv, panel, k);
+        if (ok) {
+            for (int32_t i = 0; i < k; i++) e[i] = b1[i] + db[i];
+            forward(a2, inv, e, 1, k);
+            backward(a2, inv, e, k);
+            for (int32_t i = 0; i < k; i++) e[i] -= x[i];
         }
     }
     if (ok)
-        for (int32_t d = 0; d < k; d++) out[d] = (float)((double)u[d] + (x2[d] - x1[d]));
-    free(block);
+        for (int32_t i = 0; i < k; i++)
+            if (!isfinite((float)((double)u[i] + e[i]))) ok = 0;
+    if (ok)
+        for (int32_t i = 0; i < k; i++) out[i] = (float)((double)u[i] + e[i]);
+    return ok;
+}
+
+static int fold_portable(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
+                         const double *before, const double *after, size_t n, const float *u, float *out,
+                         void *block) {
+    return fold_inline(gram, k, lambda, alpha, rows, before, after, n, u, out, block);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static int fold_avx2(const double *gram, int32_t k, double lambda, double alpha,
+                                                         const float *rows, const double *before, const double *after,
+                                                         size_t n, const float *u, float *out, void *block) {
+    return fold_inline(gram, k, lambda, alpha, rows, before, after, n, u, out, block);
+}
+#endif
+
+/* Each thread keeps its fold scratch from call to call, up to this size: the fold runs on a request's path, where
+ * a fresh block per call spent about 10% of the fold in malloc and free. Larger blocks are allocated per call. */
+#define CKK_FOLD_KEPT_SCRATCH (1u << 20)
+
+struct fold_scratch {
+    size_t size;
+    void *memory;
+};
+
+static pthread_key_t fold_scratch_key;
+static pthread_once_t fold_scratch_once = PTHREAD_ONCE_INIT;
+static int fold_scratch_key_ok;
+
+static void fold_scratch_release(void *p) {
+    struct fold_scratch *s = p;
+    free(s->memory);
+    free(s);
+}
+
+static void fold_scratch_key_create(void) { fold_scratch_key_ok = pthread_key_create(&fold_scratch_key, fold_scratch_release) == 0; }
+
+/* This thread's kept scratch of at least `bytes`, or NULL (then the caller allocates its own). */
+static void *fold_scratch_kept(size_t bytes) {
+    if (bytes > CKK_FOLD_KEPT_SCRATCH) return NULL;
+    pthread_once(&fold_scratch_once, fold_scratch_key_create);
+    if (!fold_scratch_key_ok) return NULL;
+    struct fold_scratch *s = pthread_getspecific(fold_scratch_key);
+    if (s && s->size >= bytes) return s->memory;
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(fold_scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    free(s->memory);
+    s->memory = NULL;
+    s->size = 0;
+    /* At least 64 KiB, so that histories growing a little do not reallocate each time. */
+    size_t size = bytes < (64u << 10) ? (64u << 10) : bytes;
+    if (posix_memalign(&s->memory, 64, size) != 0) {
+        s->memory = NULL;
+        return NULL;
+    }
+    s->size = size;
+    return s->memory;
+}
+
+int ckk_least_squares_fold(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
+                           const double *before, const double *after, size_t n, const float *u, float *out) {
+    size_t bytes = fold_scratch_bytes(k, n);
+    void *own = NULL, *block = fold_scratch_kept(bytes);
+    if (!block) {
+        if (posix_memalign(&own, 64, bytes) != 0) return -1;
+        block = own;
+    }
+    int ok;
+#if defined(__x86_64__)
+    if (ckk_supported_isa_mask() & (1 << CKK_ISA_AVX2))
+        ok = fold_avx2(gram, k, lambda, alpha, rows, before, after, n, u, out, block);
+    else
+#endif
+        ok = fold_portable(gram, k, lambda, alpha, rows, before, after, n, u, out, block);
+    free(own);
     return ok;
 }

@@ -165,7 +165,7 @@ public final class ModelSnapshot: Sendable {
         realtimeWeight = model.metadata.parameters["realtime_weight"] ?? 1  // the loader checked 0...1e6
         let parameters = model.metadata.parameters
         if parameters["realtime_fold"] == 1, model.userFactors != nil {
-            // The loader checked alpha, regularization and the factor count. 1M x 64 float32 rows: 0.09-0.14 s (README).
+            // The loader checked alpha, regularization and the factor count. 1M x 64 float32 rows: about 0.13 s (README).
             leastSquaresFold = (LeastSquaresFold.gram(of: model.itemFactors), parameters["alpha"]!, parameters["regularization"]!)
         } else {
             leastSquaresFold = nil

@@ -135,6 +135,49 @@ import Testing
         #expect(out != u)
     }
 
+    /// Shapes the small test does not reach: factor counts that fill the Cholesky's 4-column panels and that leave a
+    /// short last one (37), histories of tens of items, events on history items and new ones (a few: the Woodbury
+    /// path; 20: a second factorization), and alpha 0 (the events change only the right-hand side).
+    @Test(arguments: [(37, 50, 4, 10.0), (64, 120, 5, 40.0), (64, 30, 20, 10.0), (13, 12, 3, 0.0)])
+    func foldMatchesADirectSolveAtServingShapes(shape: (k: Int, history: Int, events: Int, alpha: Double)) {
+        let (k, history, events, alpha) = shape
+        let items = 400
+        var state: UInt64 = UInt64(k * 1000 + events)
+        func next() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(Int(state >> 40) % 2001 - 1000) / 1000
+        }
+        let y = (0..<(items * k)).map { _ in Float(next() * 0.3) }
+        let gram = y.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: k) }
+        let u = (0..<k).map { _ in Float(next()) }
+        let historyItems = (0..<history).map { UInt32($0 * 3) }
+        let weights = (0..<history).map { _ in Float(1 + abs(next()) * 4) }
+        var c = LeastSquaresFold.Confidences(historyItems: historyItems, weights: weights)
+        for e in 0..<events {
+            // Alternately an item of the history and one outside it.
+            let item = e % 2 == 0 ? Int32(historyItems[(e * 7) % history]) : Int32(3 * history + e)
+            c.add(item: item, amount: 0.5 + Double(e % 3))
+        }
+        let rows = c.items.flatMap { Array(y[(Int($0) * k)..<((Int($0) + 1) * k)]) }
+        let lambda = 2.0
+        let out = LeastSquaresFold.fold(user: u, gram: gram, regularization: lambda, alpha: alpha, confidences: c, rows: rows)!
+        func solution(_ r: [Double]) -> [Double] {
+            ReferenceSolve.userSolution(y: y, items: items, k: k, alpha: alpha, lambda: lambda) { i in
+                c.items.firstIndex(of: Int32(i)).map { r[$0] } ?? 0
+            }
+        }
+        let xb = solution(c.before)
+        let xa = solution(c.after)
+        var moved = 0.0
+        for d in 0..<k {
+            let expected = Double(u[d]) + xa[d] - xb[d]
+            moved = max(moved, abs(xa[d] - xb[d]))
+            let tolerance: Double = 1e-4 * max(1.0, abs(expected))
+            #expect(abs(Double(out[d]) - expected) < tolerance, "k \(k) dimension \(d): \(out[d]) vs \(expected)")
+        }
+        #expect(moved > 1e-3, "the events should move the solution")
+    }
+
     /// Nothing changed: `u` itself. A system that is not positive definite (no regularization, no item rows): `u`.
     /// More factors than the fold runs for: nil.
     @Test func foldLeavesTheUserWhenItCannotSolve() {
