@@ -121,16 +121,9 @@ import Testing
         let rows = c.items.flatMap { Array(y[(Int($0) * k)..<((Int($0) + 1) * k)]) }
         let (alpha, lambda) = (10.0, 0.5)
         let out = LeastSquaresFold.fold(user: u, gram: gram, regularization: lambda, alpha: alpha, confidences: c, rows: rows)!
-        func solution(_ r: [Double]) -> [Double] {
-            ReferenceSolve.userSolution(y: y, items: items, k: k, alpha: alpha, lambda: lambda) { i in
-                c.items.firstIndex(of: Int32(i)).map { r[$0] } ?? 0
-            }
-        }
-        let xb = solution(c.before)
-        let xa = solution(c.after)
+        let expected = Self.referenceFold(user: u, y: y, items: items, k: k, alpha: alpha, lambda: lambda, confidences: c)
         for d in 0..<k {
-            let expected = Double(u[d]) + xa[d] - xb[d]
-            #expect(abs(Double(out[d]) - expected) < 1e-4, "dimension \(d): \(out[d]) vs \(expected)")
+            #expect(abs(Double(out[d]) - expected[d]) < 1e-4, "dimension \(d): \(out[d]) vs \(expected[d])")
         }
         #expect(out != u)
     }
@@ -161,21 +154,28 @@ import Testing
         let rows = c.items.flatMap { Array(y[(Int($0) * k)..<((Int($0) + 1) * k)]) }
         let lambda = 2.0
         let out = LeastSquaresFold.fold(user: u, gram: gram, regularization: lambda, alpha: alpha, confidences: c, rows: rows)!
+        let expected = Self.referenceFold(user: u, y: y, items: items, k: k, alpha: alpha, lambda: lambda, confidences: c)
+        var moved = 0.0
+        for d in 0..<k {
+            moved = max(moved, abs(expected[d] - Double(u[d])))
+            let tolerance: Double = 1e-4 * max(1.0, abs(expected[d]))
+            #expect(abs(Double(out[d]) - expected[d]) < tolerance, "k \(k) dimension \(d): \(out[d]) vs \(expected[d])")
+        }
+        #expect(moved > 1e-3, "the events should move the solution")
+    }
+
+    /// `u + x_after - x_before` with both solutions from their definition (``ReferenceSolve``) over all `items` rows.
+    static func referenceFold(
+        user u: [Float], y: [Float], items: Int, k: Int, alpha: Double, lambda: Double,
+        confidences c: LeastSquaresFold.Confidences
+    ) -> [Double] {
         func solution(_ r: [Double]) -> [Double] {
             ReferenceSolve.userSolution(y: y, items: items, k: k, alpha: alpha, lambda: lambda) { i in
                 c.items.firstIndex(of: Int32(i)).map { r[$0] } ?? 0
             }
         }
-        let xb = solution(c.before)
-        let xa = solution(c.after)
-        var moved = 0.0
-        for d in 0..<k {
-            let expected = Double(u[d]) + xa[d] - xb[d]
-            moved = max(moved, abs(xa[d] - xb[d]))
-            let tolerance: Double = 1e-4 * max(1.0, abs(expected))
-            #expect(abs(Double(out[d]) - expected) < tolerance, "k \(k) dimension \(d): \(out[d]) vs \(expected)")
-        }
-        #expect(moved > 1e-3, "the events should move the solution")
+        let (xb, xa) = (solution(c.before), solution(c.after))
+        return (0..<k).map { Double(u[$0]) + xa[$0] - xb[$0] }
     }
 
     /// Nothing changed: `u` itself. A system that is not positive definite (no regularization, no item rows): `u`.
