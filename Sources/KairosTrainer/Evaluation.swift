@@ -71,7 +71,7 @@ package struct ScoringComponents: Sendable {
     /// All-time popularity / max.
     package let popularity: [Float]
     /// Per user: (item, decayed history weight / user's max), heaviest first, capped.
-    package let history: UserHistory
+    package private(set) var history: UserHistory
     /// Category per item, or nil without attributes.
     package let categories: [UInt32]?
     /// Number of categories (0 without attributes).
@@ -113,6 +113,16 @@ package struct ScoringComponents: Sendable {
     package func withFactors(_ f: ALSFactors) -> ScoringComponents {
         var c = self
         c.factors = f
+        return c
+    }
+
+    /// The same items' components for `factors.user`'s rows as users with no history: users the model does not know,
+    /// ranked by vectors made from their requests' events (``RealtimeSessions/newUsers(train:later:maxUsers:)``).
+    package func forNewUsers(_ factors: ALSFactors) -> ScoringComponents {
+        var c = self
+        let users = factors.factors > 0 ? factors.user.count / factors.factors : 0
+        c.factors = factors
+        c.history = UserHistory(indptr: [UInt64](repeating: 0, count: users + 1), items: [], weights: [], referenceTime: history.referenceTime)
         return c
     }
 

@@ -78,6 +78,98 @@ package struct RealtimeSessions: Sendable {
     /// No sessions (for sessions built by hand).
     package init() {}
 
+    /// Sessions of the users of `later` with no event in `train` (users the model does not know), with the same
+    /// context and truth as known users' sessions; user `n` of ``set`` is the session's own row (`n`), since such a
+    /// user has no row in the model.
+    package static func newUsers(train: EventLog, later: EventLog, maxUsers: Int) -> RealtimeSessions {
+        var trained = [Bool](repeating: false, count: max(train.userIds.count, later.userIds.count))
+        var known = [Bool](repeating: false, count: train.itemIds.count)
+        for e in 0..<train.count {
+            trained[Int(train.users[e])] = true
+            known[Int(train.items[e])] = true
+        }
+        var byUser: [Int: [Int]] = [:]
+        for e in 0..<later.count where Int(later.users[e]) >= trained.count || !trained[Int(later.users[e])] {
+            byUser[Int(later.users[e]), default: []].append(e)
+        }
+        var s = RealtimeSessions()
+        for u in byUser.keys.sorted() where byUser[u]!.count > contextEvents {
+            let events = byUser[u]!.sorted { (later.times[$0], $0) < (later.times[$1], $1) }
+            let first = events.prefix(contextEvents)
+            let now = later.times[first.last!]
+            let contextItems = Set(first.map { Int32(later.items[$0]) })
+            var truth = Set<Int32>()
+            for e in events.dropFirst(contextEvents) where later.times[e] <= now + window {
+                let item = Int32(later.items[e])
+                if Int(item) < known.count, known[Int(item)], !contextItems.contains(item) { truth.insert(item) }
+            }
+            // A context with no item the model has factors for gives no vector: the server answers those with trending.
+            guard !truth.isEmpty, contextItems.contains(where: { Int($0) < known.count && known[Int($0)] }) else { continue }
+            s.set.users.append(s.set.users.count)
+            s.set.truth.append(truth)
+            s.set.seen.append(contextItems)
+            // Events on items the model does not know are ignored when served; so are they here.
+            s.context.append(
+                first.filter { Int(later.items[$0]) < known.count && known[Int(later.items[$0])] }
+                    .map { Event(item: Int32(later.items[$0]), strength: later.strengths[$0], time: later.times[$0]) }
+            )
+            s.now.append(now)
+        }
+        if s.set.users.count > maxUsers {
+            let picks = EvaluationSet.evenPicks(of: s.set.users.count, most: maxUsers)
+            s.set = s.set.picked(picks)
+            s.set.users = Array(0..<picks.count)
+            s.context = picks.map { s.context[$0] }
+            s.now = picks.map { s.now[$0] }
+        }
+        return s
+    }
+
+    /// The vectors `kairos serve` ranks these sessions' users by when it does not know them (PROTOCOL.md, "realtime
+    /// context"): `normalise(sum strength x w(now - t) x v_item)` to `typicalNorm`, row `n` for session `n` (zeros
+    /// when no event counts: the server then answers with trending).
+    package func newUserVectors(_ f: ALSFactors, typicalNorm: Float, decay: DecaySpec) -> [Float] {
+        let k = f.factors
+        let itemRow = { (item: Int32) in f.item[(Int(item) * k)..<((Int(item) + 1) * k)] }
+        var out: [Float] = []
+        out.reserveCapacity(set.users.count * k)
+        for n in set.users.indices {
+            // The server's operations: a sum in double precision, scaled to `typicalNorm`.
+            var sum = [Double](repeating: 0, count: k)
+            for e in context[n] where e.time <= now[n] {
+                let w = Float(decay.weight(ageSeconds: Double(now[n] - e.time)))
+                let scale = Double(e.strength) * Double(w)
+                guard scale != 0, scale.isFinite else { continue }
+                for (d, x) in itemRow(e.item).enumerated() { sum[d] += scale * Double(x) }
+            }
+            let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if norm > 0, norm.isFinite {
+                let target = typicalNorm > 0 ? Double(typicalNorm) : min(norm, 1e30)
+                out += sum.map { Float($0 * (target / norm)) }
+            } else {
+                out += [Float](repeating: 0, count: k)
+            }
+        }
+        return out
+    }
+
+    /// The average norm of `f`'s user rows over an even sample of at most 10,000 (``ModelSnapshot/typicalUserNorm``'s
+    /// rule): what a new user's vector is scaled to.
+    package static func typicalUserNorm(_ f: ALSFactors) -> Float {
+        let k = f.factors
+        let users = k > 0 ? f.user.count / k : 0
+        guard users > 0 else { return 1 }
+        let sample = min(users, 10_000)
+        var total = 0.0
+        for i in 0..<sample {
+            let u = i * (users / sample)
+            var sq: Float = 0
+            for x in f.user[(u * k)..<((u + 1) * k)] { sq += x * x }
+            total += Double(sq.squareRoot())
+        }
+        return Float(total / Double(sample))
+    }
+
     /// The ranking runs of the sessions under `blend`, one per weight, with the events folded in at that weight by
     /// `method` (0: without events; their items are skipped either way, as served TOPK skips them).
     package func evaluate(

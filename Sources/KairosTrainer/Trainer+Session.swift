@@ -512,6 +512,35 @@ struct Session {
             )
         }
         report.realtime["test"] = row
+        testNewUserRealtime(train: train, test: test, comps: comps, tuned: tuned, report: &report)
+    }
+
+    /// Users the model does not know, ranked from their first events on test as the server ranks them (its cold
+    /// start from events: the additive fold scaled to a typical user's norm) against no events (the blend's item
+    /// terms alone, as for a zero vector), with the paired gain.
+    func testNewUserRealtime(train: EventLog, test: EventLog, comps: ScoringComponents, tuned: Tuned, report: inout TrainReport) {
+        guard let f = comps.factors else { return }
+        let sessions = RealtimeSessions.newUsers(train: train, later: test, maxUsers: evalUsers(items: train.itemIds.count))
+        guard sessions.set.users.count > 1 else { return }
+        let blend = tuned.weights[.excludeSeen]!
+        func run(_ vectors: [Float]) -> MetricsAccumulator {
+            var g = f
+            g.user = vectors
+            return BlendScorer(set: sessions.set, components: comps.forNewUsers(g), k: config.k, threads: config.als.threads, dots: factorDots)
+                .accumulate(blend)
+        }
+        let none = run([Float](repeating: 0, count: sessions.set.users.count * f.factors))
+        let events = run(sessions.newUserVectors(f, typicalNorm: RealtimeSessions.typicalUserNorm(f), decay: config.decay))
+        let g = events.ndcgGain(over: none)
+        report.realtime["test-new-users"] = [
+            "users": Double(sessions.set.users.count), "no-events": none.result.ndcg, "events": events.result.ndcg,
+            "events_gain": g.mean, "events_gain_se": g.standardError,
+        ]
+        progress.line(
+            "test",
+            "real-time new users ndcg@\(config.k) \(Format.fixed(events.result.ndcg, 4)) vs no events \(Format.fixed(none.result.ndcg, 4)): "
+                + "gain \(Format.fixed(g.mean, 4)) (paired se \(Format.fixed(g.standardError, 4)), \(sessions.set.users.count) sessions)"
+        )
     }
 
     /// Scores the activity profiles (push timing) on the test window: the stored kind, the population's, and the raw

@@ -36,6 +36,37 @@ import Testing
         #expect(s.set.seen == [[0, 1, 3, 4]])  // the stored history and the context's items
     }
 
+    /// New-user sessions: only users with no event before the split; the context's events on items the model has no
+    /// factors for are dropped (the server ignores them) but still left out of the ranking; a context of only such
+    /// items makes no session; the truth is the next day's known items outside the context. Rows are the sessions'.
+    @Test func newUserSessionsAreUsersWithNoPast() {
+        let ids = (0..<9).map { "i\($0)" }
+        let users = ["a", "b", "c", "d"]
+        // Before the split only a (i0-i2); i6-i8 have no event before it.
+        let train = EventLog(
+            userIds: users, itemIds: ids, users: [0, 0, 0, 0], items: [0, 1, 2, 5], times: [10, 11, 12, 13], strengths: [1, 1, 1, 1]
+        )
+        let day: Int64 = 86_400
+        let later = EventLog(
+            userIds: users, itemIds: ids,
+            // a: known, no session. b: context i8 (no factors), i1, i2; then i0 (truth), i6 (no factors), i5 after the
+            // window. c: context i6, i7, i8 only (no factors): none. d: context i5, i5, i0; then i5 (in context), i2.
+            users: [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3],
+            items: [3, 4, 5, 0, 8, 1, 2, 0, 6, 5, 6, 7, 8, 0, 5, 5, 0, 5, 2],
+            times: [100, 101, 102, 103, 100, 101, 102, 103, 104, 103 + day, 100, 101, 102, 103, 200, 201, 202, 203, 204],
+            strengths: [1, 1, 1, 1, 2, 3, 4, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 1, 1]
+        )
+        let s = RealtimeSessions.newUsers(train: train, later: later, maxUsers: 10)
+        #expect(s.set.users == [0, 1])
+        #expect(s.set.truth == [[0], [2]])
+        #expect(s.set.seen == [[8, 1, 2], [5, 0]])
+        #expect(s.context.map { $0.map(\.item) } == [[1, 2], [5, 5, 0]])
+        #expect(s.context.map { $0.map(\.strength) } == [[3, 4], [1, 2, 3]])
+        #expect(s.now == [102, 202])
+        let thinned = RealtimeSessions.newUsers(train: train, later: later, maxUsers: 1)
+        #expect(thinned.set.users == [0] && thinned.now == [102])
+    }
+
     /// The fold-in is the server's: `normalise(u + weight x sum strength x w(age) x v)` to |u|, in double precision;
     /// weight 0, or only events in the future, leave u as it is.
     @Test func foldMatchesTheDefinition() {

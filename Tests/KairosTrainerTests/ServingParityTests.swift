@@ -225,6 +225,55 @@ import Testing
         #expect(weight == 0 ? moved == 0 : moved > 10, "\(moved) answers moved at weight \(weight) (\(method))")
     }
 
+    /// A user the model does not know, with events: the server's TOPK equals the trainer's new-user session ranking
+    /// (``RealtimeSessions/newUserVectors(_:typicalNorm:decay:)``: the events' items summed, scaled to a typical user's
+    /// norm, no history), and the trainer's typical norm is the snapshot's.
+    @Test func servedTopKOfANewUserIsTheTrainersNewUserRanking() throws {
+        let dir = TempFolder()
+        let blend = KairosTrainer.BlendWeights(dot: 2, trending: 0.5, buyAgain: 0, category: 0.3, freshness: 0.2)
+        let f = try Self.fixture(in: dir, users: 60, items: 120, categories: 5, days: 40, eventsPerUser: 15, scoring: [.excludeSeen: blend])
+        let (c, contents, snapshot, log, components, reference) = (f.config, f.contents, f.snapshot, f.log, f.components, f.reference)
+        let factors = components.factors!
+        #expect(RealtimeSessions.typicalUserNorm(factors) == snapshot.typicalUserNorm)
+        var sessions = RealtimeSessions()
+        var rng = SplitMix64(seed: 23)
+        for n in 0..<20 {
+            let context = (0..<3).map { j in
+                RealtimeSessions.Event(
+                    item: Int32(rng.next() % UInt64(log.itemIds.count)),
+                    strength: [1, 2, 4, 8][Int(rng.next() % 4)],
+                    time: reference - Int64(rng.next() % 200_000) - Int64(j)
+                )
+            }
+            sessions.set.users.append(n)
+            sessions.set.truth.append([])
+            sessions.set.seen.append(Set(context.map(\.item)))
+            sessions.context.append(context)
+            sessions.now.append(reference)
+        }
+        var rows = factors
+        rows.user = sessions.newUserVectors(factors, typicalNorm: snapshot.typicalUserNorm, decay: c.decay)
+        let scorer = BlendScorer(set: sessions.set, components: components.forNewUsers(rows), k: 10)
+        for n in sessions.set.users {
+            let expected = scorer.ranking(user: n, blend)
+            let request = TopKRequest(
+                model: ModelRef(name: contents.name),
+                user: "not-a-user-\(n)",
+                k: 10,
+                context: RealtimeContext(
+                    events: sessions.context[n].map { RealtimeEvent(item: log.itemIds[Int($0.item)], strength: $0.strength, timestamp: $0.time) },
+                    now: reference
+                )
+            )
+            let served = Scorer.topK(request, on: snapshot, now: reference)
+            #expect(served.flags == .coldStartFromEvents)
+            #expect(served.items.map(\.item) == expected.map { log.itemIds[Int($0.item)] }, "session \(n)")
+            for (s, e) in zip(served.items, expected) {
+                #expect(abs(s.score - e.score) <= 1e-4 * max(1, abs(e.score)), "session \(n) \(s.item)")
+            }
+        }
+    }
+
     /// Trained timing reaches PUSH_DECIDE: asked at 09:00 UTC, the server holds each user's push until the hour they
     /// visit every day, pushes at once when that hour is now, and a user it does not know gets the population's
     /// busiest hours. (The default quiet hours, 22-08 UTC here, keep the habits inside 10-20 allowed.)
