@@ -181,6 +181,34 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         #expect(a.flags == .coldStartFromEvents && a.items == Scorer.topK(cold, on: t, now: 0).items)
     }
 
+    /// The least-squares fold under extreme events: the largest finite strengths either way, and more changed items
+    /// than the low-rank solve takes (a second factorisation). Every score stays finite, and removing every history
+    /// item's weight (the largest negative strengths) still answers.
+    @Test func leastSquaresFoldOfExtremeEventsStaysFinite() throws {
+        var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
+        c.metadata.parameters.merge(["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 10]) { $1 }
+        let path = "/tmp/kairos-realtime-fold-extreme-\(getpid()).kmodel"
+        try ModelWriter.write(c, to: path)
+        defer { unlink(path) }
+        let s = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+        let h = s.model.history!.entries(ofUser: 3)
+        let big = Float.greatestFiniteMagnitude
+        let cases: [[RealtimeEvent]] = [
+            [RealtimeEvent(item: "item-42", strength: big, timestamp: now)],
+            [RealtimeEvent(item: "item-42", strength: big, timestamp: now), RealtimeEvent(item: "item-43", strength: 1e-30, timestamp: now)],
+            h.items.map { RealtimeEvent(item: "item-\($0)", strength: -big, timestamp: now) },
+            (100..<140).map { RealtimeEvent(item: "item-\($0)", strength: $0 % 2 == 0 ? big : 1, timestamp: now - Int64($0)) },
+        ]
+        let candidates = IdList((0..<400).map { "item-\($0)" })
+        for (n, events) in cases.enumerated() {
+            let ctx = RealtimeContext(events: events, now: now)
+            let r = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: candidates, context: ctx), on: s, now: 0)
+            #expect(r.scores.count == 400 && r.scores.allSatisfy(\.isFinite), "case \(n)")
+            let top = Scorer.topK(TopKRequest(model: ref, user: "user-3", k: 10, context: ctx), on: s, now: 0)
+            #expect(top.items.count == 10 && top.items.allSatisfy { $0.score.isFinite }, "case \(n)")
+        }
+    }
+
     /// Events in the future, on unknown items, or decayed to nothing leave the scores unchanged.
     @Test func uselessEventsChangeNothing() {
         let plain = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-1"]), on: testSnapshot, now: now)
