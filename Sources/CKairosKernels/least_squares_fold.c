@@ -203,14 +203,16 @@ static inline __attribute__((always_inline)) void backward(const double *l, cons
 #define CKK_FOLD_LOW_RANK 16
 
 /* e = (L L' + V C V')^-1 b2 - (L L')^-1 b1, through L^-1: with w1 = L^-1 b1, d = L^-1 (b2 - b1), W = L^-1 V and
- * S = C^-1 + W'W, e = L'^-1 (d - W S^-1 W' (w1 + d)). On entry w holds b1, b2 - b1 and the m rows of V (k doubles
- * each; m + 2 vectors, overwritten) and c the m weights (none 0); e gets the result. 0 when S is singular (the
- * caller then factors the whole matrix). */
-static inline __attribute__((always_inline)) int solve_low_rank(const double *l, const double *inv, double *w,
-                                                                 const double *c, int32_t m, double *e, int32_t k) {
+ * S = C^-1 + W'W, e = L'^-1 (d - W S^-1 W' (w1 + d)). On entry w1 holds L^-1 b1, w holds b2 - b1 and the m rows of
+ * V (k doubles each; m + 1 vectors, overwritten) and c the m weights (none 0); e gets the result. 0 when S is
+ * singular (the caller then factors the whole matrix). Each vector's solve is the same arithmetic whether or not
+ * others share its pass, so the history's half can be solved once and kept (ckk_fold_history). */
+static inline __attribute__((always_inline)) int solve_low_rank(const double *l, const double *inv, const double *w1,
+                                                                 double *w, const double *c, int32_t m, double *e,
+                                                                 int32_t k) {
     double s[CKK_FOLD_LOW_RANK][CKK_FOLD_LOW_RANK + 1];
-    forward(l, inv, w, m + 2, k);
-    const double *w1 = w, *d = w + k, *v = w + 2 * (size_t)k;
+    forward(l, inv, w, m + 1, k);
+    const double *d = w, *v = w + k;
     for (int32_t i = 0; i < k; i++) e[i] = w1[i] + d[i];
     for (int32_t t = 0; t < m; t++) {
         const double *vt = v + (size_t)t * k;
@@ -310,7 +312,8 @@ static inline __attribute__((always_inline)) int fold_inline(const double *gram,
     int done = 0;
     if (ok && m <= CKK_FOLD_LOW_RANK) {
         memcpy(saved, w, 2 * kd * sizeof(double)); /* b1 and db, for a second factorization */
-        done = solve_low_rank(a, inv, w, c, (int32_t)m, e, k);
+        forward(a, inv, w, 1, k);                  /* w1 = L^-1 b1 */
+        done = solve_low_rank(a, inv, w, w + kd, c, (int32_t)m, e, k);
         if (!done) memcpy(w, saved, 2 * kd * sizeof(double));
     }
     if (ok && !done) {
@@ -424,4 +427,133 @@ int ckk_least_squares_fold(const double *gram, int32_t k, double lambda, double 
         ok = fold_portable(gram, k, lambda, alpha, rows, before, after, n, u, out, block);
     free(own);
     return ok;
+}
+
+/* The fold in two halves (header): the history's, once per user and model, and the events', per request. */
+
+/* Scratch of the history's half: y and z rows (n x kp floats each), a kp x kp float partial and the 4 x k panel. */
+static size_t history_scratch_bytes(int32_t k, size_t n) {
+    const size_t kp = (size_t)((k + 15) & ~15);
+    return (2 * n * kp + kp * kp) * sizeof(float) + 4 * (size_t)k * sizeof(double);
+}
+
+/* state = L (k x k, lower), 1 / diag(L) (k), L^-1 b1 (k) for the history rows `rows` (k floats each) with weights
+ * `weights` (rows of weight 0 or less contribute nothing); the same arithmetic as fold_inline's. 0: not positive
+ * definite. */
+static inline __attribute__((always_inline)) int history_inline(const double *gram, int32_t k, double lambda,
+                                                                 double alpha, const float *rows,
+                                                                 const double *weights, size_t n, double *state,
+                                                                 void *block) {
+    const int32_t kp = (k + 15) & ~15;
+    const size_t kk = (size_t)k * k, pp = (size_t)kp * kp, kd = (size_t)k;
+    double *a = state, *inv = a + kk, *w1 = inv + kd;
+    float *y = block, *z = y + n * kp, *p1 = z + n * kp;
+    double *panel = (double *)(p1 + pp);
+    memset(p1, 0, pp * sizeof(float));
+    if (kp > k) memset(y, 0, 2 * n * kp * sizeof(float));
+    memset(w1, 0, kd * sizeof(double));
+    size_t m = 0;
+    for (size_t r = 0; r < n; r++) {
+        const float *row = rows + r * k;
+        double cb = weights[r] > 0 ? 1 + alpha * weights[r] : 0;
+        for (int32_t i = 0; i < k; i++) w1[i] += cb * row[i];
+        if (!(weights[r] > 0)) continue;
+        float wr = (float)(alpha * weights[r]);
+        memcpy(y + m * kp, row, kd * sizeof(float));
+        for (int32_t i = 0; i < k; i++) z[m * kp + i] = wr * row[i];
+        m++;
+    }
+    outer_sum_inline(y, z, m, kp, p1);
+    for (int32_t i = 0; i < k; i++)
+        for (int32_t j = 0; j <= i; j++)
+            a[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j];
+    if (!factor_inline(a, inv, panel, k)) return 0;
+    forward(a, inv, w1, 1, k);
+    return 1;
+}
+
+/* out = u + the events' change on `state` (read only) for the m changed rows; 2 when more than CKK_FOLD_LOW_RANK
+ * of them change A (the caller then runs the whole fold), 0 when S is singular or the result not finite. */
+static inline __attribute__((always_inline)) int events_inline(const double *state, int32_t k, double alpha,
+                                                                const float *rows, const double *before,
+                                                                const double *after, size_t m, const float *u,
+                                                                float *out, double *block) {
+    const size_t kk = (size_t)k * k, kd = (size_t)k;
+    const double *l = state, *inv = l + kk, *w1 = inv + kd;
+    double *w = block, *e = w + (CKK_FOLD_LOW_RANK + 1) * kd, *c = e + kd;
+    memset(w, 0, kd * sizeof(double));
+    int32_t t = 0;
+    for (size_t r = 0; r < m; r++) {
+        const float *row = rows + r * k;
+        double cb = before[r] > 0 ? 1 + alpha * before[r] : 0, ca = after[r] > 0 ? 1 + alpha * after[r] : 0;
+        if (ca != cb)
+            for (int32_t i = 0; i < k; i++) w[i] += (ca - cb) * row[i];
+        if (after[r] == before[r]) continue;
+        double ct = alpha * (after[r] - before[r]);
+        if (ct == 0) continue;
+        if (t == CKK_FOLD_LOW_RANK) return 2;
+        c[t] = ct;
+        for (int32_t i = 0; i < k; i++) w[(1 + (size_t)t) * kd + i] = row[i];
+        t++;
+    }
+    if (!solve_low_rank(l, inv, w1, w, c, t, e, k)) return 0;
+    for (int32_t i = 0; i < k; i++)
+        if (!isfinite((float)((double)u[i] + e[i]))) return 0;
+    for (int32_t i = 0; i < k; i++) out[i] = (float)((double)u[i] + e[i]);
+    return 1;
+}
+
+static int history_portable(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
+                            const double *weights, size_t n, double *state, void *block) {
+    return history_inline(gram, k, lambda, alpha, rows, weights, n, state, block);
+}
+
+static int events_portable(const double *state, int32_t k, double alpha, const float *rows, const double *before,
+                           const double *after, size_t m, const float *u, float *out, double *block) {
+    return events_inline(state, k, alpha, rows, before, after, m, u, out, block);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static int history_avx2(const double *gram, int32_t k, double lambda, double alpha,
+                                                            const float *rows, const double *weights, size_t n,
+                                                            double *state, void *block) {
+    return history_inline(gram, k, lambda, alpha, rows, weights, n, state, block);
+}
+
+__attribute__((target("avx2,fma"))) static int events_avx2(const double *state, int32_t k, double alpha,
+                                                           const float *rows, const double *before,
+                                                           const double *after, size_t m, const float *u, float *out,
+                                                           double *block) {
+    return events_inline(state, k, alpha, rows, before, after, m, u, out, block);
+}
+#endif
+
+int ckk_fold_history(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
+                     const double *weights, size_t n, double *state) {
+    size_t bytes = history_scratch_bytes(k, n);
+    void *own = NULL, *block = fold_scratch_kept(bytes);
+    if (!block) {
+        if (posix_memalign(&own, 64, bytes) != 0) return -1;
+        block = own;
+    }
+    int ok;
+#if defined(__x86_64__)
+    if (ckk_supported_isa_mask() & (1 << CKK_ISA_AVX2))
+        ok = history_avx2(gram, k, lambda, alpha, rows, weights, n, state, block);
+    else
+#endif
+        ok = history_portable(gram, k, lambda, alpha, rows, weights, n, state, block);
+    free(own);
+    return ok;
+}
+
+int ckk_fold_events(const double *state, int32_t k, double alpha, const float *rows, const double *before,
+                    const double *after, size_t m, const float *u, float *out) {
+    /* The low-rank vectors, e and the weights: at most (16 + 2) x 128 + 16 doubles, on the stack. */
+    double block[(CKK_FOLD_LOW_RANK + 2) * CKK_MAX_FOLD_DIMENSIONS + CKK_FOLD_LOW_RANK];
+    if (k > CKK_MAX_FOLD_DIMENSIONS) return 0;
+#if defined(__x86_64__)
+    if (ckk_supported_isa_mask() & (1 << CKK_ISA_AVX2)) return events_avx2(state, k, alpha, rows, before, after, m, u, out, block);
+#endif
+    return events_portable(state, k, alpha, rows, before, after, m, u, out, block);
 }

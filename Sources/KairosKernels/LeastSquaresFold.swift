@@ -62,6 +62,68 @@ public enum LeastSquaresFold {
         return status == 1 ? out : u
     }
 
+    /// The history's half of the fold for one user: the factorisation of their system before any event, which every
+    /// request of theirs shares under one model (``fold(user:history:alpha:confidences:changedRows:)``).
+    public final class HistorySolve: Sendable {
+        /// `L` (k x k), `1 / diag(L)` and `L^-1 b` (C `ckk_fold_history`).
+        let state: [Double]
+        /// Factors.
+        public let dimensions: Int
+        /// Bytes held.
+        public var bytes: Int { state.count * MemoryLayout<Double>.stride }
+
+        init(state: [Double], dimensions: Int) {
+            self.state = state
+            self.dimensions = dimensions
+        }
+    }
+
+    /// The history's half for `confidences`' history entries (its first ``Confidences/historyCount``, whose `k` floats
+    /// each `historyRows` holds in order); nil when the system is not positive definite or k is above
+    /// ``maxDimensions``.
+    public static func historySolve(
+        gram: [Double],
+        regularization: Double,
+        alpha: Double,
+        confidences: Confidences,
+        historyRows: [Float],
+        dimensions k: Int
+    ) -> HistorySolve? {
+        let n = confidences.historyCount
+        precondition(gram.count == k * k && historyRows.count == n * k)
+        guard k <= maxDimensions else { return nil }
+        var state = [Double](repeating: 0, count: k * k + 2 * k)
+        let status = confidences.before.withUnsafeBufferPointer { before in
+            ckk_fold_history(gram, Int32(k), regularization, alpha, historyRows, before.baseAddress, n, &state)
+        }
+        precondition(status >= 0, "out of memory for the real-time fold's \(n) history rows")
+        return status == 1 ? HistorySolve(state: state, dimensions: k) : nil
+    }
+
+    /// The fold from the history's half: the same bits as ``fold(user:gram:regularization:alpha:confidences:rows:)``
+    /// for the same model, user and events. `changedRows` holds the `k` floats of each entry of
+    /// ``Confidences/changedIndices``, in order. Nil when the events change more weights than this half takes (16)
+    /// or its small system is singular: run the whole fold instead.
+    public static func fold(
+        user u: [Float],
+        history: HistorySolve,
+        alpha: Double,
+        confidences: Confidences,
+        changedRows: [Float]
+    ) -> [Float]? {
+        let k = u.count
+        let changed = confidences.changedIndices
+        precondition(history.dimensions == k && changedRows.count == changed.count * k)
+        guard !changed.isEmpty else { return u }
+        let before = changed.map { confidences.before[$0] }
+        let after = changed.map { confidences.after[$0] }
+        var out = u
+        let status = out.withUnsafeMutableBufferPointer { o in
+            ckk_fold_events(history.state, Int32(k), alpha, changedRows, before, after, changed.count, u, o.baseAddress!)
+        }
+        return status == 1 ? out : nil
+    }
+
     /// The confidence weights of one fold: the user's stored history, normalised to mean 1 as training normalises a
     /// user's row, and what the events add to it at the same scale.
     public struct Confidences: Sendable, Equatable {
@@ -73,6 +135,8 @@ public enum LeastSquaresFold {
         public private(set) var after: [Double] = []
         /// History weights are multiplied by this: their count over their sum (1 without history).
         public let scale: Double
+        /// Entries that are the history's (the first ones).
+        public let historyCount: Int
 
         /// Entries for a history of `items` with stored (decayed, unnormalised) `weights`.
         public init(historyItems: some Collection<UInt32>, weights: some Collection<Float>) {
@@ -81,6 +145,7 @@ public enum LeastSquaresFold {
             // and element by element they cost as much as a 10-item fold.
             let w = weights.withContiguousStorageIfAvailable { Self.normalised($0) } ?? Self.normalised(Array(weights))
             scale = w.scale
+            historyCount = weights.count
             before = w.values
             after = before
             items = historyItems.withContiguousStorageIfAvailable { $0.map { Int32(bitPattern: $0) } }
@@ -115,6 +180,9 @@ public enum LeastSquaresFold {
 
         /// Whether the events changed any weight.
         public var changed: Bool { before != after }
+
+        /// The entries whose weight the events changed, in order.
+        public var changedIndices: [Int] { before.indices.filter { before[$0] != after[$0] } }
     }
 
 }

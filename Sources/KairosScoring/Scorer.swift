@@ -44,13 +44,33 @@ public enum Scorer {
             }
             for a in amounts { confidences.add(item: a.item, amount: a.amount) }
             if confidences.changed {
-                var rows: [Float] = []
-                rows.reserveCapacity(confidences.items.count * dims)
-                for i in confidences.items { RowEncoder.decodeRow(Int(i), of: m.itemFactors, appendingTo: &rows) }
+                func rows(_ entries: some Collection<Int>) -> [Float] {
+                    var rows: [Float] = []
+                    rows.reserveCapacity(entries.count * dims)
+                    for e in entries { RowEncoder.decodeRow(Int(confidences.items[e]), of: m.itemFactors, appendingTo: &rows) }
+                    return rows
+                }
+                // The history's half from the cache (made on a miss), then the events' half: the same bits as the
+                // whole fold, which runs when that cannot (over 16 changed weights).
+                var folded: [Float]? = nil
+                if let cache = s.foldCache {
+                    let solve = cache.solve(user: row) {
+                        LeastSquaresFold.historySolve(
+                            gram: fold.gram, regularization: fold.regularization, alpha: fold.alpha, confidences: confidences,
+                            historyRows: rows(0..<confidences.historyCount), dimensions: dims
+                        )
+                    }
+                    if let solve {
+                        folded = LeastSquaresFold.fold(
+                            user: u, history: solve, alpha: fold.alpha, confidences: confidences, changedRows: rows(confidences.changedIndices)
+                        )
+                    }
+                }
                 u =
-                    LeastSquaresFold.fold(
+                    folded
+                    ?? LeastSquaresFold.fold(
                         user: u, gram: fold.gram, regularization: fold.regularization, alpha: fold.alpha,
-                        confidences: confidences, rows: rows
+                        confidences: confidences, rows: rows(confidences.items.indices)
                     ) ?? u
             }
             return UserVector(values: u, flags: [], userRow: row, eventRows: eventRows)

@@ -59,6 +59,8 @@ public final class ModelDirectory: Sendable {
     /// What a copied load needs beyond the file: its derived tables (scan bounds, at most a quarter of the rows) and
     /// this much to spare.
     static let loadHeadroom = 64 << 20
+    /// Bytes each snapshot keeps of least-squares history solves (``ModelSnapshot/foldCache``).
+    let foldCacheBytes: Int
     let logger: Logger
     private let state = Mutex(State())
     private let generationCounter = Atomic<UInt64>(0)
@@ -75,9 +77,11 @@ public final class ModelDirectory: Sendable {
         store: ModelStore,
         storage: LoadOptions.Storage = .copied,
         memoryBudget: Int? = nil,
+        foldCacheBytes: Int = 64 << 20,  // ModelSnapshot.defaultFoldCacheBytes (internal import here)
         availableMemory: @escaping @Sendable () -> Int? = AvailableMemory.bytes,
         logger: Logger
     ) {
+        self.foldCacheBytes = foldCacheBytes
         self.path = path
         self.store = store
         self.storage = storage
@@ -194,7 +198,7 @@ public final class ModelDirectory: Sendable {
                     guard model.header.modelName == name, model.header.modelVersion == record.version,
                         ModelFileIdentity(path: "\(path)/\(file)") == record.identity
                     else { throw ServingError("the file changed while it was loading") }
-                    let snapshot = ModelSnapshot(model: model, loadedAt: Int64(time(nil)))
+                    let snapshot = ModelSnapshot(model: model, loadedAt: Int64(time(nil)), foldCacheBytes: foldCacheBytes)
                     store.install(snapshot)
                     buildDerivedTables(for: snapshot, name: name)
                     s.serving[name] = (file, record.identity)

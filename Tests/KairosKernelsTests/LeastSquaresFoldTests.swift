@@ -164,6 +164,51 @@ import Testing
         #expect(moved > 1e-3, "the events should move the solution")
     }
 
+    /// The fold in two halves (the history's, kept per user, then each request's events) gives the whole fold's bits,
+    /// for any events on one history solve: items of the history and new ones, a weight lowered to 0, a history entry
+    /// of weight 0, factor counts with a short last Cholesky panel; more than 16 changed weights ask for the whole fold.
+    @Test(arguments: [16, 37, 64])
+    func foldInTwoHalvesIsTheWholeFold(k: Int) throws {
+        let items = 300
+        var state: UInt64 = UInt64(k)
+        func next() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(Int(state >> 40) % 2001 - 1000) / 1000
+        }
+        let y = (0..<(items * k)).map { _ in Float(next() * 0.3) }
+        let gram = y.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: k) }
+        let u = (0..<k).map { _ in Float(next()) }
+        let history = (0..<40).map { UInt32($0 * 5) }
+        let weights = (0..<40).map { $0 == 7 ? Float(0) : Float(1 + abs(next()) * 3) }
+        let base = LeastSquaresFold.Confidences(historyItems: history, weights: weights)
+        func rowsOf(_ entries: some Sequence<Int32>) -> [Float] { entries.flatMap { Array(y[(Int($0) * k)..<((Int($0) + 1) * k)]) } }
+        let solve = try #require(
+            LeastSquaresFold.historySolve(
+                gram: gram, regularization: 3, alpha: 10, confidences: base, historyRows: rowsOf(base.items), dimensions: k
+            )
+        )
+        #expect(solve.bytes == (k * k + 2 * k) * 8)
+        let requests: [[(Int32, Double)]] = [
+            [(201, 2)],
+            [(5, 1.5), (201, 0.5), (202, 4), (5, 0.25)],
+            [(10, -100), (35, 2), (203, 1)],  // item 10's weight to 0
+            (0..<16).map { (Int32(210 + $0), 0.1 * Double($0 + 1)) },
+        ]
+        for (n, events) in requests.enumerated() {
+            var c = base
+            for (item, amount) in events { c.add(item: item, amount: amount) }
+            let whole = try #require(LeastSquaresFold.fold(user: u, gram: gram, regularization: 3, alpha: 10, confidences: c, rows: rowsOf(c.items)))
+            let halves = try #require(
+                LeastSquaresFold.fold(user: u, history: solve, alpha: 10, confidences: c, changedRows: rowsOf(c.changedIndices.map { c.items[$0] }))
+            )
+            #expect(halves == whole, "request \(n)")
+            #expect(whole != u, "request \(n)")
+        }
+        var many = base
+        for i in 0..<17 { many.add(item: Int32(220 + i), amount: 1) }
+        #expect(LeastSquaresFold.fold(user: u, history: solve, alpha: 10, confidences: many, changedRows: rowsOf(many.changedIndices.map { many.items[$0] })) == nil)
+    }
+
     /// `u + x_after - x_before` with both solutions from their definition (``ReferenceSolve``) over all `items` rows.
     static func referenceFold(
         user u: [Float], y: [Float], items: Int, k: Int, alpha: Double, lambda: Double,

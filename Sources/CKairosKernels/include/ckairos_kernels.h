@@ -169,6 +169,18 @@ void ckk_gram_accumulate(const float *rows, size_t n, int32_t k, double *total);
 int ckk_least_squares_fold(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
                            const double *before, const double *after, size_t n, const float *u, float *out);
 
+/* The fold in two halves, with the same arithmetic as ckk_least_squares_fold (so the same bits). The history's:
+ * for the n history rows with weights `weights` (the fold's `before`), writes k x k + 2 k doubles of `state` (the
+ * factor of the system before any event); returns 1, 0 when the system is not positive definite, -1 without
+ * scratch memory. The events': for the m rows whose weight the events change (before != after, in the fold's
+ * order), writes u + x_after - x_before to `out` from `state` (read only, so one state serves many threads);
+ * returns 1, 0 when the low-rank system is singular or a result not finite, 2 when more than 16 rows change the
+ * system (both: run ckk_least_squares_fold instead). k at most 128. */
+int ckk_fold_history(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
+                     const double *weights, size_t n, double *state);
+int ckk_fold_events(const double *state, int32_t k, double alpha, const float *rows, const double *before,
+                    const double *after, size_t m, const float *u, float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,7 +5,8 @@ import KairosKernels
 /// `--fold`: the cost of the least-squares real-time fold (``LeastSquaresFold``) per request, as `kairos serve` pays it
 /// (confidences from a history, four events, the rows gathered, the two solves), for histories of 10, 100 and 1,000
 /// items, interleaved with its peer: the additive fold of the same four events (their rows summed into the user
-/// vector, renormalised). Also the Gram of `--rows` rows, which a server computes once per model load.
+/// vector, renormalised), and the events' half alone on a kept history solve (a user in the server's fold cache;
+/// checked to give the whole fold's bits). Also the Gram of `--rows` rows, which a server computes once per model load.
 func runFoldBenchmark(options: BenchOptions) -> Never {
     let k = options.dims
     let items = 10_000
@@ -33,6 +34,22 @@ func runFoldBenchmark(options: BenchOptions) -> Never {
             if !seen.contains(i) { fresh.append(Int32(i)) }
         }
         let events: [(Int32, Double)] = [(Int32(history[0]), 2), (fresh[0], 1), (Int32(history[historySize / 2]), 4), (fresh[1], 8)]
+        // The events' half on a kept history solve (what `kairos serve` pays for a user in its fold cache), checked
+        // to give the whole fold's bits.
+        var kept = LeastSquaresFold.Confidences(historyItems: history, weights: weights)
+        for (item, amount) in events { kept.add(item: item, amount: amount) }
+        func rowsOf(_ entries: [Int32]) -> [Float] { entries.flatMap { y[(Int($0) * k)..<((Int($0) + 1) * k)] } }
+        let solve = LeastSquaresFold.historySolve(
+            gram: gram, regularization: 50, alpha: 10, confidences: kept, historyRows: rowsOf(Array(kept.items.prefix(historySize))),
+            dimensions: k
+        )!
+        let changedRows = rowsOf(kept.changedIndices.map { kept.items[$0] })
+        let whole = LeastSquaresFold.fold(user: u, gram: gram, regularization: 50, alpha: 10, confidences: kept, rows: rowsOf(kept.items))
+        guard LeastSquaresFold.fold(user: u, history: solve, alpha: 10, confidences: kept, changedRows: changedRows) == whole else {
+            print("the fold in two halves differs from the whole fold (\(historySize) history items)")
+            exit(1)
+        }
+        var eventsHalf = Samples(name: "least-squares events half, \(historySize)", unit: "us", bytes: 0)
         var leastSquares = Samples(name: "least-squares, \(historySize) items", unit: "us", bytes: 0)
         var additive = Samples(name: "additive, \(historySize) items", unit: "us", bytes: 0)
         for round in 0..<(options.warmup + options.rounds) {
@@ -58,12 +75,21 @@ func runFoldBenchmark(options: BenchOptions) -> Never {
                 sink += Float(sum[0] / n)
             }
             let add = ckairos_bench_now_ns() - t
+            t = ckairos_bench_now_ns()
+            for _ in 0..<calls {
+                var c = LeastSquaresFold.Confidences(historyItems: history, weights: weights)
+                for (item, amount) in events { c.add(item: item, amount: amount) }
+                let rows = rowsOf(c.changedIndices.map { c.items[$0] })
+                sink += LeastSquaresFold.fold(user: u, history: solve, alpha: 10, confidences: c, changedRows: rows)![0]
+            }
+            let half = ckairos_bench_now_ns() - t
             if round >= options.warmup {
                 leastSquares.append(ls / UInt64(calls))
                 additive.append(add / UInt64(calls))
+                eventsHalf.append(half / UInt64(calls))
             }
         }
-        cases += [leastSquares, additive]
+        cases += [leastSquares, eventsHalf, additive]
     }
     // The Gram of a catalogue, once per model load.
     var matrix = [Float](repeating: 0, count: options.rows * k)
