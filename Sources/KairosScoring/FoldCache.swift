@@ -12,16 +12,33 @@ public final class FoldCache: Sendable {
         var previous: [Int: LeastSquaresFold.HistorySolve] = [:]
     }
 
+    /// Told of each lookup (the server counts them in its metrics).
+    public struct Observer: Sendable {
+        /// A request found its user's solve.
+        public var hit: @Sendable () -> Void
+        /// A request made its user's solve.
+        public var miss: @Sendable () -> Void
+
+        /// An observer calling `hit` and `miss`.
+        public init(hit: @escaping @Sendable () -> Void, miss: @escaping @Sendable () -> Void) {
+            self.hit = hit
+            self.miss = miss
+        }
+    }
+
     private let generations = Mutex(Generations())
     private let hitCount = Atomic<Int>(0)
     private let missCount = Atomic<Int>(0)
+    private let observer: Observer?
     /// Entries per generation.
     let capacity: Int
     /// The most bytes the kept solves hold.
     public let budgetBytes: Int
 
-    /// A cache of at most `budgetBytes` of solves of `dimensions` factors each (at least two).
-    public init(budgetBytes: Int, dimensions k: Int) {
+    /// A cache of at most `budgetBytes` of solves of `dimensions` factors each (at least two), telling `observer` of
+    /// every lookup.
+    public init(budgetBytes: Int, dimensions k: Int, observer: Observer? = nil) {
+        self.observer = observer
         let entry = (k * k + 2 * k) * MemoryLayout<Double>.stride
         capacity = max(1, budgetBytes / entry / 2)
         self.budgetBytes = 2 * capacity * entry
@@ -43,9 +60,11 @@ public final class FoldCache: Sendable {
         }
         if let hit {
             hitCount.add(1, ordering: .relaxed)
+            observer?.hit()
             return hit
         }
         missCount.add(1, ordering: .relaxed)
+        observer?.miss()
         guard let made = make() else { return nil }
         generations.withLock { g in dropped = Self.insert(made, user: user, into: &g, capacity: capacity) }
         return made

@@ -157,8 +157,11 @@ public final class ModelSnapshot: Sendable {
     public static let defaultFoldCacheBytes = 64 << 20
 
     /// Derives the scoring tables of `model` (call off the event loop: it touches every row); `foldCacheBytes` bounds
-    /// ``foldCache``.
-    public init(model: MappedModel, loadedAt: Int64, kernels: ScoringKernels = .best, foldCacheBytes: Int = defaultFoldCacheBytes) {
+    /// ``foldCache``, which tells `foldCacheObserver` of its lookups.
+    public init(
+        model: MappedModel, loadedAt: Int64, kernels: ScoringKernels = .best, foldCacheBytes: Int = defaultFoldCacheBytes,
+        foldCacheObserver: FoldCache.Observer? = nil
+    ) {
         self.model = model
         self.loadedAt = loadedAt
         self.kernels = kernels
@@ -178,7 +181,8 @@ public final class ModelSnapshot: Sendable {
         } else {
             leastSquaresFold = nil
         }
-        foldCache = leastSquaresFold != nil && foldCacheBytes > 0 ? FoldCache(budgetBytes: foldCacheBytes, dimensions: model.dimensions) : nil
+        foldCache = leastSquaresFold != nil && foldCacheBytes > 0 ? FoldCache(budgetBytes: foldCacheBytes, dimensions: model.dimensions, observer: foldCacheObserver)
+            : nil
         let freshHalfLife = model.metadata.parameters["freshness_half_life_days"] ?? 0
         if let firstSeen = model.firstSeen, freshHalfLife > 0 {
             fresh = firstSeen.freshness(halfLifeDays: freshHalfLife)

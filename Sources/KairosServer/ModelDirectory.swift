@@ -68,6 +68,8 @@ public final class ModelDirectory: Sendable {
     private let rejections = Counter(label: "kairos_model_reloads_total", dimensions: [("result", "rejected")])
     private let generationGauge = Gauge(label: "kairos_model_generation")
     private let loadTimer = Metrics.Timer(label: "kairos_model_load_seconds")
+    private let foldCacheHits = Counter(label: "kairos_fold_cache_requests_total", dimensions: [("result", "hit")])
+    private let foldCacheMisses = Counter(label: "kairos_fold_cache_requests_total", dimensions: [("result", "miss")])
     /// Every reconcile pass's report, for whoever wants to follow the folder (tests, tooling).
     public let reports: AsyncStream<Report>
     private let reportSink: AsyncStream<Report>.Continuation
@@ -198,7 +200,11 @@ public final class ModelDirectory: Sendable {
                     guard model.header.modelName == name, model.header.modelVersion == record.version,
                         ModelFileIdentity(path: "\(path)/\(file)") == record.identity
                     else { throw ServingError("the file changed while it was loading") }
-                    let snapshot = ModelSnapshot(model: model, loadedAt: Int64(time(nil)), foldCacheBytes: foldCacheBytes)
+                    let (hits, misses) = (foldCacheHits, foldCacheMisses)
+                    let snapshot = ModelSnapshot(
+                        model: model, loadedAt: Int64(time(nil)), foldCacheBytes: foldCacheBytes,
+                        foldCacheObserver: FoldCache.Observer(hit: { hits.increment() }, miss: { misses.increment() })
+                    )
                     store.install(snapshot)
                     buildDerivedTables(for: snapshot, name: name)
                     s.serving[name] = (file, record.identity)

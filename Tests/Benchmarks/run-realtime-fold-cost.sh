@@ -2,7 +2,7 @@
 # What the least-squares real-time fold costs a request, over the wire: one ml-100k model trained twice, with
 # `--realtime-fold least-squares` and `additive` (same seed, so the same factors), each served by its own
 # `kairos serve --threads 1`, and the least-squares one again with `--fold-cache-mb 0` (no per-user history solves
-# kept; with them, the bench's users, drawn from the model's 943, all hit after their first request). Then, in
+# kept; with them, every request after the first 64 hits: `kairos bench` cycles 64 requests, 64 users). Then, in
 # interleaved rounds, one closed-loop connection sends SCORE (100 candidates) with EVENTS real-time events (random
 # items, a minute to an hour old) of the model's real users, and without events, to each server in turn. Prints
 # median p50 / p99 / rps over the rounds, the least-squares to additive and cached to uncached ratios, and each

@@ -2,6 +2,7 @@ import Foundation
 import KairosKernels
 import KairosModelFormat
 import KairosProtocol
+import Synchronization
 import Testing
 
 @testable import KairosScoring
@@ -24,7 +25,9 @@ import Testing
     @Test func keepsSolvesWithinItsBudget() {
         let k = 4
         let entry = (k * k + 2 * k) * 8
-        let cache = FoldCache(budgetBytes: 4 * entry, dimensions: k)  // two entries per generation
+        let told = Mutex((hits: 0, misses: 0))
+        let observer = FoldCache.Observer(hit: { told.withLock { $0.hits += 1 } }, miss: { told.withLock { $0.misses += 1 } })
+        let cache = FoldCache(budgetBytes: 4 * entry, dimensions: k, observer: observer)  // two entries per generation
         #expect(cache.capacity == 2 && cache.budgetBytes == 4 * entry)
         var made = 0
         func get(_ user: Int) -> LeastSquaresFold.HistorySolve? {
@@ -46,6 +49,7 @@ import Testing
         _ = get(2)
         #expect(made == 5)  // 2 made again
         #expect(get(1) === a && made == 5)
+        #expect(told.withLock { $0 } == (hits: cache.counts.hits, misses: cache.counts.misses) && cache.counts == (hits: 3, misses: 7))
     }
 
     /// Serving with the cache gives the same scores, bit for bit, as without it (the history's half kept, then the
