@@ -34,13 +34,15 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "TOPK and SIMILAR within this category (e.g. category-0 in a make-demo-model model).") var category = ""
     @Option(help: "Draw user and item ids from this model file (a real model's ids) instead of PREFIX + number.") var idsFrom: String?
     @Option(help: "Real-time events per SCORE, TOPK and PUSH request (random items, a minute to an hour old, folded into the user's vector).") var events = 0
+    @Option(help: "Distinct requests each connection encodes up front and cycles through (users, items, events).") var distinct = 64
     @Flag(help: "Print one JSON object.") var json = false
 
     public init() {}
 
     public func validate() throws {
         guard ["ping", "score", "topk", "similar", "push"].contains(op) else { throw ValidationError("--op must be ping, score, topk, similar or push") }
-        guard connections > 0, pipeline > 0, duration > 0, items > 0, users > 0 else { throw ValidationError("counts must be positive") }
+        guard connections > 0, pipeline > 0, duration > 0, items > 0, users > 0, distinct > 0 else { throw ValidationError("counts must be positive") }
+        guard distinct <= 1_000_000 else { throw ValidationError("--distinct must be at most 1000000") }
         guard (0...Int(ServerLimits.standard.maxEvents)).contains(events) else { throw ValidationError("--events must be 0 to \(ServerLimits.standard.maxEvents)") }
         guard (1...65_535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a positive number") }
@@ -76,7 +78,7 @@ public struct Bench: AsyncParsableCommand {
         let ref = ModelRef(name: model)
         // A fixed `now`, so that every request folds its events with the same ages.
         let now: Int64 = 1_767_225_600
-        return (0..<64).map { _ in
+        return (0..<distinct).map { _ in
             let user = ids.user(&rng)
             let context = RealtimeContext(
                 events: (0..<events).map { _ in

@@ -2,19 +2,22 @@
 # What the least-squares real-time fold costs a request, over the wire: one ml-100k model trained twice, with
 # `--realtime-fold least-squares` and `additive` (same seed, so the same factors), each served by its own
 # `kairos serve --threads 1`, and the least-squares one again with `--fold-cache-mb 0` (no per-user history solves
-# kept; with them, every request after the first 64 hits: `kairos bench` cycles 64 requests, 64 users). Then, in
+# kept; with them, a user's requests after their first hit: all 943 users' solves fit in the default budget). Then, in
 # interleaved rounds, one closed-loop connection sends SCORE (100 candidates) with EVENTS real-time events (random
 # items, a minute to an hour old) of the model's real users, and without events, to each server in turn. Prints
 # median p50 / p99 / rps over the rounds, the least-squares to additive and cached to uncached ratios, and each
 # server's cost of events over its own no-event requests.
 #
 # Usage: Tests/Benchmarks/run-realtime-fold-cost.sh [DATA_DIR=/tmp/kairos-data]
-# Environment: RUNS (5), SECONDS_PER_CASE (3), EVENTS (4).
+# Environment: RUNS (5), SECONDS_PER_CASE (3), EVENTS (4), DISTINCT (4096: distinct requests per connection, so
+# that the model's users, and their data in the CPU's caches, are not just the 64 that `kairos bench` cycles by
+# default).
 set -euo pipefail
 DATA=${1:-/tmp/kairos-data}
 RUNS=${RUNS:-5}
 SECS=${SECONDS_PER_CASE:-3}
 EVENTS=${EVENTS:-4}
+DISTINCT=${DISTINCT:-4096}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 (cd "$ROOT" && swift build -c release --product kairos >/dev/null)
 KAIROS=$(cd "$ROOT" && swift build -c release --show-bin-path)/kairos
@@ -40,7 +43,7 @@ for i in 0 1 2; do
 done
 kb() {
     "$KAIROS" bench --port "$1" --threads 1 --duration "$SECS" --json --op score --candidates 100 --connections 1 \
-        --ids-from "$out/models-0/default.kmodel" "${@:2}"
+        --ids-from "$out/models-0/default.kmodel" --distinct "$DISTINCT" "${@:2}"
 }
 # Each server also without events (its floor: the two processes need not run equally fast), and the order of the
 # four cases rotates from round to round, so that no case always runs first or after the same one.
