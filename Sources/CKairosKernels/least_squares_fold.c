@@ -174,12 +174,18 @@ static inline __attribute__((always_inline)) double dot(const double *x, const d
     return (s0 + s1) + (s2 + s3);
 }
 
+/* Row i of L: rows k apart in a k x k matrix (`packed` 0), or the lower triangle packed row after row (`packed` 1:
+ * row i at i (i + 1) / 2), as the fold cache keeps it in half the bytes. The solves read the same values either way. */
+static inline __attribute__((always_inline)) const double *lrow(const double *l, int32_t i, int32_t k, int packed) {
+    return l + (packed ? (size_t)i * (size_t)(i + 1) / 2 : (size_t)i * k);
+}
+
 /* z_r = L^-1 z_r for the `count` vectors of k doubles at z (k apart), L from factor_inline: one pass over L's rows
  * with the vectors' steps interleaved, so each waits only on its own earlier entries. */
 static inline __attribute__((always_inline)) void forward(const double *l, const double *inv, double *z, int32_t count,
-                                                           int32_t k) {
+                                                           int32_t k, int packed) {
     for (int32_t i = 0; i < k; i++) {
-        const double *ri = l + (size_t)i * k;
+        const double *ri = lrow(l, i, k, packed);
         for (int32_t r = 0; r < count; r++) {
             double *zr = z + (size_t)r * k;
             zr[i] = (zr[i] - dot(ri, zr, i)) * inv[i];
@@ -189,9 +195,10 @@ static inline __attribute__((always_inline)) void forward(const double *l, const
 
 /* x = L'^-1 x, reading L by rows: x[0..i) -= x[i] L[i][0..i), no chain between the steps of a row (reading L' by
  * columns, one chained subtraction per entry, was half the fold's time). */
-static inline __attribute__((always_inline)) void backward(const double *l, const double *inv, double *x, int32_t k) {
+static inline __attribute__((always_inline)) void backward(const double *l, const double *inv, double *x, int32_t k,
+                                                            int packed) {
     for (int32_t i = k - 1; i >= 0; i--) {
-        const double *restrict ri = l + (size_t)i * k;
+        const double *restrict ri = lrow(l, i, k, packed);
         double xi = x[i] * inv[i];
         x[i] = xi;
         for (int32_t p = 0; p < i; p++) x[p] -= xi * ri[p];
@@ -209,9 +216,9 @@ static inline __attribute__((always_inline)) void backward(const double *l, cons
  * others share its pass, so the history's half can be solved once and kept (ckk_fold_history). */
 static inline __attribute__((always_inline)) int solve_low_rank(const double *l, const double *inv, const double *w1,
                                                                  double *w, const double *c, int32_t m, double *e,
-                                                                 int32_t k) {
+                                                                 int32_t k, int packed) {
     double s[CKK_FOLD_LOW_RANK][CKK_FOLD_LOW_RANK + 1];
-    forward(l, inv, w, m + 1, k);
+    forward(l, inv, w, m + 1, k, packed);
     const double *d = w, *v = w + k;
     for (int32_t i = 0; i < k; i++) e[i] = w1[i] + d[i];
     for (int32_t t = 0; t < m; t++) {
@@ -243,7 +250,7 @@ static inline __attribute__((always_inline)) int solve_low_rank(const double *l,
         const double *vt = v + (size_t)t * k;
         for (int32_t i = 0; i < k; i++) e[i] -= q * vt[i];
     }
-    backward(l, inv, e, k);
+    backward(l, inv, e, k, packed);
     return 1;
 }
 
@@ -312,15 +319,15 @@ static inline __attribute__((always_inline)) int fold_inline(const double *gram,
     int done = 0;
     if (ok && m <= CKK_FOLD_LOW_RANK) {
         memcpy(saved, w, 2 * kd * sizeof(double)); /* b1 and db, for a second factorization */
-        forward(a, inv, w, 1, k);                  /* w1 = L^-1 b1 */
-        done = solve_low_rank(a, inv, w, w + kd, c, (int32_t)m, e, k);
+        forward(a, inv, w, 1, k, 0);               /* w1 = L^-1 b1 */
+        done = solve_low_rank(a, inv, w, w + kd, c, (int32_t)m, e, k, 0);
         if (!done) memcpy(w, saved, 2 * kd * sizeof(double));
     }
     if (ok && !done) {
         /* x1 = A^-1 b1 on the history's factor; then A and b after the events, factored anew: e = x2 - x1. */
         memcpy(x, b1, kd * sizeof(double));
-        forward(a, inv, x, 1, k);
-        backward(a, inv, x, k);
+        forward(a, inv, x, 1, k, 0);
+        backward(a, inv, x, k, 0);
         for (size_t t = 0; t < m; t++) {
             float wt = (float)c[t];
             for (int32_t i = 0; i < k; i++) z[t * kp + i] = wt * y[t * kp + i];
@@ -334,8 +341,8 @@ static inline __attribute__((always_inline)) int fold_inline(const double *gram,
         ok = factor_inline(a2, inv, panel, k);
         if (ok) {
             for (int32_t i = 0; i < k; i++) e[i] = b1[i] + db[i];
-            forward(a2, inv, e, 1, k);
-            backward(a2, inv, e, k);
+            forward(a2, inv, e, 1, k, 0);
+            backward(a2, inv, e, k, 0);
             for (int32_t i = 0; i < k; i++) e[i] -= x[i];
         }
     }
@@ -431,13 +438,14 @@ int ckk_least_squares_fold(const double *gram, int32_t k, double lambda, double 
 
 /* The fold in two halves (header): the history's, once per user and model, and the events', per request. */
 
-/* Scratch of the history's half: y and z rows (n x kp floats each), a kp x kp float partial and the 4 x k panel. */
+/* Scratch of the history's half: y and z rows (n x kp floats each), a kp x kp float partial, the 4 x k panel and the
+ * k x k system. */
 static size_t history_scratch_bytes(int32_t k, size_t n) {
     const size_t kp = (size_t)((k + 15) & ~15);
-    return (2 * n * kp + kp * kp) * sizeof(float) + 4 * (size_t)k * sizeof(double);
+    return (2 * n * kp + kp * kp) * sizeof(float) + (4 * (size_t)k + (size_t)k * k) * sizeof(double);
 }
 
-/* state = L (k x k, lower), 1 / diag(L) (k), L^-1 b1 (k) for the history rows `rows` (k floats each) with weights
+/* state = L (its lower triangle packed, k (k + 1) / 2), 1 / diag(L) (k), L^-1 b1 (k) for the history rows `rows` (k floats each) with weights
  * `weights` (rows of weight 0 or less contribute nothing); the same arithmetic as fold_inline's. 0: not positive
  * definite. */
 static inline __attribute__((always_inline)) int history_inline(const double *gram, int32_t k, double lambda,
@@ -446,9 +454,9 @@ static inline __attribute__((always_inline)) int history_inline(const double *gr
                                                                  void *block) {
     const int32_t kp = (k + 15) & ~15;
     const size_t kk = (size_t)k * k, pp = (size_t)kp * kp, kd = (size_t)k;
-    double *a = state, *inv = a + kk, *w1 = inv + kd;
+    double *packed = state, *inv = packed + kd * (kd + 1) / 2, *w1 = inv + kd;
     float *y = block, *z = y + n * kp, *p1 = z + n * kp;
-    double *panel = (double *)(p1 + pp);
+    double *panel = (double *)(p1 + pp), *a = panel + 4 * kd;
     memset(p1, 0, pp * sizeof(float));
     if (kp > k) memset(y, 0, 2 * n * kp * sizeof(float));
     memset(w1, 0, kd * sizeof(double));
@@ -468,7 +476,8 @@ static inline __attribute__((always_inline)) int history_inline(const double *gr
         for (int32_t j = 0; j <= i; j++)
             a[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j];
     if (!factor_inline(a, inv, panel, k)) return 0;
-    forward(a, inv, w1, 1, k);
+    forward(a, inv, w1, 1, k, 0);
+    for (int32_t i = 0; i < k; i++) memcpy(packed + (size_t)i * (size_t)(i + 1) / 2, a + (size_t)i * k, ((size_t)i + 1) * sizeof(double));
     return 1;
 }
 
@@ -478,8 +487,8 @@ static inline __attribute__((always_inline)) int events_inline(const double *sta
                                                                 const float *rows, const double *before,
                                                                 const double *after, size_t m, const float *u,
                                                                 float *out, double *block) {
-    const size_t kk = (size_t)k * k, kd = (size_t)k;
-    const double *l = state, *inv = l + kk, *w1 = inv + kd;
+    const size_t kd = (size_t)k;
+    const double *l = state, *inv = l + kd * (kd + 1) / 2, *w1 = inv + kd;
     double *w = block, *e = w + (CKK_FOLD_LOW_RANK + 1) * kd, *c = e + kd;
     memset(w, 0, kd * sizeof(double));
     int32_t t = 0;
@@ -496,7 +505,7 @@ static inline __attribute__((always_inline)) int events_inline(const double *sta
         for (int32_t i = 0; i < k; i++) w[(1 + (size_t)t) * kd + i] = row[i];
         t++;
     }
-    if (!solve_low_rank(l, inv, w1, w, c, t, e, k)) return 0;
+    if (!solve_low_rank(l, inv, w1, w, c, t, e, k, 1)) return 0;
     for (int32_t i = 0; i < k; i++)
         if (!isfinite((float)((double)u[i] + e[i]))) return 0;
     for (int32_t i = 0; i < k; i++) out[i] = (float)((double)u[i] + e[i]);

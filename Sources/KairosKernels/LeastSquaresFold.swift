@@ -65,7 +65,7 @@ public enum LeastSquaresFold {
     /// The history's half of the fold for one user: the factorisation of their system before any event, which every
     /// request of theirs shares under one model (``fold(user:history:alpha:confidences:changedRows:)``).
     public final class HistorySolve: Sendable {
-        /// `L` (k x k), `1 / diag(L)` and `L^-1 b` (C `ckk_fold_history`).
+        /// `L` (lower triangle, packed), `1 / diag(L)` and `L^-1 b` (C `ckk_fold_history`).
         let state: [Double]
         /// Factors.
         public let dimensions: Int
@@ -77,6 +77,9 @@ public enum LeastSquaresFold {
             self.dimensions = dimensions
         }
     }
+
+    /// Doubles a ``HistorySolve`` of `k` factors holds: `L`'s lower triangle, `1 / diag(L)` and `L^-1 b`.
+    public static func stateCount(dimensions k: Int) -> Int { k * (k + 1) / 2 + 2 * k }
 
     /// The history's half for `confidences`' history entries (its first ``Confidences/historyCount``, whose `k` floats
     /// each `historyRows` holds in order); nil when the system is not positive definite or k is above
@@ -92,7 +95,7 @@ public enum LeastSquaresFold {
         let n = confidences.historyCount
         precondition(gram.count == k * k && historyRows.count == n * k)
         guard k <= maxDimensions else { return nil }
-        var state = [Double](repeating: 0, count: k * k + 2 * k)
+        var state = [Double](repeating: 0, count: stateCount(dimensions: k))
         let status = confidences.before.withUnsafeBufferPointer { before in
             ckk_fold_history(gram, Int32(k), regularization, alpha, historyRows, before.baseAddress, n, &state)
         }

@@ -39,7 +39,7 @@ public final class FoldCache: Sendable {
     /// every lookup.
     public init(budgetBytes: Int, dimensions k: Int, observer: Observer? = nil) {
         self.observer = observer
-        let entry = (k * k + 2 * k) * MemoryLayout<Double>.stride
+        let entry = LeastSquaresFold.stateCount(dimensions: k) * MemoryLayout<Double>.stride
         capacity = max(1, budgetBytes / entry / 2)
         self.budgetBytes = 2 * capacity * entry
     }

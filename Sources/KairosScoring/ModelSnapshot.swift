@@ -152,7 +152,7 @@ public final class ModelSnapshot: Sendable {
     /// Version of the model.
     public var version: UInt64 { model.header.modelVersion }
 
-    /// Bytes a snapshot keeps of known users' least-squares history solves unless told otherwise (about 1,900 users
+    /// Bytes a snapshot keeps of known users' least-squares history solves unless told otherwise (about 3,800 users
     /// at 64 factors).
     public static let defaultFoldCacheBytes = 64 << 20
 

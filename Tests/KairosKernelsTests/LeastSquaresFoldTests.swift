@@ -187,7 +187,7 @@ import Testing
                 gram: gram, regularization: 3, alpha: 10, confidences: base, historyRows: rowsOf(base.items), dimensions: k
             )
         )
-        #expect(solve.bytes == (k * k + 2 * k) * 8)
+        #expect(solve.bytes == (k * (k + 1) / 2 + 2 * k) * 8)
         let requests: [[(Int32, Double)]] = [
             [(201, 2)],
             [(5, 1.5), (201, 0.5), (202, 4), (5, 0.25)],

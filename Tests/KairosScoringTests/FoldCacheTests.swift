@@ -24,7 +24,7 @@ import Testing
     /// generation fills, the older is dropped, and a hit in the older moves the entry to the newer.
     @Test func keepsSolvesWithinItsBudget() {
         let k = 4
-        let entry = (k * k + 2 * k) * 8
+        let entry = (k * (k + 1) / 2 + 2 * k) * 8
         let told = Mutex((hits: 0, misses: 0))
         let observer = FoldCache.Observer(hit: { told.withLock { $0.hits += 1 } }, miss: { told.withLock { $0.misses += 1 } })
         let cache = FoldCache(budgetBytes: 4 * entry, dimensions: k, observer: observer)  // two entries per generation
