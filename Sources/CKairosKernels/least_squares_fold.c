@@ -254,104 +254,133 @@ static inline __attribute__((always_inline)) int solve_low_rank(const double *l,
     return 1;
 }
 
+/* A user's system for the `n` rows (k floats each) with confidence weights `weights`: A = gram + lambda I +
+ * sum alpha w y y' over the rows with w > 0, into the lower triangle of `a` (k x k), and b = sum (1 + alpha w) y into
+ * `b`. y and z (n x kp floats each) and p (kp x kp floats) are scratch. */
+static inline __attribute__((always_inline)) void system_inline(const double *gram, int32_t k, double lambda,
+                                                                 double alpha, const float *rows, const double *weights,
+                                                                 size_t n, double *a, double *b, float *y, float *z,
+                                                                 float *p) {
+    const int32_t kp = (k + 15) & ~15;
+    const size_t kd = (size_t)k;
+    /* The partial starts at 0, and so do the rows' padding columns (kp > k); the rows' first k are copied in. */
+    memset(p, 0, (size_t)kp * kp * sizeof(float));
+    if (kp > k) {
+        memset(y, 0, n * kp * sizeof(float));
+        memset(z, 0, n * kp * sizeof(float));
+    }
+    memset(b, 0, kd * sizeof(double));
+    size_t m = 0;
+    for (size_t r = 0; r < n; r++) {
+        const float *row = rows + r * k;
+        double cb = weights[r] > 0 ? 1 + alpha * weights[r] : 0;
+        for (int32_t i = 0; i < k; i++) b[i] += cb * row[i];
+        if (!(weights[r] > 0)) continue;
+        float wr = (float)(alpha * weights[r]);
+        memcpy(y + m * kp, row, kd * sizeof(float));
+        for (int32_t i = 0; i < k; i++) z[m * kp + i] = wr * row[i];
+        m++;
+    }
+    outer_sum_inline(y, z, m, kp, p);
+    for (int32_t i = 0; i < k; i++)
+        for (int32_t j = 0; j <= i; j++)
+            a[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p[(size_t)i * kp + j];
+}
+
+/* e = x_after - x_before on the history's factor (l, packed or not, 1 / diag(L) and w1 = L^-1 b_before) for the
+ * rows among `m` whose weight the events change (b's change and the changes to A: c_t = alpha (after - before), none
+ * when alpha is 0). `w` is (CKK_FOLD_LOW_RANK + 1) x k doubles of scratch, `c` CKK_FOLD_LOW_RANK. 1; 0 when the
+ * low-rank system is singular; 2 when more than CKK_FOLD_LOW_RANK rows change A (both: factor A after the events). */
+static inline __attribute__((always_inline)) int delta_inline(const double *l, const double *inv, const double *w1,
+                                                               int packed, int32_t k, double alpha, const float *rows,
+                                                               const double *before, const double *after, size_t m,
+                                                               double *e, double *w, double *c) {
+    const size_t kd = (size_t)k;
+    memset(w, 0, kd * sizeof(double));
+    int32_t t = 0;
+    for (size_t r = 0; r < m; r++) {
+        const float *row = rows + r * k;
+        double cb = before[r] > 0 ? 1 + alpha * before[r] : 0, ca = after[r] > 0 ? 1 + alpha * after[r] : 0;
+        if (ca != cb)
+            for (int32_t i = 0; i < k; i++) w[i] += (ca - cb) * row[i];
+        if (after[r] == before[r]) continue;
+        double ct = alpha * (after[r] - before[r]);
+        if (ct == 0) continue;
+        if (t == CKK_FOLD_LOW_RANK) return 2;
+        c[t] = ct;
+        for (int32_t i = 0; i < k; i++) w[(1 + (size_t)t) * kd + i] = row[i];
+        t++;
+    }
+    return solve_low_rank(l, inv, w1, w, c, t, e, k, packed);
+}
+
+/* out = u + e, when every value is finite as a float: 1, else 0 (out untouched). */
+static inline __attribute__((always_inline)) int finish_inline(const float *u, const double *e, int32_t k, float *out) {
+    for (int32_t i = 0; i < k; i++)
+        if (!isfinite((float)((double)u[i] + e[i]))) return 0;
+    for (int32_t i = 0; i < k; i++) out[i] = (float)((double)u[i] + e[i]);
+    return 1;
+}
+
 /* Bytes of scratch the fold takes: y and z rows (n x kp floats each), two kp x kp float partials; a k x k system
- * (and a second for a second factorization), the inverse diagonal, the 4 x k panel, the m + 2 vectors of the
- * low-rank solve, a copy of the first two, two more k vectors and the changes' weights. */
-#define CKK_FOLD_VECTORS (CKK_FOLD_LOW_RANK + 2)
+ * (and a second for a second factorization), the inverse diagonal, the 4 x k panel, w1, the low-rank solve's
+ * vectors, b before the events, x before them, e, b's change and the changes' weights. */
 static size_t fold_scratch_bytes(int32_t k, size_t n) {
     const size_t kp = (size_t)((k + 15) & ~15), kd = (size_t)k;
-    size_t floats = 2 * n * kp + 2 * kp * kp, doubles = 2 * kd * kd + kd + 4 * kd + CKK_FOLD_VECTORS * kd + 4 * kd + n;
+    size_t floats = 2 * n * kp + 2 * kp * kp;
+    size_t doubles = 2 * kd * kd + kd + 4 * kd + kd + (CKK_FOLD_LOW_RANK + 1) * kd + 4 * kd + n;
     return doubles * sizeof(double) + floats * sizeof(float);
 }
 
 /* The whole fold (see the header) in `block` (fold_scratch_bytes, 64-byte aligned), always inlined into one
- * function per target. */
+ * function per target: the history's system factored, the events' change solved on it (delta_inline, as the two
+ * halves do), or with more changes a second factorization after the events. */
 static inline __attribute__((always_inline)) int fold_inline(const double *gram, int32_t k, double lambda, double alpha,
                                                               const float *rows, const double *before,
                                                               const double *after, size_t n, const float *u,
                                                               float *out, void *block) {
     const int32_t kp = (k + 15) & ~15;
     const size_t kk = (size_t)k * k, pp = (size_t)kp * kp, kd = (size_t)k;
-    const size_t vectors = CKK_FOLD_VECTORS;
-    double *a = block, *a2 = a + kk, *inv = a2 + kk, *panel = inv + kd, *w = panel + 4 * kd, *saved = w + vectors * kd;
-    double *x = saved + 2 * kd, *e = x + kd, *c = e + kd;
+    double *a = block, *a2 = a + kk, *inv = a2 + kk, *panel = inv + kd, *w1 = panel + 4 * kd;
+    double *w = w1 + kd, *b1 = w + (CKK_FOLD_LOW_RANK + 1) * kd, *x = b1 + kd, *e = x + kd, *db = e + kd, *c = db + kd;
     float *y = (float *)(c + n), *z = y + n * kp, *p1 = z + n * kp, *p2 = p1 + pp;
-    /* The partials start at 0 (the second when it is used), and so do the rows' padding columns (kp > k); the
-     * rows' first k are copied in. */
-    memset(p1, 0, pp * sizeof(float));
-    if (kp > k) memset(y, 0, 2 * n * kp * sizeof(float));
-    double *b1 = w, *db = w + kd;
-    memset(w, 0, 2 * kd * sizeof(double));
 
-    /* b before the events and its change, and A before them over the history's rows. */
+    system_inline(gram, k, lambda, alpha, rows, before, n, a, b1, y, z, p1);
+    if (!factor_inline(a, inv, panel, k)) return 0;
+    memcpy(w1, b1, kd * sizeof(double));
+    forward(a, inv, w1, 1, k, 0);
+    if (delta_inline(a, inv, w1, 0, k, alpha, rows, before, after, n, e, w, c) == 1) return finish_inline(u, e, k, out);
+
+    /* x1 = A^-1 b1 on the history's factor; then A and b after the events, factored anew: e = x2 - x1. */
+    memcpy(x, w1, kd * sizeof(double));
+    backward(a, inv, x, k, 0);
+    memset(db, 0, kd * sizeof(double));
     size_t m = 0;
     for (size_t r = 0; r < n; r++) {
         const float *row = rows + r * k;
         double cb = before[r] > 0 ? 1 + alpha * before[r] : 0, ca = after[r] > 0 ? 1 + alpha * after[r] : 0;
-        for (int32_t i = 0; i < k; i++) b1[i] += cb * row[i];
         if (ca != cb)
             for (int32_t i = 0; i < k; i++) db[i] += (ca - cb) * row[i];
-        if (!(before[r] > 0)) continue;
-        float wr = (float)(alpha * before[r]);
-        memcpy(y + m * kp, row, kd * sizeof(float));
-        for (int32_t i = 0; i < k; i++) z[m * kp + i] = wr * row[i];
-        m++;
-    }
-    outer_sum_inline(y, z, m, kp, p1);
-    for (int32_t i = 0; i < k; i++)
-        for (int32_t j = 0; j <= i; j++)
-            a[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j];
-
-    /* The events' changes to A: c_t = alpha (after - before) on the changed rows (none when alpha is 0: then only
-     * b changes), gathered as floats kp apart for a second factorization and as doubles for the low-rank solve. */
-    m = 0;
-    for (size_t r = 0; r < n; r++) {
         if (after[r] == before[r]) continue;
         double ct = alpha * (after[r] - before[r]);
         if (ct == 0) continue;
-        c[m] = ct;
-        memcpy(y + m * kp, rows + r * k, kd * sizeof(float));
-        if (m < CKK_FOLD_LOW_RANK)
-            for (int32_t i = 0; i < k; i++) w[(2 + m) * kd + i] = rows[r * k + i];
+        float wt = (float)ct;
+        memcpy(y + m * kp, row, kd * sizeof(float));
+        for (int32_t i = 0; i < k; i++) z[m * kp + i] = wt * row[i];
         m++;
     }
-    int ok = factor_inline(a, inv, panel, k);
-    int done = 0;
-    if (ok && m <= CKK_FOLD_LOW_RANK) {
-        memcpy(saved, w, 2 * kd * sizeof(double)); /* b1 and db, for a second factorization */
-        forward(a, inv, w, 1, k, 0);               /* w1 = L^-1 b1 */
-        done = solve_low_rank(a, inv, w, w + kd, c, (int32_t)m, e, k, 0);
-        if (!done) memcpy(w, saved, 2 * kd * sizeof(double));
-    }
-    if (ok && !done) {
-        /* x1 = A^-1 b1 on the history's factor; then A and b after the events, factored anew: e = x2 - x1. */
-        memcpy(x, b1, kd * sizeof(double));
-        forward(a, inv, x, 1, k, 0);
-        backward(a, inv, x, k, 0);
-        for (size_t t = 0; t < m; t++) {
-            float wt = (float)c[t];
-            for (int32_t i = 0; i < k; i++) z[t * kp + i] = wt * y[t * kp + i];
-        }
-        memset(p2, 0, pp * sizeof(float));
-        outer_sum_inline(y, z, m, kp, p2);
-        for (int32_t i = 0; i < k; i++)
-            for (int32_t j = 0; j <= i; j++)
-                a2[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j] +
-                                        p2[(size_t)i * kp + j];
-        ok = factor_inline(a2, inv, panel, k);
-        if (ok) {
-            for (int32_t i = 0; i < k; i++) e[i] = b1[i] + db[i];
-            forward(a2, inv, e, 1, k, 0);
-            backward(a2, inv, e, k, 0);
-            for (int32_t i = 0; i < k; i++) e[i] -= x[i];
-        }
-    }
-    if (ok)
-        for (int32_t i = 0; i < k; i++)
-            if (!isfinite((float)((double)u[i] + e[i]))) ok = 0;
-    if (ok)
-        for (int32_t i = 0; i < k; i++) out[i] = (float)((double)u[i] + e[i]);
-    return ok;
+    memset(p2, 0, pp * sizeof(float));
+    outer_sum_inline(y, z, m, kp, p2);
+    for (int32_t i = 0; i < k; i++)
+        for (int32_t j = 0; j <= i; j++)
+            a2[(size_t)i * k + j] =
+                gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j] + p2[(size_t)i * kp + j];
+    if (!factor_inline(a2, inv, panel, k)) return 0;
+    for (int32_t i = 0; i < k; i++) e[i] = b1[i] + db[i];
+    forward(a2, inv, e, 1, k, 0);
+    backward(a2, inv, e, k, 0);
+    for (int32_t i = 0; i < k; i++) e[i] -= x[i];
+    return finish_inline(u, e, k, out);
 }
 
 static int fold_portable(const double *gram, int32_t k, double lambda, double alpha, const float *rows,
@@ -445,36 +474,19 @@ static size_t history_scratch_bytes(int32_t k, size_t n) {
     return (2 * n * kp + kp * kp) * sizeof(float) + (4 * (size_t)k + (size_t)k * k) * sizeof(double);
 }
 
-/* state = L (its lower triangle packed, k (k + 1) / 2), 1 / diag(L) (k), L^-1 b1 (k) for the history rows `rows` (k floats each) with weights
- * `weights` (rows of weight 0 or less contribute nothing); the same arithmetic as fold_inline's. 0: not positive
- * definite. */
+/* state = L (its lower triangle packed, k (k + 1) / 2), 1 / diag(L) (k), L^-1 b (k) for the history rows `rows`
+ * (k floats each) with weights `weights` (rows of weight 0 or less contribute nothing); fold_inline's arithmetic.
+ * 0: not positive definite. */
 static inline __attribute__((always_inline)) int history_inline(const double *gram, int32_t k, double lambda,
                                                                  double alpha, const float *rows,
                                                                  const double *weights, size_t n, double *state,
                                                                  void *block) {
     const int32_t kp = (k + 15) & ~15;
-    const size_t kk = (size_t)k * k, pp = (size_t)kp * kp, kd = (size_t)k;
+    const size_t pp = (size_t)kp * kp, kd = (size_t)k;
     double *packed = state, *inv = packed + kd * (kd + 1) / 2, *w1 = inv + kd;
     float *y = block, *z = y + n * kp, *p1 = z + n * kp;
     double *panel = (double *)(p1 + pp), *a = panel + 4 * kd;
-    memset(p1, 0, pp * sizeof(float));
-    if (kp > k) memset(y, 0, 2 * n * kp * sizeof(float));
-    memset(w1, 0, kd * sizeof(double));
-    size_t m = 0;
-    for (size_t r = 0; r < n; r++) {
-        const float *row = rows + r * k;
-        double cb = weights[r] > 0 ? 1 + alpha * weights[r] : 0;
-        for (int32_t i = 0; i < k; i++) w1[i] += cb * row[i];
-        if (!(weights[r] > 0)) continue;
-        float wr = (float)(alpha * weights[r]);
-        memcpy(y + m * kp, row, kd * sizeof(float));
-        for (int32_t i = 0; i < k; i++) z[m * kp + i] = wr * row[i];
-        m++;
-    }
-    outer_sum_inline(y, z, m, kp, p1);
-    for (int32_t i = 0; i < k; i++)
-        for (int32_t j = 0; j <= i; j++)
-            a[(size_t)i * k + j] = gram[(size_t)i * k + j] + (i == j ? lambda : 0) + p1[(size_t)i * kp + j];
+    system_inline(gram, k, lambda, alpha, rows, weights, n, a, w1, y, z, p1);
     if (!factor_inline(a, inv, panel, k)) return 0;
     forward(a, inv, w1, 1, k, 0);
     for (int32_t i = 0; i < k; i++) memcpy(packed + (size_t)i * (size_t)(i + 1) / 2, a + (size_t)i * k, ((size_t)i + 1) * sizeof(double));
@@ -490,26 +502,8 @@ static inline __attribute__((always_inline)) int events_inline(const double *sta
     const size_t kd = (size_t)k;
     const double *l = state, *inv = l + kd * (kd + 1) / 2, *w1 = inv + kd;
     double *w = block, *e = w + (CKK_FOLD_LOW_RANK + 1) * kd, *c = e + kd;
-    memset(w, 0, kd * sizeof(double));
-    int32_t t = 0;
-    for (size_t r = 0; r < m; r++) {
-        const float *row = rows + r * k;
-        double cb = before[r] > 0 ? 1 + alpha * before[r] : 0, ca = after[r] > 0 ? 1 + alpha * after[r] : 0;
-        if (ca != cb)
-            for (int32_t i = 0; i < k; i++) w[i] += (ca - cb) * row[i];
-        if (after[r] == before[r]) continue;
-        double ct = alpha * (after[r] - before[r]);
-        if (ct == 0) continue;
-        if (t == CKK_FOLD_LOW_RANK) return 2;
-        c[t] = ct;
-        for (int32_t i = 0; i < k; i++) w[(1 + (size_t)t) * kd + i] = row[i];
-        t++;
-    }
-    if (!solve_low_rank(l, inv, w1, w, c, t, e, k, 1)) return 0;
-    for (int32_t i = 0; i < k; i++)
-        if (!isfinite((float)((double)u[i] + e[i]))) return 0;
-    for (int32_t i = 0; i < k; i++) out[i] = (float)((double)u[i] + e[i]);
-    return 1;
+    int status = delta_inline(l, inv, w1, 1, k, alpha, rows, before, after, m, e, w, c);
+    return status == 1 ? finish_inline(u, e, k, out) : status;
 }
 
 static int history_portable(const double *gram, int32_t k, double lambda, double alpha, const float *rows,

@@ -102,14 +102,9 @@ import Testing
     func foldMatchesADirectSolve(changes: Int) {
         let k = 8
         let items = 60
-        var state: UInt64 = 11
-        func next() -> Double {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Double(Int(state >> 40) % 2001 - 1000) / 1000
-        }
-        let y = (0..<(items * k)).map { _ in Float(next()) }
-        let gram = y.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: k) }
-        let u = (0..<k).map { _ in Float(next()) }
+        var values = FoldTestValues(state: 11)
+        let (y, gram) = values.rows(items: items, k: k, scale: 1)
+        let u = (0..<k).map { _ in Float(values.next()) }
         var c = LeastSquaresFold.Confidences(historyItems: [UInt32(3), 7, 11, 20, 31], weights: [Float(4), 1, 0.5, 2, 0.25])
         c.add(item: 7, amount: 3)
         c.add(item: 25, amount: 1.5)
@@ -135,16 +130,11 @@ import Testing
     func foldMatchesADirectSolveAtServingShapes(shape: (k: Int, history: Int, events: Int, alpha: Double)) {
         let (k, history, events, alpha) = shape
         let items = 400
-        var state: UInt64 = UInt64(k * 1000 + events)
-        func next() -> Double {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Double(Int(state >> 40) % 2001 - 1000) / 1000
-        }
-        let y = (0..<(items * k)).map { _ in Float(next() * 0.3) }
-        let gram = y.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: k) }
-        let u = (0..<k).map { _ in Float(next()) }
+        var values = FoldTestValues(state: UInt64(k * 1000 + events))
+        let (y, gram) = values.rows(items: items, k: k, scale: 0.3)
+        let u = (0..<k).map { _ in Float(values.next()) }
         let historyItems = (0..<history).map { UInt32($0 * 3) }
-        let weights = (0..<history).map { _ in Float(1 + abs(next()) * 4) }
+        let weights = (0..<history).map { _ in Float(1 + abs(values.next()) * 4) }
         var c = LeastSquaresFold.Confidences(historyItems: historyItems, weights: weights)
         for e in 0..<events {
             // Alternately an item of the history and one outside it.
@@ -170,16 +160,11 @@ import Testing
     @Test(arguments: [16, 37, 64])
     func foldInTwoHalvesIsTheWholeFold(k: Int) throws {
         let items = 300
-        var state: UInt64 = UInt64(k)
-        func next() -> Double {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Double(Int(state >> 40) % 2001 - 1000) / 1000
-        }
-        let y = (0..<(items * k)).map { _ in Float(next() * 0.3) }
-        let gram = y.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: k) }
-        let u = (0..<k).map { _ in Float(next()) }
+        var values = FoldTestValues(state: UInt64(k))
+        let (y, gram) = values.rows(items: items, k: k, scale: 0.3)
+        let u = (0..<k).map { _ in Float(values.next()) }
         let history = (0..<40).map { UInt32($0 * 5) }
-        let weights = (0..<40).map { $0 == 7 ? Float(0) : Float(1 + abs(next()) * 3) }
+        let weights = (0..<40).map { $0 == 7 ? Float(0) : Float(1 + abs(values.next()) * 3) }
         let base = LeastSquaresFold.Confidences(historyItems: history, weights: weights)
         func rowsOf(_ entries: some Sequence<Int32>) -> [Float] { entries.flatMap { Array(y[(Int($0) * k)..<((Int($0) + 1) * k)]) } }
         let solve = try #require(
@@ -238,5 +223,21 @@ import Testing
                 confidences: c, rows: [Float](repeating: 0, count: k)
             ) == nil
         )
+    }
+}
+
+/// Deterministic values in [-1, 1] (a 64-bit LCG) for the folds' random systems.
+struct FoldTestValues {
+    var state: UInt64
+
+    mutating func next() -> Double {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Double(Int(state >> 40) % 2001 - 1000) / 1000
+    }
+
+    /// `items` rows of `k` values times `scale`, and their Gram.
+    mutating func rows(items: Int, k: Int, scale: Double) -> (y: [Float], gram: [Double]) {
+        let y = (0..<(items * k)).map { _ in Float(next() * scale) }
+        return (y, y.withUnsafeBufferPointer { LeastSquaresFold.gram(rows: $0, dimensions: k) })
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import KairosKernels
 import KairosModelFormat
 import KairosProtocol
@@ -57,13 +56,9 @@ import Testing
     /// more changed items than the kept half takes (the whole fold either way). The budget counts in the snapshot's
     /// derived bytes.
     @Test func servingFromTheCacheIsServingWithoutIt() throws {
-        var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
-        c.metadata.parameters.merge(["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 2]) { $1 }
-        let path = "/tmp/kairos-fold-cache-\(getpid()).kmodel"
-        try ModelWriter.write(c, to: path)
-        defer { unlink(path) }
-        let cached = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0, foldCacheBytes: 1 << 20)
-        let plain = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0, foldCacheBytes: 0)
+        let parameters: [String: Double] = ["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 2]
+        let cached = try testSnapshot(parameters: parameters, foldCacheBytes: 1 << 20)
+        let plain = try testSnapshot(parameters: parameters, foldCacheBytes: 0)
         #expect(plain.foldCache == nil && cached.foldCache != nil)
         #expect(cached.derivedBytes - plain.derivedBytes == cached.foldCache!.budgetBytes)
         let ref = ModelRef(name: "m")

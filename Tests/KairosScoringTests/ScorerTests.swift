@@ -17,6 +17,17 @@ let testSnapshot: ModelSnapshot = {
 
 let now: Int64 = 1_767_225_600
 
+/// A snapshot of `testSnapshot`'s model with `parameters` merged into its metadata (e.g. the real-time fold's), its
+/// file written, mapped and removed as `testSnapshot`'s.
+func testSnapshot(parameters: [String: Double], foldCacheBytes: Int = ModelSnapshot.defaultFoldCacheBytes) throws -> ModelSnapshot {
+    var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
+    c.metadata.parameters.merge(parameters) { $1 }
+    let path = "/tmp/kairos-scoring-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).kmodel"
+    try ModelWriter.write(c, to: path)
+    defer { unlink(path) }  // the mapping stays valid
+    return ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0, foldCacheBytes: foldCacheBytes)
+}
+
 /// Reference score in double precision: dot of dequantized rows plus bias.
 func referenceScore(_ u: [Float], item: Int) -> Double {
     let m = testSnapshot.model
@@ -92,12 +103,7 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
         let v = RowEncoder.decodeRow(42, of: testSnapshot.model.itemFactors)
         var cold: [ScoredItem]?
         for weight in [nil, 0.25, 0] as [Double?] {
-            var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
-            c.metadata.parameters["realtime_weight"] = weight
-            let path = "/tmp/kairos-realtime-weight-\(getpid()).kmodel"
-            try ModelWriter.write(c, to: path)
-            defer { unlink(path) }
-            let s = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+            let s = try testSnapshot(parameters: weight.map { ["realtime_weight": $0] } ?? [:])
             #expect(s.realtimeWeight == weight ?? 1)
             let r = Scorer.score(ScoreRequest(model: ref, user: "user-3", candidates: ["item-42", "item-9"], context: ctx), on: s, now: 0)
             var folded = zip(u, v).map { $0 + Float(weight ?? 1) * 8 * 0.5 * $1 }  // one half-life old: 0.5
@@ -118,12 +124,7 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
     /// checked against the solution from its definition (``ReferenceSolve``); events that change no weight change no
     /// score; a user the model does not know is folded as without it.
     @Test func leastSquaresFoldOfAKnownUser() throws {
-        var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
-        c.metadata.parameters.merge(["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 0.25]) { $1 }
-        let path = "/tmp/kairos-realtime-fold-\(getpid()).kmodel"
-        try ModelWriter.write(c, to: path)
-        defer { unlink(path) }
-        let s = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+        let s = try testSnapshot(parameters: ["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 0.25])
         let m = s.model
         let k = 16
         let h = m.history!.entries(ofUser: 3)
@@ -170,11 +171,7 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
             #expect(q.scores[0] == plain.scores[0], "\(e)")
         }
         // A user the model does not know: the additive fold of the events alone, as in a model without realtime_fold.
-        let additive = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
-        let additivePath = path + ".additive"
-        try ModelWriter.write(additive, to: additivePath)
-        defer { unlink(additivePath) }
-        let t = ModelSnapshot(model: try MappedModel(path: additivePath), loadedAt: 0)
+        let t = try testSnapshot(parameters: [:])
         #expect(t.leastSquaresFold == nil && s.leastSquaresFold != nil)
         let cold = TopKRequest(model: ref, user: "new-user", k: 5, context: ctx)
         let a = Scorer.topK(cold, on: s, now: 0)
@@ -185,12 +182,7 @@ func userRow(_ u: Int) -> [Float] { RowEncoder.decodeRow(u, of: testSnapshot.mod
     /// than the low-rank solve takes (a second factorisation). Every score stays finite, and removing every history
     /// item's weight (the largest negative strengths) still answers.
     @Test func leastSquaresFoldOfExtremeEventsStaysFinite() throws {
-        var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
-        c.metadata.parameters.merge(["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 10]) { $1 }
-        let path = "/tmp/kairos-realtime-fold-extreme-\(getpid()).kmodel"
-        try ModelWriter.write(c, to: path)
-        defer { unlink(path) }
-        let s = ModelSnapshot(model: try MappedModel(path: path), loadedAt: 0)
+        let s = try testSnapshot(parameters: ["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 10])
         let h = s.model.history!.entries(ofUser: 3)
         let big = Float.greatestFiniteMagnitude
         let cases: [[RealtimeEvent]] = [
