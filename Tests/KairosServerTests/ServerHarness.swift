@@ -65,11 +65,10 @@ final class RawSocket: @unchecked Sendable {
     init(port: Int, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        // NIO builds the address: sockaddr_in's members come from CNIOLinux in a release build with testing enabled,
+        // which MemberImportVisibility would make this file import.
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let rc = address.withSockAddr { connect(fd, $0, socklen_t($1)) }
         guard rc == 0 else { throw ClientError.connectionClosed }
         var timeout = timeval(tv_sec: 20, tv_usec: 0)  // bounds a failure; a loaded machine can take seconds
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
