@@ -44,6 +44,8 @@ public struct Serve: AsyncParsableCommand {
     var memoryBudgetMb: Int?
     @Option(help: "MiB per model kept of known users' least-squares history solves, so that their next request with events skips most of the fold (models trained with the least-squares real-time fold; 0: keep none).")
     var foldCacheMb = ModelSnapshot.defaultFoldCacheBytes >> 20
+    @Option(help: "Milliseconds a model swap may spend, before the new model serves, making its least-squares history solves for the users the old model had kept (0: none; requests then make them).")
+    var foldCacheWarmMs = 250
     @Option(help: "Full scans (TOPK, SIMILAR) reading more than this many MiB of item rows run on the scan threads instead of the event loop (0: always).")
     var offloadAboveMb = Double(RequestRouter.defaultOffloadAboveBytes >> 20)
     @Option(help: "Event-loop threads (default: one per core).")
@@ -70,6 +72,7 @@ public struct Serve: AsyncParsableCommand {
         guard debounceMs >= 0 else { throw ValidationError("--debounce-ms must be 0 or more") }
         if let memoryBudgetMb, memoryBudgetMb < 1 { throw ValidationError("--memory-budget-mb must be at least 1") }
         guard (0...1 << 20).contains(foldCacheMb) else { throw ValidationError("--fold-cache-mb must be 0 to 1048576") }
+        guard (0...60_000).contains(foldCacheWarmMs) else { throw ValidationError("--fold-cache-warm-ms must be 0 to 60000") }
         guard load == "copy" || load == "mmap" else { throw ValidationError("--load must be copy or mmap") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -111,7 +114,7 @@ public struct Serve: AsyncParsableCommand {
         let store = ModelStore()
         let directory = ModelDirectory(
             path: models, store: store, storage: storage, memoryBudget: memoryBudgetMb.map { $0 << 20 },
-            foldCacheBytes: foldCacheMb << 20, logger: logger
+            foldCacheBytes: foldCacheMb << 20, foldCacheWarmup: .milliseconds(foldCacheWarmMs), logger: logger
         )
         // A folder that cannot be listed otherwise reads as an empty one ("no valid *.kmodel file").
         guard let listing = opendir(models) else {

@@ -70,6 +70,29 @@ public final class FoldCache: Sendable {
         return made
     }
 
+    /// The users with a kept solve, the newer generation's first: whom a successor snapshot's cache is warmed for
+    /// (``ModelSnapshot/warmFoldCache(from:until:)``).
+    public func users() -> [Int] {
+        generations.withLock { g in Array(g.current.keys) + Array(g.previous.keys) }
+    }
+
+    /// Keeps `solve` for `user` without counting a lookup, unless one is kept: in the newer generation while it has
+    /// room, then in the older (a warm-up given users newest first keeps their order, and never evicts); false once
+    /// both are full.
+    public func warm(user: Int, solve: LeastSquaresFold.HistorySolve) -> Bool {
+        generations.withLock { g in
+            guard g.previous[user] == nil && g.current[user] == nil else { return true }
+            if g.current.count < capacity {
+                g.current[user] = solve
+            } else if g.previous.count < capacity {
+                g.previous[user] = solve
+            } else {
+                return false
+            }
+            return true
+        }
+    }
+
     /// Puts `s` in the newer generation, first turning a full one into the older; returns the generation dropped.
     private static func insert(
         _ s: LeastSquaresFold.HistorySolve, user: Int, into g: inout Generations, capacity: Int

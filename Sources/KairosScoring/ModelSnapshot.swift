@@ -225,6 +225,49 @@ public final class ModelSnapshot: Sendable {
         for x in v { s += x * x }
         return s.squareRoot()
     }
+
+    /// User row `row`'s stored history as least-squares fold weights, before any event.
+    func storedConfidences(userRow row: Int) -> LeastSquaresFold.Confidences {
+        guard let entries = model.history?.entries(ofUser: row) else {
+            return LeastSquaresFold.Confidences(historyItems: [], weights: [])
+        }
+        return LeastSquaresFold.Confidences(historyItems: entries.items, weights: entries.weights)
+    }
+
+    /// The history's half of a least-squares fold for `confidences` (the requests' and the warm-up's one way of
+    /// making it, so a kept solve is the one a miss would make); nil without ``leastSquaresFold``.
+    func historySolve(confidences: LeastSquaresFold.Confidences) -> LeastSquaresFold.HistorySolve? {
+        guard let fold = leastSquaresFold else { return nil }
+        var rows: [Float] = []
+        rows.reserveCapacity(confidences.historyCount * model.dimensions)
+        for e in 0..<confidences.historyCount {
+            RowEncoder.decodeRow(Int(confidences.items[e]), of: model.itemFactors, appendingTo: &rows)
+        }
+        return LeastSquaresFold.historySolve(
+            gram: fold.gram, regularization: fold.regularization, alpha: fold.alpha, confidences: confidences,
+            historyRows: rows, dimensions: model.dimensions
+        )
+    }
+
+    /// Makes this snapshot's ``foldCache`` solves for the users `predecessor`'s cache keeps (matched by id: rows
+    /// differ between models), newest first, until the cache is full or `deadline` passes. Call
+    /// before this snapshot serves: a swap then does not turn every active user's next request with events into a
+    /// whole fold. Returns how many users it warmed.
+    public func warmFoldCache(from predecessor: ModelSnapshot, until deadline: ContinuousClock.Instant) -> Int {
+        guard let cache = foldCache, let kept = predecessor.foldCache, let ids = predecessor.model.users,
+            let users = model.users, model.userFactors != nil
+        else { return 0 }
+        var warmed = 0
+        for oldRow in kept.users() {
+            guard ContinuousClock.now < deadline else { break }
+            guard let row = users.row(ofUTF8: UnsafeRawBufferPointer(ids.table.bytes(at: oldRow))),
+                let solve = historySolve(confidences: storedConfidences(userRow: row))
+            else { continue }
+            guard cache.warm(user: row, solve: solve) else { break }
+            warmed += 1
+        }
+        return warmed
+    }
 }
 
 /// How TOPK combines its signals: `dot x (u . v + bias) + trending x T + buy-again x H + category x A + freshness x F`,

@@ -38,10 +38,8 @@ public enum Scorer {
                 amounts.append((Int32(item), s.realtimeWeight * Double(e.strength) * Double(w)))
             }
             // The history's weights are read only for a request with usable events: most requests carry none.
-            var confidences = LeastSquaresFold.Confidences(historyItems: [], weights: [])
-            if !amounts.isEmpty, let entries = m.history?.entries(ofUser: row) {
-                confidences = LeastSquaresFold.Confidences(historyItems: entries.items, weights: entries.weights)
-            }
+            var confidences =
+                amounts.isEmpty ? LeastSquaresFold.Confidences(historyItems: [], weights: []) : s.storedConfidences(userRow: row)
             for a in amounts { confidences.add(item: a.item, amount: a.amount) }
             if confidences.changed {
                 func rows(_ entries: some Collection<Int>) -> [Float] {
@@ -54,12 +52,7 @@ public enum Scorer {
                 // whole fold, which runs when that cannot (over 16 changed weights).
                 var folded: [Float]? = nil
                 if let cache = s.foldCache {
-                    let solve = cache.solve(user: row) {
-                        LeastSquaresFold.historySolve(
-                            gram: fold.gram, regularization: fold.regularization, alpha: fold.alpha, confidences: confidences,
-                            historyRows: rows(0..<confidences.historyCount), dimensions: dims
-                        )
-                    }
+                    let solve = cache.solve(user: row) { s.historySolve(confidences: confidences) }
                     if let solve {
                         folded = LeastSquaresFold.fold(
                             user: u, history: solve, alpha: fold.alpha, confidences: confidences, changedRows: rows(confidences.changedIndices)

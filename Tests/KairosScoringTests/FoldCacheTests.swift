@@ -79,4 +79,43 @@ import Testing
         // the whole fold, but its solve was made and kept all the same.
         #expect(cached.foldCache!.counts == (hits: 20, misses: 20))
     }
+
+    /// A snapshot warmed from the one it replaces holds, before it serves, the solves of the users the old one kept,
+    /// matched by id (the new model's users are in reverse order, and one of them is new): their first requests find
+    /// them, with the same answers as an unwarmed snapshot. Users the old one did not keep are not warmed, a passed
+    /// deadline warms none, and a warm-up stops when both generations are full instead of evicting.
+    @Test func aSwapWarmsTheSuccessorsCache() throws {
+        let parameters: [String: Double] = ["realtime_fold": 1, "alpha": 10, "regularization": 5, "realtime_weight": 2]
+        let old = try testSnapshot(parameters: parameters, foldCacheBytes: 1 << 20)
+        let candidates = IdList((0..<400).map { "item-\($0)" })
+        func request(_ user: Int) -> ScoreRequest {
+            let events = (0..<3).map { j in RealtimeEvent(item: "item-\((user * 37 + j * 11) % 400)", strength: 2, timestamp: now - 60) }
+            return ScoreRequest(model: ModelRef(name: "m"), user: "user-\(user)", candidates: candidates, context: RealtimeContext(events: events, now: now))
+        }
+        for user in 0..<10 { _ = Scorer.score(request(user), on: old, now: 0) }
+        #expect(old.foldCache!.counts == (hits: 0, misses: 10))
+
+        // user-3's row gets another id: the new model does not know user-3.
+        func successor(_ foldCacheBytes: Int) throws -> ModelSnapshot {
+            try testSnapshot(parameters: parameters, foldCacheBytes: foldCacheBytes) { c in
+                c.userIds.reverse()
+                c.userIds[c.userIds.firstIndex(of: "user-3")!] = "newcomer"
+            }
+        }
+        let warm = try successor(1 << 20)
+        let plain = try successor(0)
+        #expect(warm.warmFoldCache(from: old, until: .now + .seconds(600)) == 9)
+        #expect(warm.foldCache!.counts == (hits: 0, misses: 0))  // warming is not a lookup
+        for user in 0..<12 {
+            #expect(Scorer.score(request(user), on: warm, now: 0).scores == Scorer.score(request(user), on: plain, now: 0).scores, "user \(user)")
+        }
+        // 9 warmed users found their solves; users 10 and 11 were not kept by the old snapshot (user-3 is unknown).
+        #expect(warm.foldCache!.counts == (hits: 9, misses: 2))
+
+        #expect(try successor(1 << 20).warmFoldCache(from: old, until: .now - .seconds(1)) == 0)
+        let entry = LeastSquaresFold.stateCount(dimensions: 16) * 8
+        let small = try successor(6 * entry)  // three entries per generation
+        #expect(small.warmFoldCache(from: old, until: .now + .seconds(600)) == 6)
+        #expect(small.foldCache!.users().count == 6)
+    }
 }

@@ -17,11 +17,14 @@ let testSnapshot: ModelSnapshot = {
 
 let now: Int64 = 1_767_225_600
 
-/// A snapshot of `testSnapshot`'s model with `parameters` merged into its metadata (e.g. the real-time fold's), its
-/// file written, mapped and removed as `testSnapshot`'s.
-func testSnapshot(parameters: [String: Double], foldCacheBytes: Int = ModelSnapshot.defaultFoldCacheBytes) throws -> ModelSnapshot {
+/// A snapshot of `testSnapshot`'s model with `parameters` merged into its metadata (e.g. the real-time fold's) and
+/// `edit` applied, its file written, mapped and removed as `testSnapshot`'s.
+func testSnapshot(
+    parameters: [String: Double], foldCacheBytes: Int = ModelSnapshot.defaultFoldCacheBytes, edit: (inout ModelContents) -> Void = { _ in }
+) throws -> ModelSnapshot {
     var c = SyntheticModel.make(name: "m", version: 3, items: 400, users: 60, dimensions: 16, seed: 5)
     c.metadata.parameters.merge(parameters) { $1 }
+    edit(&c)
     let path = "/tmp/kairos-scoring-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).kmodel"
     try ModelWriter.write(c, to: path)
     defer { unlink(path) }  // the mapping stays valid

@@ -1,5 +1,6 @@
 import Glibc
 import KairosModelFormat
+import KairosProtocol
 import KairosScoring
 @testable import KairosServer
 import Logging
@@ -12,12 +13,18 @@ final class ModelFolder {
     let store = ModelStore()
     let directory: ModelDirectory
 
-    init(memoryBudget: Int? = nil, availableMemory: @escaping @Sendable () -> Int? = AvailableMemory.bytes) {
+    init(
+        memoryBudget: Int? = nil, foldCacheWarmup: Duration = .milliseconds(250),
+        availableMemory: @escaping @Sendable () -> Int? = AvailableMemory.bytes
+    ) {
         var template = Array("/tmp/kairos-folder-test-XXXXXX".utf8CString)
         path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        directory = ModelDirectory(path: path, store: store, memoryBudget: memoryBudget, availableMemory: availableMemory, logger: logger)
+        directory = ModelDirectory(
+            path: path, store: store, memoryBudget: memoryBudget, foldCacheWarmup: foldCacheWarmup, availableMemory: availableMemory,
+            logger: logger
+        )
     }
 
     deinit {
@@ -29,9 +36,11 @@ final class ModelFolder {
         try! ModelWriter.encode(SyntheticModel.make(name: name, version: version, items: items, users: 20, dimensions: 8, seed: version))
     }
 
-    /// Publishes by rename (the right way).
-    func publish(version: UInt64, as file: String? = nil, name: String = "default") {
-        try! ModelWriter.write(SyntheticModel.make(name: name, version: version, items: 200, users: 20, dimensions: 8, seed: version), to: "\(path)/\(file ?? "\(name)-v\(version).kmodel")")
+    /// Publishes by rename (the right way), with `parameters` in the model's metadata.
+    func publish(version: UInt64, as file: String? = nil, name: String = "default", parameters: [String: Double] = [:]) {
+        var contents = SyntheticModel.make(name: name, version: version, items: 200, users: 20, dimensions: 8, seed: version)
+        contents.metadata.parameters.merge(parameters) { $1 }
+        try! ModelWriter.write(contents, to: "\(path)/\(file ?? "\(name)-v\(version).kmodel")")
     }
 
     /// Writes raw bytes in place (the wrong way), truncating whatever was there.
@@ -100,6 +109,54 @@ final class ModelFolder {
         f.publish(version: 4)
         f.directory.reconcile()
         #expect(f.serving == 2, "a pin holds even when newer versions arrive")
+    }
+
+    /// A swap to a least-squares model makes the new snapshot's history solves for the users the old one kept, before
+    /// it serves (the report says how many), so their first requests with events find them; with no time allowed
+    /// for it, none are made.
+    @Test func aSwapWarmsTheFoldCacheForTheUsersTheOldModelKept() {
+        let fold: [String: Double] = ["realtime_fold": 1, "alpha": 10, "regularization": 5]
+        for warmup in [Duration.milliseconds(250), .zero] {
+            let f = ModelFolder(foldCacheWarmup: warmup)
+            func scoreWithEvents(_ users: Range<Int>) -> (hits: Int, misses: Int) {
+                let s = f.store.snapshot("default")!
+                for user in users {
+                    let request = ScoreRequest(
+                        model: ModelRef(name: "default"), user: "user-\(user)", candidates: ["item-1", "item-2"],
+                        context: RealtimeContext(events: [RealtimeEvent(item: "item-\(user)", strength: 4, timestamp: 1000)], now: 1000)
+                    )
+                    _ = Scorer.score(request, on: s, now: 1000)
+                }
+                return s.foldCache!.counts
+            }
+            f.publish(version: 1, parameters: fold)
+            f.directory.reconcile()
+            #expect(scoreWithEvents(0..<5) == (hits: 0, misses: 5))
+            f.publish(version: 2, parameters: fold)
+            let report = f.directory.reconcile()
+            #expect(f.serving == 2)
+            if warmup == .zero {
+                #expect(report.warmedUsers.isEmpty && scoreWithEvents(0..<5) == (hits: 0, misses: 5))
+            } else {
+                #expect(report.warmedUsers == ["default": 5] && scoreWithEvents(0..<5) == (hits: 5, misses: 0))
+            }
+        }
+    }
+
+    /// The data time a server reports is the trending reference time (the newest training event), or the file's
+    /// creation time for a model without popularity.
+    @Test func dataTimeFallsBackToTheCreationTime() throws {
+        var contents = SyntheticModel.make(name: "t", version: 1, items: 50, users: 5, dimensions: 8, seed: 1)
+        contents.createdAt = 1_700_000_000
+        let path = "/tmp/kairos-data-time-test-\(getpid()).kmodel"
+        defer { unlink(path) }
+        try ModelWriter.write(contents, to: path)
+        let reference = try #require(contents.popularity?.referenceTime)
+        #expect(reference != contents.createdAt)
+        #expect(ModelDirectory.dataTime(of: try MappedModel(path: path)) == reference)
+        contents.popularity = nil
+        try ModelWriter.write(contents, to: path)
+        #expect(ModelDirectory.dataTime(of: try MappedModel(path: path)) == 1_700_000_000)
     }
 
     /// Deleting the serving file does not unload its model (documented policy).
