@@ -1,3 +1,5 @@
+import CKairosTrainerKernels
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -24,8 +26,11 @@ package struct ByteInterner: Sendable {
 
     /// The id of `bytes`, adding it if new.
     @inline(__always)
-    package mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        let h = Self.hash(bytes)
+    package mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 { intern(bytes, hash: Self.hash(bytes)) }
+
+    /// ``intern(_:)`` of `bytes` whose ``hash(_:)`` is `h`.
+    @inline(__always)
+    package mutating func intern(_ bytes: UnsafeRawBufferPointer, hash h: UInt64) -> UInt32 {
         let mask = slots.count - 1
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
@@ -42,6 +47,34 @@ package struct ByteInterner: Sendable {
         slots[i] = id + 1
         if hashes.count * 2 > slots.count { grow() }
         return id
+    }
+
+    /// Prefetches the home slot of a string of hash `h`: the first of the cache misses its lookup would wait on, in
+    /// a table larger than the caches.
+    @inline(__always)
+    package func prefetchSlot(hash h: UInt64) {
+        slots.withUnsafeBufferPointer { ckt_prefetch($0.baseAddress! + (Int(truncatingIfNeeded: h) & ($0.count - 1))) }
+    }
+
+    /// Reads the home slot of a string of hash `h` (prefetched earlier) and prefetches what comparing with its id
+    /// reads next: the id's hash and offsets.
+    @inline(__always)
+    package func prefetchEntry(hash h: UInt64) {
+        let s = slots.withUnsafeBufferPointer { $0[Int(truncatingIfNeeded: h) & ($0.count - 1)] }
+        guard s != 0 else { return }
+        let id = Int(s - 1)
+        hashes.withUnsafeBufferPointer { ckt_prefetch($0.baseAddress! + id) }
+        offsets.withUnsafeBufferPointer { ckt_prefetch($0.baseAddress! + id) }
+    }
+
+    /// Reads the home slot and its id's offset (both prefetched earlier) and prefetches the id's bytes, the last
+    /// read of a lookup that finds its string in its home slot.
+    @inline(__always)
+    package func prefetchBytes(hash h: UInt64) {
+        let s = slots.withUnsafeBufferPointer { $0[Int(truncatingIfNeeded: h) & ($0.count - 1)] }
+        guard s != 0 else { return }
+        let start = offsets.withUnsafeBufferPointer { $0[Int(s - 1)] }
+        arena.withUnsafeBufferPointer { ckt_prefetch($0.baseAddress! + start) }
     }
 
     /// The id of `bytes` if it was interned.

@@ -400,6 +400,38 @@ import Testing
         #expect(EventLogSplitTests.same(whole, reference))
     }
 
+    /// A file read in batches (fields staged, then interned with prefetching) gives the ids and events that reading
+    /// its lines one at a time gives: over several batches, users interleaved, bad rows between, and quoted rows with
+    /// `""` (interned at once, after the staged rows before them) mixed in.
+    @Test func batchedInterningGivesTheIdsOfOneAtATime() throws {
+        let dir = TempFolder()
+        var lines = ["user,item,timestamp,event"]
+        var rng = SplitMix64(seed: 23)
+        for r in 0..<10_000 {
+            let user = "user-\(rng.next() % 3_000)", item = "item-\(rng.next() % 900)"
+            switch r % 97 {
+            case 0: lines.append("\"\(user)\"\"x\",\(item),\(1000 + r),view")  // a quoted id with an escaped quote
+            case 1: lines.append("\(user),\(item),never,view")  // a bad row
+            default: lines.append("\(user),\(item),\(1000 + r),\(["view", "cart"][r % 2])")
+            }
+        }
+        let path = dir.write(lines.joined(separator: "\n") + "\n", to: "e.csv")
+        var oneAtATime = EventLogReader(options: IngestOptions(), format: .csv)
+        #expect(!oneAtATime.staging)
+        for line in lines {
+            var bytes = Array(line.utf8)
+            _ = try bytes.withUnsafeMutableBytes { b throws(TrainerError) in try oneAtATime.line(UnsafeRawBufferPointer(b)) }
+            bytes.removeAll()  // the line's bytes are gone before the next one is read
+        }
+        let (reference, referenceReport) = try oneAtATime.finish(path: path)
+        #expect(reference.userIds.count > 2_900 && reference.userIds.contains { $0.hasSuffix("\"x") })
+        for chunk in [61, 8 << 20] {
+            let (log, report) = try EventLogReader.read(path: path, options: IngestOptions(), chunkBytes: chunk)
+            #expect(EventLogSplitTests.same(log, reference), "chunk \(chunk)")
+            #expect(report.badRows == referenceReport.badRows && report.badRows > 100)
+        }
+    }
+
     /// An item attributes file as catalogue exports write it: a byte-order mark, CRLF endings, and a quoted
     /// description with line breaks, commas and quotes before the category. A stray quote costs its own line: the next
     /// item keeps its attributes instead of lending them to the stray's.

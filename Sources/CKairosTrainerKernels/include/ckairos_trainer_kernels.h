@@ -17,6 +17,9 @@ int ckt_best_isa(void);
 void ckt_cg_solve(int isa, float *X, const float *Y, int stride, const float *G, const int64_t *indptr,
                   const int32_t *indices, const float *values, int64_t begin, int64_t end, int steps);
 
+/* Asks for the cache line holding `p` ahead of its read (ingest's id lookups, batched per read chunk). */
+static inline void ckt_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /* Hands freed heap memory back to the system (glibc's malloc_trim; nothing elsewhere). */
 void ckt_release_free_memory(void);
 
