@@ -254,8 +254,8 @@ public final class ModelSnapshot: Sendable {
     /// before this snapshot serves: a swap then does not turn every active user's next request with events into a
     /// whole fold. Returns how many users it warmed.
     public func warmFoldCache(from predecessor: ModelSnapshot, until deadline: ContinuousClock.Instant) -> Int {
-        guard let cache = foldCache, let kept = predecessor.foldCache, let ids = predecessor.model.users,
-            let users = model.users, model.userFactors != nil
+        // A fold cache exists only for a least-squares model with user factors.
+        guard let cache = foldCache, let kept = predecessor.foldCache, let ids = predecessor.model.users, let users = model.users
         else { return 0 }
         var warmed = 0
         for oldRow in kept.users() {

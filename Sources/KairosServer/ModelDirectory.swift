@@ -214,7 +214,8 @@ public final class ModelDirectory: Sendable {
                         foldCacheObserver: FoldCache.Observer(hit: { hits.increment() }, miss: { misses.increment() })
                     )
                     // The users the old snapshot kept solves for are the ones sending events now: made before the
-                    // swap, their first requests after it find them (ml-100k's 943 users: 22 ms).
+                    // swap, their first requests after it find them (934 ml-100k users: about 50-60 ms more per swap,
+                    // run-fold-cache-warmup.sh).
                     let warmed = current.map { snapshot.warmFoldCache(from: $0, until: .now + foldCacheWarmup) } ?? 0
                     store.install(snapshot)
                     buildDerivedTables(for: snapshot, name: name)
