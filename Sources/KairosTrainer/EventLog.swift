@@ -170,58 +170,158 @@ public struct EventLog: Sendable {
 
     /// Sorts events by (user, time, item, strength) and drops exact repeats; returns how many were dropped.
     ///
-    /// A counting sort by user keeps this linear in the number of events; only each user's own events are
-    /// compared. Exact repeats (same user, item, second and strength) are logging duplicates, not behaviour.
+    /// Linear in the number of events apart from each user's own sort, which is skipped when that user's events
+    /// already come in order (as they do in time-ordered and user-grouped logs). Exact repeats (same user, item,
+    /// second and strength) are logging duplicates, not behaviour.
     package mutating func sortAndDeduplicate() -> Int {
+        guard count > 0 else { return 0 }
+        if !isGroupedByUser { groupByUser() }
+        sortEachUsersEvents()
+        return removeRepeats()
+    }
+
+    /// One event, packed so that moving it touches one cache line instead of four arrays' lines.
+    private struct PackedEvent {
+        var time: Int64
+        var user: UInt32
+        var item: UInt32
+        var strength: Float
+    }
+
+    /// Makes each user's events contiguous, users ascending, each user's in their log order (a stable sort by user).
+    ///
+    /// Two stable counting passes: by a coarse bucket of user rows (at most 2,048 buckets) into one packed array,
+    /// then each bucket, small enough to stay in cache, by user into the final arrays. One pass straight to the
+    /// final positions lands on a different cache line per event in a time-ordered log, and its misses cost about
+    /// 1.1 s of a 10M-event ingest (perf); a user-grouped log never comes here.
+    private mutating func groupByUser() {
         let n = count
-        guard n > 0 else { return 0 }
-        var start = [Int](repeating: 0, count: userIds.count + 1)
-        for u in users { start[Int(u) + 1] += 1 }
-        for u in 0..<userIds.count { start[u + 1] += start[u] }
-        var order = [Int32](repeating: 0, count: n)
-        var fill = start
-        for e in 0..<n {
-            let u = Int(users[e])
-            order[fill[u]] = Int32(e)
-            fill[u] += 1
-        }
-        let t = times
-        let it = items
-        let s = strengths
-        for u in 0..<userIds.count where start[u + 1] - start[u] > 1 {
-            order[start[u]..<start[u + 1]].sort { a, b in
-                let ia = Int(a)
-                let ib = Int(b)
-                if t[ia] != t[ib] { return t[ia] < t[ib] }
-                if it[ia] != it[ib] { return it[ia] < it[ib] }
-                if s[ia] != s[ib] { return s[ia] < s[ib] }
-                return a < b
+        let userCount = userIds.count
+        var shift = 0
+        while (userCount - 1) >> shift >= 2048 { shift += 1 }
+        let buckets = ((userCount - 1) >> shift) + 1
+        var bucketStart = [Int](repeating: 0, count: buckets + 1)
+        for u in users { bucketStart[Int(u) >> shift + 1] += 1 }
+        for b in 0..<buckets { bucketStart[b + 1] += bucketStart[b] }
+
+        var fill = bucketStart
+        let packed = [PackedEvent](unsafeUninitializedCapacity: n) { out, initialized in
+            fill.withUnsafeMutableBufferPointer { fill in
+                for e in 0..<n {
+                    let u = users[e]
+                    let b = Int(u) >> shift
+                    out[fill[b]] = PackedEvent(time: times[e], user: u, item: items[e], strength: strengths[e])
+                    fill[b] += 1
+                }
             }
+            initialized = n
         }
-        var nu = [UInt32]()
-        var ni = [UInt32]()
-        var nt = [Int64]()
-        var ns = [Float]()
-        nu.reserveCapacity(n)
-        ni.reserveCapacity(n)
-        nt.reserveCapacity(n)
-        ns.reserveCapacity(n)
-        var dropped = 0
-        for k in 0..<n {
-            let e = Int(order[k])
-            if let last = nu.last, last == users[e], ni.last == items[e], nt.last == times[e], ns.last == strengths[e] {
-                dropped += 1
-                continue
+        removeEvents()
+
+        var perUser = [Int](repeating: 0, count: 1 << shift)
+        var nu = [UInt32](repeating: 0, count: n)
+        var ni = [UInt32](repeating: 0, count: n)
+        var nt = [Int64](repeating: 0, count: n)
+        var ns = [Float](repeating: 0, count: n)
+        packed.withUnsafeBufferPointer { packed in
+            perUser.withUnsafeMutableBufferPointer { slot in
+                for b in 0..<buckets {
+                    let lo = bucketStart[b]
+                    let hi = bucketStart[b + 1]
+                    guard hi > lo else { continue }
+                    let first = b << shift
+                    for k in slot.indices { slot[k] = 0 }
+                    for k in lo..<hi { slot[Int(packed[k].user) - first] += 1 }
+                    var at = lo
+                    for k in slot.indices {
+                        let c = slot[k]
+                        slot[k] = at
+                        at += c
+                    }
+                    for k in lo..<hi {
+                        let p = packed[k]
+                        let s = Int(p.user) - first
+                        let d = slot[s]
+                        slot[s] = d + 1
+                        nu[d] = p.user
+                        ni[d] = p.item
+                        nt[d] = p.time
+                        ns[d] = p.strength
+                    }
+                }
             }
-            nu.append(users[e])
-            ni.append(items[e])
-            nt.append(times[e])
-            ns.append(strengths[e])
         }
         users = nu
         items = ni
         times = nt
         strengths = ns
+    }
+
+    /// Sorts each user's events by (time, item, strength), ties in log order; events must be grouped by user.
+    private mutating func sortEachUsersEvents() {
+        let n = count
+        var start = 0
+        while start < n {
+            let u = users[start]
+            var end = start + 1
+            var ordered = true
+            while end < n && users[end] == u {
+                if ordered && Self.precedes(end, end - 1, times, items, strengths) { ordered = false }
+                end += 1
+            }
+            if !ordered { sortEvents(start..<end) }
+            start = end
+        }
+    }
+
+    /// Whether event `a` sorts before event `b` by (time, item, strength).
+    private static func precedes(_ a: Int, _ b: Int, _ t: [Int64], _ it: [UInt32], _ s: [Float]) -> Bool {
+        if t[a] != t[b] { return t[a] < t[b] }
+        if it[a] != it[b] { return it[a] < it[b] }
+        return s[a] < s[b]
+    }
+
+    /// Sorts the events in `range` by (time, item, strength), ties in their current order.
+    private mutating func sortEvents(_ range: Range<Int>) {
+        // Copies of the range only: copying the whole arrays (or writing while they are shared) costs O(events) per user.
+        let t = Array(times[range])
+        let it = Array(items[range])
+        let s = Array(strengths[range])
+        let order = t.indices.sorted { a, b in
+            Self.precedes(a, b, t, it, s) || !Self.precedes(b, a, t, it, s) && a < b
+        }
+        for (k, e) in zip(range, order) {
+            items[k] = it[e]
+            times[k] = t[e]
+            strengths[k] = s[e]
+        }
+    }
+
+    /// Drops each event equal in user, item, time and strength to the one before it; returns how many.
+    private mutating func removeRepeats() -> Int {
+        let n = count
+        var kept = 1
+        for e in 1..<n {
+            if users[e] == users[kept - 1] && items[e] == items[kept - 1] && times[e] == times[kept - 1]
+                && strengths[e] == strengths[kept - 1]
+            {
+                continue
+            }
+            if kept != e {
+                users[kept] = users[e]
+                items[kept] = items[e]
+                times[kept] = times[e]
+                strengths[kept] = strengths[e]
+            }
+            kept += 1
+        }
+        let dropped = n - kept
+        if dropped > 0 {
+            users.removeLast(dropped)
+            items.removeLast(dropped)
+            times.removeLast(dropped)
+            strengths.removeLast(dropped)
+        }
         return dropped
     }
 }

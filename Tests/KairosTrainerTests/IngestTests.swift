@@ -616,6 +616,53 @@ import Testing
         }
     }
 
+    /// Ingest's sort gives what a plain sort by (user, time, item, strength) and dropping exact repeats give, for logs
+    /// in time order, grouped by user, grouped but unsorted within users, and shuffled; with one bucket of user rows
+    /// and with many (2,049 and 5,000 users need the coarse pass), users without events and users across buckets.
+    @Test(arguments: [1, 7, 2_049, 5_000])
+    func sortAndDeduplicateMatchesAPlainSort(users: Int) {
+        var rng = SplitMix64(seed: UInt64(users))
+        let n = 6_000
+        var rows: [(user: UInt32, item: UInt32, time: Int64, strength: Float)] = (0..<n).map { _ in
+            // Only even user rows get events, so some users (and some buckets' slots) are empty.
+            (
+                UInt32(2 * Int.random(in: 0..<max(1, users / 2), using: &rng)), UInt32.random(in: 0..<30, using: &rng),
+                Int64.random(in: 1000...1040, using: &rng), Float(Int.random(in: 1...3, using: &rng))
+            )
+        }
+        rows += (0..<300).map { _ in rows[Int.random(in: 0..<n, using: &rng)] }  // exact repeats
+        let sorted = rows.sorted { ($0.user, $0.time, $0.item, $0.strength) < ($1.user, $1.time, $1.item, $1.strength) }
+        var reference: [(user: UInt32, item: UInt32, time: Int64, strength: Float)] = []
+        for r in sorted where reference.last.map({ $0 != r }) ?? true { reference.append(r) }
+        // The reference drops exactly the repeats: one row per distinct event is left.
+        #expect(reference.count == Set(rows.map { "\($0.user) \($0.item) \($0.time) \($0.strength)" }).count)
+
+        let orders: [(String, [Int])] = [
+            ("shuffled", rows.indices.shuffled(using: &rng)),
+            ("time order", rows.indices.sorted { (rows[$0].time, $0) < (rows[$1].time, $1) }),
+            ("grouped", sorted.indices.map { $0 }),
+            ("grouped, unsorted within users", rows.indices.sorted { (rows[$0].user, -$0) < (rows[$1].user, -$1) }),
+        ]
+        for (name, order) in orders {
+            let source = name == "grouped" ? sorted : rows
+            var log = EventLog(
+                userIds: (0..<max(users, 1)).map { "u\($0)" },
+                itemIds: (0..<30).map { "i\($0)" },
+                users: order.map { source[$0].user },
+                items: order.map { source[$0].item },
+                times: order.map { source[$0].time },
+                strengths: order.map { source[$0].strength }
+            )
+            let dropped = log.sortAndDeduplicate()
+            #expect(dropped == rows.count - reference.count, "\(name)")
+            #expect(log.count == reference.count, "\(name)")
+            let firstDifference = zip(reference.indices, reference).first { e, r in
+                e >= log.count || (log.users[e], log.items[e], log.times[e], log.strengths[e]) != r
+            }
+            #expect(firstDifference == nil, "\(name): first differing event \(String(describing: firstDifference))")
+        }
+    }
+
     /// Parts that are not grouped by user (a log that skipped ingest's sort) come back sorted by user and time.
     @Test func ungroupedPartsAreSortedOnRejoin() {
         var rng = SplitMix64(seed: 8)
