@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension EventLogReader {
     /// Parses one flat JSON object (`{"user": "u1", "item": 7, "timestamp": "2024-01-01T10:00:00Z", ...}`).
     ///
@@ -47,6 +51,7 @@ extension EventLogReader {
         i += 1
         skipSpace()
         if i < n, b[i] == UInt8(ascii: "}") { return try bad("empty JSON object") }
+        var ordinal = 0
         while true {
             skipSpace()
             guard let key = string() else { return try bad("malformed JSON key") }
@@ -96,7 +101,9 @@ extension EventLogReader {
                     && b[s + 2] == UInt8(ascii: "l") && b[s + 3] == UInt8(ascii: "l")
                 value = isNull ? nil : (s, i, false)
             }
-            if let value, let role = role(ofKey: b, key) {
+            let keyRole = memoizedRole(ofKey: b, key, at: ordinal)
+            ordinal += 1
+            if let value, let role = keyRole {
                 let r = role.rawValue
                 let unset: Bool
                 switch r {
@@ -140,7 +147,8 @@ extension EventLogReader {
                 item: field(starts.1, ends.1),
                 time: field(starts.2, ends.2),
                 event: field(starts.3, ends.3),
-                value: field(starts.4, ends.4)
+                value: field(starts.4, ends.4),
+                stage: staging
             )
         } else {
             let ranges = [
@@ -152,6 +160,29 @@ extension EventLogReader {
                 return ranges[r].1 < 0 ? nil : Array(UnsafeRawBufferPointer(rebasing: b[ranges[r].0..<ranges[r].1]))
             })
         }
+    }
+
+    /// ``role(ofKey:_:)`` through ``jsonKeyMemo``: the key at `ordinal` is first compared with the one there last time.
+    mutating func memoizedRole(
+        ofKey b: UnsafeRawBufferPointer,
+        _ key: (start: Int, end: Int, escaped: Bool),
+        at ordinal: Int
+    ) -> Role? {
+        guard !key.escaped else { return role(ofKey: b, key) }
+        let bytes = UnsafeRawBufferPointer(rebasing: b[key.start..<key.end])
+        if ordinal < jsonKeyMemo.count {
+            let same = jsonKeyMemo[ordinal].key.withUnsafeBytes { last in
+                last.count == bytes.count && (bytes.isEmpty || memcmp(last.baseAddress!, bytes.baseAddress!, bytes.count) == 0)
+            }
+            if same { return jsonKeyMemo[ordinal].role }
+        }
+        let found = role(ofKey: b, key)
+        if ordinal < jsonKeyMemo.count {
+            jsonKeyMemo[ordinal] = (Array(bytes), found)
+        } else if ordinal == jsonKeyMemo.count && ordinal < 64 {
+            jsonKeyMemo.append((Array(bytes), found))  // at most 64 positions: a line with thousands of keys is rare
+        }
+        return found
     }
 
     /// The role a JSON key names (case-insensitive), if any. ASCII keys without escapes are compared in place.

@@ -32,8 +32,12 @@ public struct EventLogReader {
     var strength: IngestOptions.StrengthSource = .auto
     /// Unescaped copies of quoted fields, one per role.
     var scratch: [[UInt8]] = Array(repeating: [], count: 5)
-    /// Set by ``read(path:options:chunkBytes:maxRecordBytes:)``: unquoted CSV rows' user and item fields are kept
-    /// (pointers into its read buffer) and interned in batches by ``flushStaged()``, before the buffer changes.
+    /// The role of the key at each position of the last JSON object, by its exact bytes: exports repeat one key
+    /// order on every line, so most keys are recognised by one comparison instead of a search of ``asciiKeys``.
+    var jsonKeyMemo: [(key: [UInt8], role: Role?)] = []
+    /// Set by ``read(path:options:chunkBytes:maxRecordBytes:)``: unquoted CSV rows' and unescaped JSON rows' user and
+    /// item fields are kept (pointers into its read buffer) and interned in batches by ``flushStaged()``, before the
+    /// buffer changes.
     var staging = false
     /// Fields of good rows not interned yet, in row order (their times and strengths are already in ``log``).
     var stagedUsers: [UnsafeRawBufferPointer] = []

@@ -432,6 +432,53 @@ import Testing
         }
     }
 
+    /// JSON Lines read in batches give exactly the events written, ids numbered in order of first appearance: with
+    /// the key order, the keys' case and the number of keys before `user` changing between lines (each key's role is
+    /// remembered by its position), escaped ids (interned at once, after the staged rows before them) and bad rows.
+    @Test func jsonRowsReadInBatchesGiveTheirEvents() throws {
+        let dir = TempFolder()
+        var lines: [String] = []
+        var rows: [(user: String, item: String, time: Int64, strength: Float)] = []
+        var rng = SplitMix64(seed: 29)
+        for r in 0..<6_000 {
+            var user = "user-\(rng.next() % 2_000)"
+            let item = "item-\(rng.next() % 700)", time = Int64(1000 + r), event = ["view", "cart"][r % 2]
+            var userJSON = "\"\(user)\""
+            if r % 97 == 0 {
+                userJSON = "\"\(user)\\u0041\""  // an escaped id: "user-12A"
+                user += "A"
+            }
+            switch r % 7 {
+            case 0: lines.append(#"{"Item": "\#(item)", "EVENT": "\#(event)", "User": \#(userJSON), "timestamp": \#(time)}"#)
+            case 1: lines.append(#"{"meta": {"k": [1, 2]}, "x": 1, "user": \#(userJSON), "item": "\#(item)", "timestamp": \#(time), "event": "\#(event)"}"#)
+            case 2: lines.append(#"{"user": \#(userJSON), "item": "\#(item)", "timestamp": "never", "event": "\#(event)"}"#)  // bad
+            case 3: lines.append(#"{"us\u0065r": \#(userJSON), "item": "\#(item)", "timestamp": \#(time), "event": "\#(event)"}"#)
+            default: lines.append(#"{"user": \#(userJSON), "item": "\#(item)", "timestamp": \#(time), "event": "\#(event)"}"#)
+            }
+            if r % 7 != 2 { rows.append((user, item, time, r % 2 == 0 ? 1 : 4)) }
+        }
+        let path = dir.write(lines.joined(separator: "\n") + "\n", to: "e.jsonl")
+        var userRow: [String: UInt32] = [:], itemRow: [String: UInt32] = [:]
+        var userIds: [String] = [], itemIds: [String] = []
+        for r in rows {
+            if userRow[r.user] == nil { userRow[r.user] = UInt32(userIds.count); userIds.append(r.user) }
+            if itemRow[r.item] == nil { itemRow[r.item] = UInt32(itemIds.count); itemIds.append(r.item) }
+        }
+        var expected = EventLog(
+            userIds: userIds, itemIds: itemIds, users: rows.map { userRow[$0.user]! }, items: rows.map { itemRow[$0.item]! },
+            times: rows.map(\.time), strengths: rows.map(\.strength)
+        )
+        _ = expected.sortAndDeduplicate()
+        #expect(userIds.contains { $0.hasSuffix("A") } && userIds.count > 1_500)
+        var options = IngestOptions()
+        options.eventWeights = ["view": 1, "cart": 4]
+        for chunk in [97, 8 << 20] {
+            let (log, report) = try EventLogReader.read(path: path, options: options, chunkBytes: chunk)
+            #expect(EventLogSplitTests.same(log, expected), "chunk \(chunk)")
+            #expect(report.badRows == lines.count - rows.count)
+        }
+    }
+
     /// An item attributes file as catalogue exports write it: a byte-order mark, CRLF endings, and a quoted
     /// description with line breaks, commas and quotes before the category. A stray quote costs its own line: the next
     /// item keeps its attributes instead of lending them to the stray's.
