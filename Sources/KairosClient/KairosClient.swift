@@ -11,10 +11,29 @@ public enum ClientError: Error, Sendable, Equatable {
     case connectionClosed
     /// The server sent a response of a different kind than the request asked for.
     case unexpectedResponse(String)
+    /// ``KairosClient/connect(endpoints:timeout:connectTimeout:backoff:maxBackoff:group:)`` was given no endpoint.
+    case noEndpoints
 }
 
-/// An async client for one Kairos server; many calls may be in flight at once (pipelined, matched by request id).
-/// Safe to share between tasks.
+/// A server's address.
+public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+    /// Host name or IP address.
+    public var host: String
+    /// TCP port.
+    public var port: Int
+
+    /// The server at `host:port`.
+    public init(host: String, port: Int = 7878) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `host:port`.
+    public var description: String { "\(host):\(port)" }
+}
+
+/// An async client for a Kairos server or several replicas of one; many calls may be in flight at once (pipelined,
+/// matched by request id). Safe to share between tasks.
 ///
 /// Catalogue scans (TOPK, SIMILAR, PUSH_DECIDE) and admin calls (RELOAD, PIN, ROLLBACK) go over a second connection,
 /// opened on first use: the server answers a connection in order, so a scan (milliseconds on a large catalogue) would
@@ -22,17 +41,24 @@ public enum ClientError: Error, Sendable, Equatable {
 /// once more on a fresh connection: the server keeps no per-request state, so every operation is idempotent except
 /// ROLLBACK (a second one would go back one more version), which is never resent. The timeout bounds a whole call:
 /// connecting, sending, answering.
+///
+/// With several endpoints (replicas serving the same models), a connection goes to the first healthy one in list
+/// order. An endpoint that refuses a connection, or whose new connection breaks before any answer, is avoided for a
+/// back-off (doubling from `backoff` to `maxBackoff`) while another is healthy, and the call moves on to the next;
+/// when all are down they are tried anyway, the soonest back first. As in the Python and Node clients.
 public final class KairosClient: Sendable {
+    private let endpoints: EndpointHealth
     private let calls: Lane
     private let scans: Lane
     private let nextID = Atomic<UInt32>(1)
     /// Default per-call timeout.
     public let timeout: TimeAmount
 
-    private init(host: String, port: Int, timeout: TimeAmount, group: any EventLoopGroup) {
+    private init(endpoints: EndpointHealth, timeout: TimeAmount, connectTimeout: TimeAmount, group: any EventLoopGroup) {
+        self.endpoints = endpoints
         self.timeout = timeout
-        calls = Lane(host: host, port: port, group: group)
-        scans = Lane(host: host, port: port, group: group)
+        calls = Lane(endpoints: endpoints, connectTimeout: connectTimeout, group: group)
+        scans = Lane(endpoints: endpoints, connectTimeout: connectTimeout, group: group)
     }
 
     /// Connects to `host:port` (throws when that fails within `timeout`).
@@ -42,10 +68,32 @@ public final class KairosClient: Sendable {
         timeout: TimeAmount = .seconds(5),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> KairosClient {
-        let client = KairosClient(host: host, port: port, timeout: timeout, group: group)
+        try await connect(endpoints: [Endpoint(host: host, port: port)], timeout: timeout, group: group)
+    }
+
+    /// Connects to the first of `endpoints` that accepts within `timeout`, and fails over between them afterwards.
+    ///
+    /// `connectTimeout` bounds each connection attempt (default: `timeout`); set it lower so that an endpoint that
+    /// drops connection attempts silently leaves time to try the next one within a call's timeout.
+    public static func connect(
+        endpoints: [Endpoint],
+        timeout: TimeAmount = .seconds(5),
+        connectTimeout: TimeAmount? = nil,
+        backoff: TimeAmount = .milliseconds(500),
+        maxBackoff: TimeAmount = .seconds(30),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> KairosClient {
+        guard !endpoints.isEmpty else { throw ClientError.noEndpoints }
+        let health = EndpointHealth(endpoints, backoff: backoff, maxBackoff: max(backoff, maxBackoff))
+        let client = KairosClient(
+            endpoints: health, timeout: timeout, connectTimeout: connectTimeout ?? timeout, group: group
+        )
         _ = try await client.calls.connection(by: .now() + timeout)
         return client
     }
+
+    /// Each endpoint and whether it is healthy (not in a back-off after a failure).
+    public var endpointStates: [(endpoint: Endpoint, healthy: Bool)] { endpoints.states() }
 
     /// Sends `request` and waits for its response (errors from the server are returned as `.error`, not thrown).
     public func send(_ request: Request, timeout: TimeAmount? = nil) async throws -> Response {
@@ -55,9 +103,13 @@ public final class KairosClient: Sendable {
         while true {
             let connection = try await lane.connection(by: deadline)
             do {
-                return try await connection.send(request, id: nextID.add(1, ordering: .relaxed).oldValue, by: deadline)
+                let response = try await connection.send(request, id: nextID.add(1, ordering: .relaxed).oldValue, by: deadline)
+                if !connection.answered.exchange(true, ordering: .relaxed) { endpoints.markUp(connection.endpoint) }
+                return response
             } catch ClientError.connectionClosed where !resent && !lane.isClosed {
                 lane.drop(connection)
+                // A connection that broke before any answer says its endpoint is unwell: resend elsewhere if possible.
+                if !connection.answered.load(ordering: .relaxed) { endpoints.markDown(connection.endpoint) }
                 guard request.isResendable else { throw ClientError.connectionClosed }
                 resent = true
             }
@@ -131,34 +183,96 @@ extension Request {
     }
 }
 
+/// A client's endpoints and their health, shared by its lanes.
+final class EndpointHealth: Sendable {
+    let endpoints: [Endpoint]
+    let backoff: TimeAmount
+    let maxBackoff: TimeAmount
+    private let health: Mutex<[(downUntil: NIODeadline, failures: Int)]>
+
+    init(_ endpoints: [Endpoint], backoff: TimeAmount, maxBackoff: TimeAmount) {
+        self.endpoints = endpoints
+        self.backoff = backoff
+        self.maxBackoff = maxBackoff
+        health = Mutex(Array(repeating: (.uptimeNanoseconds(0), 0), count: endpoints.count))
+    }
+
+    /// The endpoint to try next: the first healthy one not in `tried`, in list order, else the untried one whose
+    /// back-off ends soonest, else nil.
+    func choose(excluding tried: Set<Int>, now: NIODeadline = .now()) -> Int? {
+        health.withLock { h in
+            var soonest: Int?
+            for i in h.indices where !tried.contains(i) {
+                if h[i].downUntil <= now { return i }
+                if soonest.map({ h[i].downUntil < h[$0].downUntil }) ?? true { soonest = i }
+            }
+            return soonest
+        }
+    }
+
+    /// Starts (or doubles) endpoint `i`'s back-off.
+    func markDown(_ i: Int, now: NIODeadline = .now()) {
+        health.withLock { h in
+            h[i].failures += 1
+            let factor = Int64(1) << Int64(min(h[i].failures - 1, 20))
+            let wait = backoff.nanoseconds > maxBackoff.nanoseconds / factor ? maxBackoff : .nanoseconds(backoff.nanoseconds * factor)
+            h[i].downUntil = now + wait
+        }
+    }
+
+    /// Ends endpoint `i`'s back-off: it answered.
+    func markUp(_ i: Int) {
+        health.withLock { h in h[i] = (.uptimeNanoseconds(0), 0) }
+    }
+
+    func states(now: NIODeadline = .now()) -> [(endpoint: Endpoint, healthy: Bool)] {
+        let h = health.withLock { $0 }
+        return zip(endpoints, h).map { ($0, $1.downUntil <= now) }
+    }
+}
+
 /// One of a client's connections to the server, replaced when it breaks; none is opened after ``close()``.
 final class Lane: Sendable {
-    let host: String
-    let port: Int
+    let endpoints: EndpointHealth
+    let connectTimeout: TimeAmount
     let group: any EventLoopGroup
     private let state = Mutex<(current: Connection?, closed: Bool)>((nil, false))
 
-    init(host: String, port: Int, group: any EventLoopGroup) {
-        self.host = host
-        self.port = port
+    init(endpoints: EndpointHealth, connectTimeout: TimeAmount, group: any EventLoopGroup) {
+        self.endpoints = endpoints
+        self.connectTimeout = connectTimeout
         self.group = group
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    /// The open connection, or a new one (connected by `deadline`).
+    /// The open connection, or a new one (connected by `deadline`) to the healthiest endpoint that accepts.
     func connection(by deadline: NIODeadline) async throws -> Connection {
         let (open, closed) = state.withLock { s in (s.current.flatMap { $0.channel.isActive ? $0 : nil }, s.closed) }
         if closed { throw ClientError.connectionClosed }
         if let open { return open }
-        let remaining = deadline - .now()
-        guard remaining > .zero else { throw ClientError.timeout }
-        let fresh: Connection
-        do {
-            fresh = try await Connection.open(host: host, port: port, timeout: remaining, group: group)
-        } catch ChannelError.connectTimeout {
-            throw ClientError.timeout
+        var tried = Set<Int>()
+        var lastError: any Error = ClientError.connectionClosed
+        var connected: Connection?
+        while connected == nil, let i = endpoints.choose(excluding: tried) {
+            let remaining = deadline - .now()
+            guard remaining > .zero else { throw ClientError.timeout }
+            let endpoint = endpoints.endpoints[i]
+            do {
+                connected = try await Connection.open(
+                    endpoint: i, host: endpoint.host, port: endpoint.port, timeout: min(remaining, connectTimeout), group: group
+                )
+            } catch ChannelError.connectTimeout {
+                lastError = ClientError.timeout
+            } catch {
+                lastError = error
+            }
+            if connected == nil {
+                endpoints.markDown(i)
+                tried.insert(i)
+            }
         }
+        guard let fresh = connected else { throw lastError }
         // Another call may have connected meanwhile, or close() run: one connection is kept, the other closed.
         let kept = state.withLock { s -> Connection? in
             if s.closed { return nil }
@@ -192,13 +306,20 @@ final class Lane: Sendable {
 final class Connection: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<ClientHandler>
+    /// Index of its endpoint in the client's list.
+    let endpoint: Int
+    /// Whether any call has been answered over it.
+    let answered = Atomic<Bool>(false)
 
-    private init(channel: any Channel, handler: NIOLoopBound<ClientHandler>) {
+    private init(channel: any Channel, handler: NIOLoopBound<ClientHandler>, endpoint: Int) {
         self.channel = channel
         self.handler = handler
+        self.endpoint = endpoint
     }
 
-    static func open(host: String, port: Int, timeout: TimeAmount, group: any EventLoopGroup) async throws -> Connection {
+    static func open(
+        endpoint: Int, host: String, port: Int, timeout: TimeAmount, group: any EventLoopGroup
+    ) async throws -> Connection {
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(timeout)
@@ -210,7 +331,7 @@ final class Connection: Sendable {
         let handler = try await channel.eventLoop.submit {
             NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientHandler.self), eventLoop: channel.eventLoop)
         }.get()
-        return Connection(channel: channel, handler: handler)
+        return Connection(channel: channel, handler: handler, endpoint: endpoint)
     }
 
     /// Sends `request` as `id` and waits for its response until `deadline`.

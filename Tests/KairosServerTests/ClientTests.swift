@@ -140,6 +140,83 @@ final class ScriptedServer: Sendable {
         #expect(server.accepted == 1)
     }
 
+    static func local(_ port: Int) -> Endpoint { Endpoint(host: "127.0.0.1", port: port) }
+
+    /// A refused endpoint is skipped, stays in its back-off, and the next endpoint serves both lanes.
+    @Test func aRefusedEndpointIsSkipped() async throws {
+        let gone = try ScriptedServer()
+        gone.stop()
+        let server = try ScriptedServer()
+        defer { server.stop() }
+        let client = try await KairosClient.connect(
+            endpoints: [Self.local(gone.port), Self.local(server.port)], timeout: .seconds(30), backoff: .seconds(600)
+        )
+        try await client.ping()
+        #expect(server.frames.count == 1)
+        #expect(client.endpointStates.map(\.healthy) == [false, true])
+        _ = try await client.send(Self.topK)
+        #expect(server.frames.map(\.connection) == [1, 2])
+        await client.close()
+    }
+
+    /// A call whose new connection breaks before any answer is resent to the next endpoint, which keeps serving.
+    @Test func aBrokenCallMovesToTheNextEndpoint() async throws {
+        let breaking = try ScriptedServer(breaking: 1)
+        defer { breaking.stop() }
+        let healthy = try ScriptedServer()
+        defer { healthy.stop() }
+        let client = try await KairosClient.connect(
+            endpoints: [Self.local(breaking.port), Self.local(healthy.port)], timeout: .seconds(30), backoff: .seconds(600)
+        )
+        try await client.ping()
+        #expect(breaking.frames.count == 1 && healthy.frames.count == 1)
+        #expect(client.endpointStates.map(\.healthy) == [false, true])
+        try await client.ping()
+        #expect(breaking.frames.count == 1 && healthy.frames.count == 2 && healthy.accepted == 1)
+        await client.close()
+    }
+
+    /// With every endpoint refusing, connecting fails with the connection error after trying each once (not a
+    /// timeout); with no endpoint at all it fails at once.
+    @Test func noReachableEndpointIsAClearError() async throws {
+        let a = try ScriptedServer()
+        a.stop()
+        let b = try ScriptedServer()
+        b.stop()
+        do {
+            _ = try await KairosClient.connect(endpoints: [Self.local(a.port), Self.local(b.port)], timeout: .seconds(30))
+            Issue.record("connected to a stopped listener")
+        } catch {
+            #expect(!(error is ClientError), "\(error)")
+        }
+        await #expect(throws: ClientError.noEndpoints) { _ = try await KairosClient.connect(endpoints: []) }
+    }
+
+    /// The back-off: the first healthy endpoint in list order is chosen; a failed one is avoided until its back-off
+    /// ends, which doubles with each failure up to the maximum; when every untried one is down, the soonest back wins.
+    @Test func endpointBackOff() {
+        let health = EndpointHealth([1, 2, 3].map(Self.local), backoff: .seconds(1), maxBackoff: .seconds(3))
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+        #expect(health.choose(excluding: [], now: t0) == 0)
+        health.markDown(0, now: t0)
+        #expect(health.choose(excluding: [], now: t0) == 1)
+        #expect(health.choose(excluding: [1, 2], now: t0) == 0)
+        #expect(health.choose(excluding: [], now: t0 + .seconds(1)) == 0)
+        health.markDown(0, now: t0)  // second failure: 2 s
+        #expect(health.choose(excluding: [], now: t0 + .milliseconds(1_999)) == 1)
+        #expect(health.choose(excluding: [], now: t0 + .seconds(2)) == 0)
+        health.markDown(0, now: t0)  // third: 4 s, capped at 3 s
+        #expect(health.choose(excluding: [], now: t0 + .seconds(3)) == 0)
+        health.markDown(1, now: t0)  // down until t0 + 1 s
+        health.markDown(2, now: t0 - .milliseconds(500))  // down until t0 + 0.5 s
+        #expect(health.choose(excluding: [], now: t0) == 2)
+        #expect(health.choose(excluding: [2], now: t0) == 1)
+        #expect(health.choose(excluding: [0, 1, 2], now: t0) == nil)
+        health.markUp(0)
+        #expect(health.choose(excluding: [], now: t0) == 0)
+        #expect(health.states(now: t0).map(\.healthy) == [true, false, false])
+    }
+
     /// A client outlives a restart of its server: the calls after it are answered by the new process.
     @Test func aClientOutlivesAServerRestart() async throws {
         let first = try await ServerHarness.start()
