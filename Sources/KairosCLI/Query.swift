@@ -6,9 +6,9 @@ import NIOCore
 
 /// Options every `kairos query` operation shares.
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Server address.")
+    @Option(help: "Server address, or replicas to fail over between: HOST[:PORT],... ([IPv6]:PORT; PORT defaults to --port).")
     var host = "127.0.0.1"
-    @Option(help: "Server port.")
+    @Option(help: "Server port (of the hosts given without one).")
     var port = 7878
     @Option(help: "Model name.")
     var model = "default"
@@ -24,11 +24,42 @@ struct ConnectionOptions: ParsableArguments {
     func validate() throws {
         guard (1...65_535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
+        _ = try endpoints()
+    }
+
+    /// The endpoints `--host` names, in order.
+    func endpoints() throws -> [Endpoint] {
+        try host.split(separator: ",", omittingEmptySubsequences: false).map { spec -> Endpoint in
+            let text = String(spec.filter { $0 != " " })
+            var name = Substring(text)
+            var portText: Substring?
+            if name.hasPrefix("[") {  // [IPv6] or [IPv6]:PORT
+                guard let close = name.firstIndex(of: "]") else { throw ValidationError("--host: unclosed '[' in \(text)") }
+                let rest = name[name.index(after: close)...]
+                if !rest.isEmpty {
+                    guard rest.hasPrefix(":") else { throw ValidationError("--host: expected ':PORT' after ']' in \(text)") }
+                    portText = rest.dropFirst()
+                }
+                name = name[name.index(after: name.startIndex)..<close]
+            } else if name.filter({ $0 == ":" }).count == 1, let colon = name.firstIndex(of: ":") {
+                portText = name[name.index(after: colon)...]
+                name = name[..<colon]
+            }  // more than one ':' unbracketed: a bare IPv6 address
+            guard !name.isEmpty else { throw ValidationError("--host: empty host in \"\(host)\"") }
+            var p = port
+            if let portText {
+                guard let value = Int(portText), (1...65_535).contains(value) else {
+                    throw ValidationError("--host: port must be 1 to 65535 in \(text)")
+                }
+                p = value
+            }
+            return Endpoint(host: String(name), port: p)
+        }
     }
 
     /// Connects, sends `request`, prints the response; exits 1 on an error response.
     func run(_ request: Request) async throws {
-        let client = try await KairosClient.connect(host: host, port: port, timeout: .milliseconds(Int64(timeoutMs)))
+        let client = try await KairosClient.connect(endpoints: try endpoints(), timeout: .milliseconds(Int64(timeoutMs)))
         defer { Task { await client.close() } }
         let response = try await client.send(request)
         print(json ? try ResponseRendering.json(response) : ResponseRendering.text(response))

@@ -56,6 +56,21 @@ import Testing
         #expect(topk.user == "u1" && topk.k == 3 && topk.allowRepeats)
     }
 
+    /// `--host` names one server or replicas to fail over between, each with its own port or `--port`'s; bracketed
+    /// and bare IPv6 addresses parse; an empty host or a bad port is refused, naming the option.
+    @Test func queryHostsAreEndpoints() throws {
+        func endpoints(_ args: [String]) throws -> [String] {
+            let command = try #require(try KairosCommand.parseAsRoot(["query"] + args + ["ping"]) as? Query.Ping)
+            return try command.query.connection.endpoints().map(\.description)
+        }
+        #expect(try endpoints([]) == ["127.0.0.1:7878"])
+        #expect(try endpoints(["--host", "a,b:9001, c", "--port", "9000"]) == ["a:9000", "b:9001", "c:9000"])
+        #expect(try endpoints(["--host", "[::1]:9001,::1,[fe80::1]"]) == ["::1:9001", "::1:7878", "fe80::1:7878"])
+        for bad in ["a,,b", "a:0", "a:x", "[::1", "[::1]9000", ":9000"] {
+            #expect(throws: (any Error).self, "\(bad)") { _ = try KairosCommand.parseAsRoot(["query", "--host", bad, "ping"]) }
+        }
+    }
+
     /// Real-time events and decay given on the command line become the request's context; bad ones are refused.
     @Test func eventOptionsBuildTheContext() throws {
         let command = try KairosCommand.parseAsRoot(
