@@ -38,27 +38,28 @@ echo "median fit: kairos $K s, implicit $I s, kairos/implicit = $(python3 -c "pr
 BIG=$WORK/events-10m-v2.csv
 [ -s "$BIG" ] || "$KAIROS" synth --out "$BIG" --users 200000 --items 50000 --days 365 --events-per-user 35 --seed 3
 echo "ingest log: $(($(wc -l < "$BIG") - 1)) events, $(du -h "$BIG" | cut -f1)"
-: > "$WORK/ingest.txt"
-for r in $(seq 3); do
-    /usr/bin/time -f "%M" -o "$WORK/rss.txt" \
-        "$KAIROS" train "$BIG" --holdout 0 --no-tune --iterations 0 --quiet --metrics-json "$WORK/i.json" > /dev/null
-    echo "ingest run $r: peak RSS of the whole run (ingest, matrix, signals, no model file) $(($(cat "$WORK/rss.txt") / 1024)) MB"
-    python3 -c "import json;d=json.load(open('$WORK/i.json'));print(d['ingestEventsPerSecond'], d['timings']['ingest'])" \
-        | tee -a "$WORK/ingest.txt" | awk -v r="$r" '{printf "ingest run %s: %.2fM events/s (%.2f s)\n", r, $1/1e6, $2}'
-done
-echo "median ingest: $(cut -d' ' -f1 "$WORK/ingest.txt" | median | awk '{printf "%.2fM events/s", $1/1e6}')"
+
+# ingest LABEL FILE UNIT: 3 runs of `kairos train FILE` that stop after the signals (no fit, no model file), each
+# run's ingest rate and peak RSS of the whole run (ingest, matrix, signals), then the median rate.
+ingest() {
+    local label=$1 file=$2 unit=$3
+    : > "$WORK/ingest-$label.txt"
+    for r in $(seq 3); do
+        /usr/bin/time -f "%M" -o "$WORK/rss.txt" \
+            "$KAIROS" train "$file" --holdout 0 --no-tune --iterations 0 --quiet --metrics-json "$WORK/i.json" > /dev/null
+        python3 -c "import json;d=json.load(open('$WORK/i.json'));print(d['ingestEventsPerSecond'], d['timings']['ingest'])" \
+            | tee -a "$WORK/ingest-$label.txt" | awk -v l="$label" -v r="$r" -v u="$unit" -v m="$(($(cat "$WORK/rss.txt") / 1024))" \
+                '{printf "%s ingest run %s: %.2fM %s/s (%.2f s), peak RSS %s MB\n", l, r, $1/1e6, u, $2, m}'
+    done
+    echo "median $label ingest: $(cut -d' ' -f1 "$WORK/ingest-$label.txt" | median | awk -v u="$unit" '{printf "%.2fM %s/s", $1/1e6, u}')"
+}
+ingest csv "$BIG" events
 
 # The same rows in time order, as real logs come (each row a different user: the id table and the sort by user miss
 # the cache far more than on the user-grouped log above). No bar of its own; tracked so the gap stays known.
 TIMED=$WORK/events-10m-v2-by-time.csv
 [ -s "$TIMED" ] || { head -1 "$BIG"; tail -n +2 "$BIG" | sort -t, -k3,3n -S 1G; } > "$TIMED"
-: > "$WORK/ingest-timed.txt"
-for r in $(seq 3); do
-    "$KAIROS" train "$TIMED" --holdout 0 --no-tune --iterations 0 --quiet --metrics-json "$WORK/t.json" > /dev/null
-    python3 -c "import json;d=json.load(open('$WORK/t.json'));print(d['ingestEventsPerSecond'], d['timings']['ingest'])" \
-        | tee -a "$WORK/ingest-timed.txt" | awk -v r="$r" '{printf "time-ordered ingest run %s: %.2fM events/s (%.2f s)\n", r, $1/1e6, $2}'
-done
-echo "median time-ordered ingest: $(cut -d' ' -f1 "$WORK/ingest-timed.txt" | median | awk '{printf "%.2fM events/s", $1/1e6}')"
+ingest time-ordered-csv "$TIMED" events
 
 # JSON Lines ingest (no bar in the issue; tracked so the JSON reader stays near the CSV one): the first 2M events of
 # the same log as one object per line.
@@ -70,10 +71,4 @@ with open(sys.argv[1]) as src, open(sys.argv[2], "w") as out:
         row["timestamp"] = int(row["timestamp"])
         out.write(json.dumps(row) + "\n")
 PY
-: > "$WORK/ingest-jsonl.txt"
-for r in $(seq 3); do
-    "$KAIROS" train "$JSONL" --holdout 0 --no-tune --iterations 0 --quiet --metrics-json "$WORK/j.json" > /dev/null
-    python3 -c "import json;d=json.load(open('$WORK/j.json'));print(d['ingestEventsPerSecond'], d['timings']['ingest'])" \
-        | tee -a "$WORK/ingest-jsonl.txt" | awk -v r="$r" '{printf "jsonl ingest run %s: %.2fM lines/s (%.2f s)\n", r, $1/1e6, $2}'
-done
-echo "median jsonl ingest: $(cut -d' ' -f1 "$WORK/ingest-jsonl.txt" | median | awk '{printf "%.2fM lines/s", $1/1e6}')"
+ingest jsonl "$JSONL" lines
