@@ -66,6 +66,10 @@ public struct Serve: AsyncParsableCommand {
         if let metricsPort, !(0...65_535).contains(metricsPort) {
             throw ValidationError("--metrics-port must be 0 (any free port) to 65535")
         }
+        // Else the server announced itself on the port, then stopped when the metrics endpoint could not bind it.
+        if let metricsPort, metricsPort != 0, metricsPort == port {
+            throw ValidationError("--metrics-port must differ from --port (both are \(port))")
+        }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard rescanInterval >= 1 else { throw ValidationError("--rescan-interval must be at least 1 second") }

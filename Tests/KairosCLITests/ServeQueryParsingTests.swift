@@ -27,11 +27,12 @@ import Testing
             (["--memory-budget-mb", "0"], "--memory-budget-mb"), (["--load", "disk"], "--load"),
             (["--log-level", "loud"], "--log-level"), (["--frame-timeout=-1"], "--frame-timeout"),
             (["--max-partial-frames-mb", "0"], "--max-partial-frames-mb"),
+            (["--port", "9000", "--metrics-port", "9000"], "--metrics-port"),
         ]
         for (arguments, option) in refused {
             #expect(KairosCommand.message(for: Self.parseError(["serve"] + arguments)).contains(option), "\(arguments)")
         }
-        for arguments in [["--port", "0"], ["--port", "65535"], ["--log-level", "debug"], ["--load", "mmap"], ["--rescan-interval", "1"]] {
+        for arguments in [["--port", "0"], ["--port", "0", "--metrics-port", "0"], ["--port", "65535"], ["--log-level", "debug"], ["--load", "mmap"], ["--rescan-interval", "1"]] {
             #expect(throws: Never.self, "\(arguments)") { _ = try KairosCommand.parseAsRoot(["serve"] + arguments) }
         }
         // The clients too: a port past 65535 used to wrap around (70000 dialled 4464).
