@@ -45,7 +45,10 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
 /// With several endpoints (replicas serving the same models), a connection goes to the first healthy one in list
 /// order. An endpoint that refuses a connection, or whose new connection breaks before any answer, is avoided for a
 /// back-off (doubling from `backoff` to `maxBackoff`) while another is healthy, and the call moves on to the next;
-/// when all are down they are tried anyway, the soonest back first. As in the Python and Node clients.
+/// when all are down they are tried anyway, the soonest back first. A server that refuses the connection (OVERLOADED
+/// at its connection limit, SHUTTING_DOWN while draining: an error frame with request id 0) or answers a call
+/// SHUTTING_DOWN has not begun it, so the call goes to the next endpoint; with none left, that error is its answer.
+/// As in the Python and Node clients.
 public final class KairosClient: Sendable {
     private let endpoints: EndpointHealth
     private let calls: Lane
@@ -100,12 +103,27 @@ public final class KairosClient: Sendable {
         let deadline = NIODeadline.now() + (timeout ?? self.timeout)
         let lane = request.isScanOrAdmin ? scans : calls
         var resent = false
+        var refusedBy = Set<Int>()  // endpoints that refused this call unprocessed (overloaded or draining)
         while true {
-            let connection = try await lane.connection(by: deadline)
+            let connection = try await lane.connection(by: deadline, avoiding: refusedBy)
             do {
                 let response = try await connection.send(request, id: nextID.add(1, ordering: .relaxed).oldValue, by: deadline)
+                if case .error(let e) = response, e.code == .shuttingDown {
+                    // Draining: the request was not begun, so another endpoint may take it (even a ROLLBACK).
+                    lane.drop(connection)
+                    endpoints.markDown(connection.endpoint)
+                    refusedBy.insert(connection.endpoint)
+                    if endpoints.choose(excluding: refusedBy) == nil { return response }
+                    continue
+                }
                 if !connection.answered.exchange(true, ordering: .relaxed) { endpoints.markUp(connection.endpoint) }
                 return response
+            } catch let refusal as ConnectionRefusal {
+                // The server refused the connection (PROTOCOL.md "Unsolicited errors"): nothing on it was processed.
+                lane.drop(connection)
+                endpoints.markDown(connection.endpoint)
+                refusedBy.insert(connection.endpoint)
+                if endpoints.choose(excluding: refusedBy) == nil { return .error(refusal.error) }
             } catch ClientError.connectionClosed where !resent && !lane.isClosed {
                 lane.drop(connection)
                 // A connection that broke before any answer says its endpoint is unwell: resend elsewhere if possible.
@@ -246,12 +264,13 @@ final class Lane: Sendable {
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    /// The open connection, or a new one (connected by `deadline`) to the healthiest endpoint that accepts.
-    func connection(by deadline: NIODeadline) async throws -> Connection {
+    /// The open connection, or a new one (connected by `deadline`) to the healthiest endpoint that accepts, other
+    /// than those in `avoiding`.
+    func connection(by deadline: NIODeadline, avoiding: Set<Int> = []) async throws -> Connection {
         let (open, closed) = state.withLock { s in (s.current.flatMap { $0.channel.isActive ? $0 : nil }, s.closed) }
         if closed { throw ClientError.connectionClosed }
-        if let open { return open }
-        var tried = Set<Int>()
+        if let open, !avoiding.contains(open.endpoint) { return open }
+        var tried = avoiding
         var lastError: any Error = ClientError.connectionClosed
         var connected: Connection?
         while connected == nil, let i = endpoints.choose(excluding: tried) {
@@ -343,12 +362,19 @@ final class Connection: Sendable {
         let (handler, channel) = (self.handler, self.channel)
         channel.eventLoop.execute {
             // A channel that closed before this ran never calls channelInactive again: fail the call here.
+            if let refusal = handler.value.refusal { return promise.fail(ConnectionRefusal(error: refusal)) }
             guard channel.isActive else { return promise.fail(ClientError.connectionClosed) }
             handler.value.register(id: id, promise: promise, deadline: deadline, on: channel.eventLoop)
             channel.writeAndFlush(frame).whenFailure { _ in handler.value.fail(id: id, ClientError.connectionClosed) }
         }
         return try await promise.futureResult.get()
     }
+}
+
+/// A server's refusal of a whole connection (an error frame with request id 0: OVERLOADED at its connection limit,
+/// SHUTTING_DOWN while draining), given to every call waiting on it; none of them was processed.
+struct ConnectionRefusal: Error {
+    let error: ProtocolError
 }
 
 /// Matches response frames to waiting calls by request id.
@@ -359,6 +385,8 @@ final class ClientHandler: ChannelInboundHandler {
     private var waiting: [UInt32: (promise: EventLoopPromise<Response>, timer: Scheduled<Void>)] = [:]
     /// Ids in the order they were sent.
     private var order: [UInt32] = []
+    /// The server's refusal of this connection, once received (it may come before any call is sent).
+    private(set) var refusal: ProtocolError?
 
     func register(id: UInt32, promise: EventLoopPromise<Response>, deadline: NIODeadline, on loop: any EventLoop) {
         let bound = NIOLoopBound(self, eventLoop: loop)
@@ -383,6 +411,14 @@ final class ClientHandler: ChannelInboundHandler {
                 if cumulation!.readableBytes == 0 { cumulation = nil }
                 return
             case .frame(let header, let payload):
+                if header.requestID == 0, case .error(let e)? = try? Response.decode(code: header.opcode, payload: payload),
+                    e.code == .overloaded || e.code == .shuttingDown
+                {
+                    refusal = e
+                    for id in Array(waiting.keys) { fail(id: id, ConnectionRefusal(error: e)) }
+                    context.close(promise: nil)
+                    return
+                }
                 // A framing error the server could not attribute carries id 0: it answers the oldest call.
                 let id = header.requestID != 0 ? header.requestID : (order.first ?? 0)
                 guard let w = waiting.removeValue(forKey: id) else { continue }

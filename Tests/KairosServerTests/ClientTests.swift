@@ -8,18 +8,24 @@ import Synchronization
 import Testing
 
 /// A listener on a free port standing in for a server: it answers every request frame with PONG, except that the
-/// first `breaking` frames it receives close their connection unanswered, and with `silent` it answers nothing.
-/// Records which connection (in accept order) each frame came over.
+/// first `breaking` frames it receives close their connection unanswered, with `silent` it answers nothing, and with
+/// `answering` it answers that error instead. With `refusing` it refuses each connection as the server does at its
+/// limit or while draining: one error frame with request id 0, then close. Records which connection (in accept order)
+/// each frame came over.
 final class ScriptedServer: Sendable {
     let port: Int
     private let fd: Int32
     private let breaking: Int
     private let silent: Bool
+    private let answering: ProtocolError.Code?
+    private let refusing: ProtocolError.Code?
     private let log = Mutex<(accepted: Int, frames: [(connection: Int, opcode: UInt8)])>((0, []))
 
-    init(breaking: Int = 0, silent: Bool = false) throws {
+    init(breaking: Int = 0, silent: Bool = false, answering: ProtocolError.Code? = nil, refusing: ProtocolError.Code? = nil) throws {
         self.breaking = breaking
         self.silent = silent
+        self.answering = answering
+        self.refusing = refusing
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.fd = fd
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
@@ -53,6 +59,16 @@ final class ScriptedServer: Sendable {
 
     private func serve(_ client: Int32, number: Int) {
         defer { close(client) }
+        func reply(_ response: Response, id: UInt32) {
+            var out = ByteBuffer()
+            response.writeFrame(requestID: id, to: &out)
+            let bytes = Array(out.readableBytesView)
+            _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        if let refusing {
+            reply(.error(ProtocolError(refusing, "scripted refusal")), id: 0)
+            return
+        }
         var buffer = ByteBuffer()
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -63,10 +79,7 @@ final class ScriptedServer: Sendable {
                 let seen = log.withLock { $0.frames.append((number, header.opcode)); return $0.frames.count }
                 if seen <= breaking { return }
                 if silent { continue }
-                var out = ByteBuffer()
-                Response.pong.writeFrame(requestID: header.requestID, to: &out)
-                let bytes = Array(out.readableBytesView)
-                _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                reply(answering.map { .error(ProtocolError($0, "scripted")) } ?? .pong, id: header.requestID)
             }
         }
     }
@@ -190,6 +203,50 @@ final class ScriptedServer: Sendable {
             #expect(!(error is ClientError), "\(error)")
         }
         await #expect(throws: ClientError.noEndpoints) { _ = try await KairosClient.connect(endpoints: []) }
+    }
+
+    /// A draining endpoint's SHUTTING_DOWN hands the call (even a ROLLBACK: it was not begun) to the next endpoint;
+    /// with no other endpoint the answer is SHUTTING_DOWN, after one try.
+    @Test func aDrainingEndpointHandsItsCallsToTheNext() async throws {
+        let draining = try ScriptedServer(answering: .shuttingDown)
+        defer { draining.stop() }
+        let healthy = try ScriptedServer()
+        defer { healthy.stop() }
+        let client = try await KairosClient.connect(
+            endpoints: [Self.local(draining.port), Self.local(healthy.port)], timeout: .seconds(30), backoff: .seconds(600)
+        )
+        try await client.ping()
+        #expect(draining.frames.count == 1 && healthy.frames.count == 1)
+        #expect(client.endpointStates.map(\.healthy) == [false, true])
+        _ = try await client.send(.rollback(name: "default"))
+        #expect(healthy.frames.map(\.opcode).last == Request.rollback(name: "default").opcode.rawValue)
+        await client.close()
+
+        let alone = try await KairosClient.connect(endpoints: [Self.local(draining.port)], timeout: .seconds(30))
+        let answer = try await alone.send(.ping)
+        #expect(answer == .error(ProtocolError(.shuttingDown, "scripted")))
+        #expect(draining.frames.count == 2)
+        await alone.close()
+    }
+
+    /// A connection the server refuses (an error frame with id 0 on accept) sends the call to the next endpoint; with
+    /// no other endpoint the call's answer is that refusal.
+    @Test func aRefusedConnectionMovesToTheNextEndpoint() async throws {
+        let full = try ScriptedServer(refusing: .overloaded)
+        defer { full.stop() }
+        let healthy = try ScriptedServer()
+        defer { healthy.stop() }
+        let client = try await KairosClient.connect(
+            endpoints: [Self.local(full.port), Self.local(healthy.port)], timeout: .seconds(30), backoff: .seconds(600)
+        )
+        try await client.ping()
+        #expect(healthy.frames.count == 1)
+        #expect(client.endpointStates.map(\.healthy) == [false, true])
+        await client.close()
+
+        let alone = try await KairosClient.connect(endpoints: [Self.local(full.port)], timeout: .seconds(30))
+        await #expect(throws: ProtocolError(.overloaded, "scripted refusal")) { try await alone.ping() }
+        await alone.close()
     }
 
     /// The back-off: the first healthy endpoint in list order is chosen; a failed one is avoided until its back-off
