@@ -2,15 +2,22 @@
 public struct Progress: Sendable {
     let sink: @Sendable (String) -> Void
     let start: ContinuousClock.Instant
+    /// Whether every line is discarded (``silent``), so that work done only for the lines can be skipped.
+    public let isSilent: Bool
 
     /// - Parameter sink: receives each finished line (without a newline).
     public init(sink: @escaping @Sendable (String) -> Void) {
+        self.init(sink: sink, isSilent: false)
+    }
+
+    private init(sink: @escaping @Sendable (String) -> Void, isSilent: Bool) {
         self.sink = sink
+        self.isSilent = isSilent
         start = .now
     }
 
     /// Discards everything.
-    public static let silent = Progress { _ in }
+    public static let silent = Progress(sink: { _ in }, isSilent: true)
 
     /// Seconds since this reporter was created.
     public var elapsed: Double { Self.seconds(ContinuousClock.now - start) }

@@ -191,7 +191,7 @@ public enum Trainer {
                 )
             }
             let (fitted, fitSeconds) = Progress.timed { () -> ALSFactors in
-                session.fit(matrix, label: "fit")
+                session.fit(matrix, label: "fit", reportingLosses: true)
             }
             factors = fitted
             report.parameters.merge(parameterTable(config), uniquingKeysWith: { _, new in new })

@@ -65,10 +65,17 @@ import Testing
         let dir = TempFolder()
         let input = try synthetic(dir)
         let a = try Trainer.run(smallConfig(input, out: "\(dir.path)/a.kmodel"))
-        _ = try Trainer.run(smallConfig(input, out: "\(dir.path)/b.kmodel"))
+        // With progress lines (the evaluation fits then compute their losses too), the same bytes.
+        let lines = Mutex<[String]>([])
+        _ = try Trainer.run(
+            smallConfig(input, out: "\(dir.path)/b.kmodel"), progress: Progress { line in lines.withLock { $0.append(line) } }
+        )
         let bytesA = dir.read("a.kmodel")
         #expect(!bytesA.isEmpty)
         #expect(bytesA == dir.read("b.kmodel"))
+        // Silent, the final fit still reports its losses; the evaluation fits' lines show theirs when shown.
+        #expect(a.report.losses.count == 4 && a.report.losses.allSatisfy(\.isFinite))
+        #expect(lines.withLock { $0 }.contains { $0.contains("test fit: iteration 4/4 loss ") && !$0.contains("loss -") })
         let model = try MappedModel(path: "\(dir.path)/a.kmodel")
         #expect(model.userCount == a.report.data.users && model.itemCount == a.report.data.items)
         #expect(model.dimensions == 8)
