@@ -339,17 +339,24 @@ final class Connection: Sendable {
     static func open(
         endpoint: Int, host: String, port: Int, timeout: TimeAmount, group: any EventLoopGroup
     ) async throws -> Connection {
-        let channel = try await ClientBootstrap(group: group)
+        // The handler is kept from the initializer, not looked up in the pipeline afterwards: a server that refuses
+        // the connection at once (an error frame, then close) can close the channel first, and the lookup then
+        // failed with ChannelPipelineError.notFound instead of giving the refusal.
+        let loop = group.next()
+        let created = NIOLoopBoundBox.makeEmptyBox(valueType: ClientHandler.self, eventLoop: loop)
+        let channel = try await ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(timeout)
             .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(ClientHandler()) }
+                ch.eventLoop.makeCompletedFuture {
+                    let handler = ClientHandler()
+                    try ch.pipeline.syncOperations.addHandler(handler)
+                    created.value = handler
+                }
             }
             .connect(host: host, port: port)
             .get()
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientHandler.self), eventLoop: channel.eventLoop)
-        }.get()
+        let handler = try await loop.submit { NIOLoopBound(created.value!, eventLoop: loop) }.get()
         return Connection(channel: channel, handler: handler, endpoint: endpoint)
     }
 
