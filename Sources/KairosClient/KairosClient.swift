@@ -104,26 +104,27 @@ public final class KairosClient: Sendable {
         let lane = request.isScanOrAdmin ? scans : calls
         var resent = false
         var refusedBy = Set<Int>()  // endpoints that refused this call unprocessed (overloaded or draining)
+        /// Leaves `connection`'s endpoint after it refused the call; whether another endpoint is left to take it.
+        func handOff(_ connection: Connection) -> Bool {
+            lane.drop(connection)
+            endpoints.markDown(connection.endpoint)
+            refusedBy.insert(connection.endpoint)
+            return endpoints.choose(excluding: refusedBy) != nil
+        }
         while true {
             let connection = try await lane.connection(by: deadline, avoiding: refusedBy)
             do {
                 let response = try await connection.send(request, id: nextID.add(1, ordering: .relaxed).oldValue, by: deadline)
                 if case .error(let e) = response, e.code == .shuttingDown {
                     // Draining: the request was not begun, so another endpoint may take it (even a ROLLBACK).
-                    lane.drop(connection)
-                    endpoints.markDown(connection.endpoint)
-                    refusedBy.insert(connection.endpoint)
-                    if endpoints.choose(excluding: refusedBy) == nil { return response }
-                    continue
+                    if handOff(connection) { continue }
+                    return response
                 }
                 if !connection.answered.exchange(true, ordering: .relaxed) { endpoints.markUp(connection.endpoint) }
                 return response
             } catch let refusal as ConnectionRefusal {
                 // The server refused the connection (PROTOCOL.md "Unsolicited errors"): nothing on it was processed.
-                lane.drop(connection)
-                endpoints.markDown(connection.endpoint)
-                refusedBy.insert(connection.endpoint)
-                if endpoints.choose(excluding: refusedBy) == nil { return .error(refusal.error) }
+                if !handOff(connection) { return .error(refusal.error) }
             } catch ClientError.connectionClosed where !resent && !lane.isClosed {
                 lane.drop(connection)
                 // A connection that broke before any answer says its endpoint is unwell: resend elsewhere if possible.

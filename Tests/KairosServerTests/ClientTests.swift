@@ -155,15 +155,18 @@ final class ScriptedServer: Sendable {
 
     static func local(_ port: Int) -> Endpoint { Endpoint(host: "127.0.0.1", port: port) }
 
+    /// A client of `servers` in that order, whose failed endpoints stay down for the whole test.
+    static func client(of servers: ScriptedServer...) async throws -> KairosClient {
+        try await KairosClient.connect(endpoints: servers.map { local($0.port) }, timeout: .seconds(30), backoff: .seconds(600))
+    }
+
     /// A refused endpoint is skipped, stays in its back-off, and the next endpoint serves both lanes.
     @Test func aRefusedEndpointIsSkipped() async throws {
         let gone = try ScriptedServer()
         gone.stop()
         let server = try ScriptedServer()
         defer { server.stop() }
-        let client = try await KairosClient.connect(
-            endpoints: [Self.local(gone.port), Self.local(server.port)], timeout: .seconds(30), backoff: .seconds(600)
-        )
+        let client = try await Self.client(of: gone, server)
         try await client.ping()
         #expect(server.frames.count == 1)
         #expect(client.endpointStates.map(\.healthy) == [false, true])
@@ -178,9 +181,7 @@ final class ScriptedServer: Sendable {
         defer { breaking.stop() }
         let healthy = try ScriptedServer()
         defer { healthy.stop() }
-        let client = try await KairosClient.connect(
-            endpoints: [Self.local(breaking.port), Self.local(healthy.port)], timeout: .seconds(30), backoff: .seconds(600)
-        )
+        let client = try await Self.client(of: breaking, healthy)
         try await client.ping()
         #expect(breaking.frames.count == 1 && healthy.frames.count == 1)
         #expect(client.endpointStates.map(\.healthy) == [false, true])
@@ -212,9 +213,7 @@ final class ScriptedServer: Sendable {
         defer { draining.stop() }
         let healthy = try ScriptedServer()
         defer { healthy.stop() }
-        let client = try await KairosClient.connect(
-            endpoints: [Self.local(draining.port), Self.local(healthy.port)], timeout: .seconds(30), backoff: .seconds(600)
-        )
+        let client = try await Self.client(of: draining, healthy)
         try await client.ping()
         #expect(draining.frames.count == 1 && healthy.frames.count == 1)
         #expect(client.endpointStates.map(\.healthy) == [false, true])
@@ -236,9 +235,7 @@ final class ScriptedServer: Sendable {
         defer { full.stop() }
         let healthy = try ScriptedServer()
         defer { healthy.stop() }
-        let client = try await KairosClient.connect(
-            endpoints: [Self.local(full.port), Self.local(healthy.port)], timeout: .seconds(30), backoff: .seconds(600)
-        )
+        let client = try await Self.client(of: full, healthy)
         try await client.ping()
         #expect(healthy.frames.count == 1)
         #expect(client.endpointStates.map(\.healthy) == [false, true])
