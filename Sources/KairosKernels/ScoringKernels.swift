@@ -154,6 +154,39 @@ public struct ScoringKernels: Sendable {
         )
     }
 
+    /// Bytes of rows the multi-query scan scores for every query before moving on: small enough to stay in L1
+    /// across the queries.
+    static let multiQueryBlockBytes = 8 << 10
+
+    /// Every row's dot product with each of `queries`, into the matching buffer of `scores`: bit for bit what
+    /// ``scores(_:of:into:)`` gives each query alone, but each block of rows is read from memory once for all of
+    /// them. A catalogue larger than the cache is otherwise streamed once per query (measured: 8 queries at a time
+    /// scan a 50k x 64 float32 matrix about 3x faster per query).
+    public func scores(
+        _ queries: [UnsafeBufferPointer<Float>],
+        of matrix: MatrixView,
+        into scores: [UnsafeMutableBufferPointer<Float>]
+    ) {
+        precondition(queries.count == scores.count)
+        for (q, s) in zip(queries, scores) { precondition(q.count == matrix.cols && s.count >= matrix.rows) }
+        guard matrix.rows > 0, !queries.isEmpty else { return }
+        let scan = scanKernel(matrix.encoding)
+        // A multiple of 4 rows: the kernels score rows four at a time, and each row's bits do not depend on where
+        // its block starts (the single-row tail adds in the same order).
+        let block = max(4, Self.multiQueryBlockBytes / max(matrix.rowStride, 1)) & ~3
+        var start = 0
+        while start < matrix.rows {
+            let n = min(block, matrix.rows - start)
+            for (q, s) in zip(queries, scores) {
+                scan(
+                    q.baseAddress!, matrix.base, matrix.rowStride, matrix.scales, start, n, Int32(matrix.cols),
+                    s.baseAddress! + start
+                )
+            }
+            start += n
+        }
+    }
+
     /// Asks the CPU to fetch `values[row]` for each of `rows` into cache ahead of use (rows out of range are skipped).
     public static func prefetch(_ values: UnsafeBufferPointer<Float>, at rows: UnsafeBufferPointer<Int32>) {
         guard let base = values.baseAddress else { return }

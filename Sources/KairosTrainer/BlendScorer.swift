@@ -110,9 +110,22 @@ package struct BlendScorer: Sendable {
         out.withUnsafeMutableBufferPointer { o in
             let lists = SendablePointer(o.baseAddress!)
             forEachPart(of: set.users.count, threads: threads) { range in
-                var dotRow = [Float](repeating: 0, count: c.factors == nil || earlier != nil ? 0 : items)
+                // The dot rows of a batch of users are scanned together (``FactorDots/rows(_:users:into:)``).
+                let scanning = c.factors != nil && earlier == nil
+                let batch = scanning ? FactorDots.batch(items: items) : 1
+                var dotRows = [Float](repeating: 0, count: scanning ? batch * items : 0)
                 var catRow = [Float](repeating: 0, count: c.categories == nil || earlier != nil ? 0 : items)
                 for n in range {
+                    let slot = (n - range.lowerBound) % batch
+                    if let f = c.factors, scanning, slot == 0 {
+                        let users = n..<min(n + batch, range.upperBound)
+                        dotRows.withUnsafeMutableBufferPointer { d in
+                            dots.rows(
+                                f, users: users.map { set.users[$0] },
+                                into: (0..<users.count).map { UnsafeMutableBufferPointer(rebasing: d[$0 * items..<($0 + 1) * items]) }
+                            )
+                        }
+                    }
                     let skip = set.seen[n]
                     var s = Shortlist()
                     var chosen = Set<Int32>()
@@ -135,10 +148,9 @@ package struct BlendScorer: Sendable {
                         s = e
                         chosen.formUnion(e.items)
                     } else {
-                        if let f = c.factors {
-                            dotRow.withUnsafeMutableBufferPointer { d in
-                                dots.row(f, user: set.users[n], into: d)
-                                s.dotBound = take(UnsafeBufferPointer(d))
+                        if scanning {
+                            dotRows.withUnsafeBufferPointer { d in
+                                s.dotBound = take(UnsafeBufferPointer(rebasing: d[slot * items..<(slot + 1) * items]))
                             }
                         }
                         s.trendingBound = take(trendingOrder, c.trending)
@@ -184,8 +196,8 @@ package struct BlendScorer: Sendable {
         threads: Int = 1,
         dots: FactorDots = .swift
     ) -> MetricsAccumulator {
-        let ranked = rankEachUser(set, items: items, k: k, threads: threads) { n, b in
-            dots.row(f, user: set.users[n], into: b)
+        let ranked = rankEachUser(set, items: items, k: k, threads: threads, batch: FactorDots.batch(items: items)) {
+            users, b in dots.rows(f, users: users.map { set.users[$0] }, into: b)
         }
         return accumulate(ranked, set: set, k: k, catalogue: items)
     }
@@ -320,26 +332,32 @@ package struct BlendScorer: Sendable {
         return scores.withUnsafeBufferPointer { topK($0, k: k, skip: []) }.map { items[Int($0)] }
     }
 
-    /// Each user's top `k` (excluded items skipped) under `fill`, which writes the `n`-th user's score of every item.
-    /// The users are split over `threads`, each ranked alone, and the lists come back in user order: the result
-    /// does not depend on the thread count.
+    /// Each user's top `k` (excluded items skipped) under `fill`, which writes each of up to `batch` users' scores of
+    /// every item into the matching buffer. The users are split over `threads`, each ranked alone, and the lists
+    /// come back in user order: the result does not depend on the thread count or the batch.
     static func rankEachUser(
         _ set: EvaluationSet,
         items: Int,
         k: Int,
         threads: Int,
-        fill: @escaping @Sendable (Int, UnsafeMutableBufferPointer<Float>) -> Void
+        batch: Int = 1,
+        fill: @escaping @Sendable (Range<Int>, [UnsafeMutableBufferPointer<Float>]) -> Void
     ) -> [[Int32]] {
         var ranked = [[Int32]](repeating: [], count: set.users.count)
         ranked.withUnsafeMutableBufferPointer { out in
             guard let base = out.baseAddress else { return }
             let lists = SendablePointer(base)
             forEachPart(of: set.users.count, threads: threads) { range in
-                var buffer = [Float](repeating: 0, count: items)
+                let batch = max(1, batch)
+                var buffer = [Float](repeating: 0, count: batch * items)
                 buffer.withUnsafeMutableBufferPointer { b in
-                    for n in range {
-                        fill(n, b)
-                        lists.pointer[n] = topK(UnsafeBufferPointer(b), k: k, skip: set.seen[n])
+                    let rows = (0..<batch).map { UnsafeMutableBufferPointer(rebasing: b[$0 * items..<($0 + 1) * items]) }
+                    for first in stride(from: range.lowerBound, to: range.upperBound, by: batch) {
+                        let users = first..<min(first + batch, range.upperBound)
+                        fill(users, Array(rows[0..<users.count]))
+                        for (j, n) in users.enumerated() {
+                            lists.pointer[n] = topK(UnsafeBufferPointer(rows[j]), k: k, skip: set.seen[n])
+                        }
                     }
                 }
             }

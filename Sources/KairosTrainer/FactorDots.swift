@@ -39,6 +39,32 @@ package struct FactorDots: Sendable {
         }
     }
 
+    /// How many users' rows ``rows(_:users:into:)`` should be given at once for a catalogue of `items`: up to 8 (a
+    /// 50k-item float32 scan is then about 3x faster per user than one at a time), while their score rows stay
+    /// within 16 MB.
+    package static func batch(items: Int) -> Int { max(1, min(8, (16 << 20) / max(items * 4, 1))) }
+
+    /// `out[j][i] = users[j] . item_i` for every item: the same bits as ``row(_:user:into:)`` gives each user, with
+    /// the item rows read once for all the users.
+    package func rows(_ f: ALSFactors, users: [Int], into out: [UnsafeMutableBufferPointer<Float>]) {
+        precondition(users.count == out.count)
+        let k = f.factors
+        guard let kernels, let first = out.first, out.allSatisfy({ $0.count == first.count }) else {
+            for (u, o) in zip(users, out) { row(f, user: u, into: o) }
+            return
+        }
+        f.user.withUnsafeBufferPointer { U in
+            f.item.withUnsafeBufferPointer { V in
+                guard let m = Self.view(V, factors: k, rows: first.count) else {
+                    for (u, o) in zip(users, out) { row(f, user: u, into: o) }
+                    return
+                }
+                let queries = users.map { UnsafeBufferPointer(start: U.baseAddress! + $0 * k, count: k) }
+                kernels.scores(queries, of: m, into: out)
+            }
+        }
+    }
+
     /// `user . item`, the same bits as ``row(_:user:into:)`` gives that item.
     package func one(_ f: ALSFactors, user u: Int, item i: Int) -> Float {
         let k = f.factors

@@ -105,6 +105,35 @@ import Testing
         }
     }
 
+    /// Several queries scanned together get, each, exactly the scores a scan of that query alone gives, for row
+    /// counts below one block, across blocks and with a tail after the four-row steps; nothing past the last row
+    /// is written.
+    @Test(arguments: KernelCase.all.flatMap { c in [4, 20, 64, 1024].map { (c, $0) } })
+    func multiQueryScoresEqualSingleQueryScores(_ kc: KernelCase, cols: Int) {
+        for (rows, queries) in [(1, 1), (37, 3), (301, 8), (1027, 5)] {
+            let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: UInt64(3 * cols + rows)),
+                                  rows: rows, cols: cols, encoding: kc.encoding)
+            let qs = (0..<queries).map { randomValues(rows: 1, cols: cols, seed: 11 &+ UInt64(cols * 31 + $0)) }
+            var together = [[Float]](repeating: [Float](repeating: .nan, count: rows + 1), count: queries)
+            var alone = together
+            let qPointers = qs.map { q in UnsafeMutableBufferPointer<Float>.allocate(capacity: cols) }
+            defer { qPointers.forEach { $0.deallocate() } }
+            for (p, q) in zip(qPointers, qs) { _ = p.initialize(from: q) }
+            let outs = (0..<queries).map { _ in UnsafeMutableBufferPointer<Float>.allocate(capacity: rows + 1) }
+            defer { outs.forEach { $0.deallocate() } }
+            outs.forEach { $0.initialize(repeating: .nan) }
+            kc.kernels.scores(qPointers.map { UnsafeBufferPointer($0) }, of: m.view, into: outs)
+            for j in 0..<queries {
+                together[j] = Array(outs[j])
+                alone[j].withUnsafeMutableBufferPointer { o in
+                    kc.kernels.scores(UnsafeBufferPointer(qPointers[j]), of: m.view, into: o)
+                }
+                #expect(together[j].map(\.bitPattern) == alone[j].map(\.bitPattern), "\(kc) cols \(cols) rows \(rows) query \(j)")
+                #expect(together[j][rows].isNaN)
+            }
+        }
+    }
+
     /// All levels produce the same scores within float tolerance (they run concurrently in this process).
     @Test(arguments: RowEncoding.allCases)
     func levelsAgree(_ encoding: RowEncoding) {

@@ -284,8 +284,8 @@ import Testing
         #expect(Session.evaluationUsers(items: 50_000, most: 700) == 700)
     }
 
-    /// Evaluation's dot products, whole rows and single items, agree bit for bit at every kernel level, and each
-    /// level agrees with a plain sum to float rounding.
+    /// Evaluation's dot products, rows of several users at once, whole rows and single items, agree bit for bit at
+    /// every kernel level, and each level agrees with a plain sum to float rounding.
     @Test func factorDotsRowsEqualSingleItems() {
         var rng = SplitMix64(seed: 9)
         for factors in [4, 20, 64, 68] {
@@ -298,6 +298,19 @@ import Testing
             )
             for kernel in ALSKernel.allCases {
                 let dots = FactorDots(kernel: kernel)
+                // Users scanned together (in another order, one twice) get their rows alone, bit for bit.
+                let batch = [2, 0, 2, 1]
+                var together = [Float](repeating: .nan, count: batch.count * items)
+                together.withUnsafeMutableBufferPointer { t in
+                    dots.rows(f, users: batch, into: batch.indices.map {
+                        UnsafeMutableBufferPointer(rebasing: t[$0 * items..<($0 + 1) * items])
+                    })
+                }
+                for (j, u) in batch.enumerated() {
+                    var alone = [Float](repeating: .nan, count: items)
+                    alone.withUnsafeMutableBufferPointer { dots.row(f, user: u, into: $0) }
+                    #expect(Array(together[j * items..<(j + 1) * items]).map(\.bitPattern) == alone.map(\.bitPattern), "\(kernel) \(factors)")
+                }
                 for u in 0..<users {
                     var row = [Float](repeating: .nan, count: items)
                     row.withUnsafeMutableBufferPointer { dots.row(f, user: u, into: $0) }
@@ -336,18 +349,27 @@ import Testing
             // Split over threads: the same lists for the same users, in the same order, so the same metrics.
             let parallel = BlendScorer(set: set, components: comps, k: 7, threads: 3)
             let blend = BlendWeights(dot: 1, trending: 2)
-            let lists = { (s: BlendScorer, threads: Int) in
-                BlendScorer.rankEachUser(set, items: train.itemIds.count, k: 7, threads: threads) { n, b in
-                    s.scores(user: n, blend, into: b)
+            let lists = { (s: BlendScorer, threads: Int, batch: Int) in
+                BlendScorer.rankEachUser(set, items: train.itemIds.count, k: 7, threads: threads, batch: batch) { users, b in
+                    for (n, row) in zip(users, b) { s.scores(user: n, blend, into: row) }
                 }
             }
-            #expect(lists(parallel, 3) == lists(serial, 1), "\(p)")
-            #expect(lists(parallel, 3) == set.users.indices.map { parallel.ranking(user: $0, blend).map(\.item) })
+            #expect(lists(parallel, 3, 1) == lists(serial, 1, 1), "\(p)")
+            // Users handed over in batches (the last of each part short): the same lists.
+            #expect(lists(parallel, 3, 5) == lists(serial, 1, 1), "\(p)")
+            #expect(lists(parallel, 3, 1) == set.users.indices.map { parallel.ranking(user: $0, blend).map(\.item) })
             #expect(parallel.accumulate(blend).userNDCG == serial.accumulate(blend).userNDCG, "\(p)")
             let directParallel = BlendScorer.dotProductRun(
                 set: set, factors: factors, items: train.itemIds.count, k: 7, threads: 2
             )
             #expect(directParallel.userNDCG == direct.userNDCG && directParallel.result == direct.result, "\(p)")
+            // With the C kernels: users' rows are scanned in batches, and rank as the blend scorer's rows do.
+            let kernels = FactorDots(kernel: .auto)
+            let batched = BlendScorer.dotProductRun(
+                set: set, factors: factors, items: train.itemIds.count, k: 7, threads: 2, dots: kernels
+            )
+            let kernelScored = BlendScorer(set: set, components: comps, k: 7, dots: kernels).accumulate(BlendWeights())
+            #expect(batched.userNDCG == kernelScored.userNDCG && batched.result == kernelScored.result, "\(p)")
         }
     }
 
