@@ -85,6 +85,66 @@ CKT_DEFINE_SOLVER(avx2, __attribute__((target("avx2,fma"))))
 CKT_DEFINE_SOLVER(avx512, __attribute__((target("avx512f,avx512vl,avx2,fma"))))
 #endif
 
+/* Y^T Y, upper block triangle, added row by row into G. Products and sums are rounded one by one (no fused
+ * multiply-add), and each entry adds the rows in order, skipping rows whose factor `a` is 0: the bits are those of
+ * the Swift loop this replaced, at every level. Rows go in blocks that stay in L1 while every `a` passes over them,
+ * which changes no entry's order.
+ * At 64 factors, four rows of G (a..a+3, one chunk's `from`) are summed in registers over a block of rows: 16
+ * independent chains instead of one stored-and-reloaded row of G per Y row, whose store-to-load latency bounded the
+ * plain loop. `from` is a literal at each call so the loops unroll. */
+#define CKT_GRAM64_GROUP(G, Y, A, FROM, R0, R1)                                                                    \
+    do {                                                                                                          \
+        float acc_[4][64] __attribute__((aligned(64)));                                                           \
+        for (int i_ = 0; i_ < 4; i_++)                                                                            \
+            for (int j_ = (FROM); j_ < 64; j_++) acc_[i_][j_] = (G)[((A) + i_) * 64 + j_];                        \
+        for (int64_t r_ = (R0); r_ < (R1); r_++) {                                                                \
+            const float *restrict y_ = (Y) + r_ * 64;                                                             \
+            for (int i_ = 0; i_ < 4; i_++) {                                                                      \
+                const float s_ = y_[(A) + i_];                                                                    \
+                if (s_ == 0) continue;                                                                            \
+                for (int j_ = (FROM); j_ < 64; j_++) acc_[i_][j_] = acc_[i_][j_] + s_ * y_[j_];                   \
+            }                                                                                                     \
+        }                                                                                                         \
+        for (int i_ = 0; i_ < 4; i_++)                                                                            \
+            for (int j_ = (FROM); j_ < 64; j_++) (G)[((A) + i_) * 64 + j_] = acc_[i_][j_];                        \
+    } while (0)
+
+#define CKT_DEFINE_GRAM(SUFFIX, ATTR)                                                                              \
+    ATTR static void ckt_gram_add_##SUFFIX(float *restrict G, const float *restrict Y, int stride, int64_t lo,    \
+                                           int64_t hi) {                                                         \
+        _Pragma("clang fp contract(off)");                                                                       \
+        if (stride == 64) {                                                                                      \
+            for (int64_t r0 = lo; r0 < hi; r0 += 256) {                                                          \
+                const int64_t r1 = r0 + 256 < hi ? r0 + 256 : hi;                                                \
+                for (int a = 0; a < 16; a += 4) CKT_GRAM64_GROUP(G, Y, a, 0, r0, r1);                            \
+                for (int a = 16; a < 32; a += 4) CKT_GRAM64_GROUP(G, Y, a, 16, r0, r1);                          \
+                for (int a = 32; a < 48; a += 4) CKT_GRAM64_GROUP(G, Y, a, 32, r0, r1);                          \
+                for (int a = 48; a < 64; a += 4) CKT_GRAM64_GROUP(G, Y, a, 48, r0, r1);                          \
+            }                                                                                                    \
+            return;                                                                                              \
+        }                                                                                                        \
+        const int64_t block = stride <= 64 ? 64 : 16;                                                            \
+        for (int64_t r0 = lo; r0 < hi; r0 += block) {                                                            \
+            const int64_t r1 = r0 + block < hi ? r0 + block : hi;                                                \
+            for (int a = 0; a < stride; a++) {                                                                   \
+                float *restrict g = G + (int64_t)a * stride;                                                     \
+                const int from = a / LANES * LANES;                                                              \
+                for (int64_t r = r0; r < r1; r++) {                                                              \
+                    const float *restrict y = Y + r * stride;                                                    \
+                    const float s = y[a];                                                                        \
+                    if (s == 0) continue;                                                                        \
+                    for (int j = from; j < stride; j++) g[j] = g[j] + s * y[j];                                  \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+
+CKT_DEFINE_GRAM(portable, )
+#if defined(__x86_64__)
+CKT_DEFINE_GRAM(avx2, __attribute__((target("avx2,fma"))))
+CKT_DEFINE_GRAM(avx512, __attribute__((target("avx512f,avx512vl,avx2,fma"))))
+#endif
+
 static int detect(void) {
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
     __builtin_cpu_init();
@@ -122,4 +182,20 @@ void ckt_cg_solve(int isa, float *X, const float *Y, int stride, const float *G,
     }
 #endif
     ckt_cg_solve_portable(X, Y, stride, G, indptr, indices, values, begin, end, steps);
+}
+
+void ckt_gram_add(int isa, float *G, const float *Y, int stride, int64_t lo, int64_t hi) {
+    if (stride <= 0 || stride > 1024 || stride % LANES != 0) return;
+    if (isa > ckt_best_isa()) isa = ckt_best_isa();
+#if defined(__x86_64__)
+    if (isa == CKT_ISA_AVX512) {
+        ckt_gram_add_avx512(G, Y, stride, lo, hi);
+        return;
+    }
+    if (isa == CKT_ISA_AVX2) {
+        ckt_gram_add_avx2(G, Y, stride, lo, hi);
+        return;
+    }
+#endif
+    ckt_gram_add_portable(G, Y, stride, lo, hi);
 }

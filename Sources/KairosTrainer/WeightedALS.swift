@@ -173,11 +173,12 @@ public enum WeightedALS {
         let scaled = ConfidenceRows(r, alpha: config.alpha)
         let scaledT = ConfidenceRows(rt, alpha: config.alpha)
         let gram = GramMatrix(chunks: chunks)
+        let isa = config.kernel.effectiveISA
         var losses: [Double] = []
         for it in 0..<config.iterations {
-            gram.compute(items, regularization: config.regularization, threads: config.threads)
+            gram.compute(items, regularization: config.regularization, threads: config.threads, isa: isa)
             solve(users, against: items, rows: scaled, gram: gram, config: config)
-            gram.compute(users, regularization: config.regularization, threads: config.threads)
+            gram.compute(users, regularization: config.regularization, threads: config.threads, isa: isa)
             solve(items, against: users, rows: scaledT, gram: gram, config: config)
             var loss: Double?
             if config.lossEvery > 0 && (it + 1) % config.lossEvery == 0
@@ -185,7 +186,8 @@ public enum WeightedALS {
             {
                 // `gram` holds X'X from the item half-step; users have not changed since.
                 loss = Self.loss(
-                    users, items, scaled, regularization: config.regularization, threads: config.threads, userGram: gram
+                    users, items, scaled, regularization: config.regularization, threads: config.threads, userGram: gram,
+                    isa: isa
                 )
                 losses.append(loss!)
             }
@@ -270,10 +272,11 @@ public enum WeightedALS {
         _ m: ConfidenceRows,
         regularization: Float,
         threads: Int,
-        userGram: GramMatrix
+        userGram: GramMatrix,
+        isa: Int32? = nil
     ) -> Double {
         let itemGram = GramMatrix(chunks: x.chunks)
-        itemGram.compute(y, regularization: 0, threads: threads)
+        itemGram.compute(y, regularization: 0, threads: threads, isa: isa)
         let parts = 2
         let partials = UnsafeMutablePointer<(total: Double, weight: Double)>.allocate(capacity: parts)
         partials.initialize(repeating: (0, 0), count: parts)

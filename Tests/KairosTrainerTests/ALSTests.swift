@@ -115,6 +115,42 @@ import Testing
         }
     }
 
+    /// `Y'Y + lambda I` is, bit for bit, the sum a row at a time gives: each half of the rows added in row order
+    /// (zero factors skipped), then the halves added, at any thread count, in Swift and in C at every level; row
+    /// counts around the C loop's row blocks, widths over one and several chunks, and rows with zero factors.
+    @Test func gramMatrixEqualsARowAtATimeSum() {
+        var rng = SplitMix64(seed: 21)
+        for (rows, chunks) in [(1, 1), (7, 1), (9, 4), (64, 2), (203, 4), (700, 4), (150, 5), (40, 64)] {
+            let y = FactorBlock(rows: rows, chunks: chunks)
+            let dim = 16 * chunks
+            for r in 0..<rows {
+                for d in 0..<dim where rng.next() % 5 != 0 { y.set(r, d, Float(Int(rng.next() % 2001) - 1000) / 313) }
+            }
+            var expected = [Float](repeating: 0, count: dim * dim)
+            var half = [[Float]](repeating: [Float](repeating: 0, count: dim * dim), count: 2)
+            for p in 0..<2 {
+                for r in (rows * p / 2)..<(rows * (p + 1) / 2) {
+                    let v = y.row(r)
+                    for a in 0..<dim where v[a / 16][a % 16] != 0 {
+                        for b in 0..<dim { half[p][a * dim + b] = half[p][a * dim + b] + v[a / 16][a % 16] * v[b / 16][b % 16] }
+                    }
+                }
+            }
+            for i in 0..<(dim * dim) { expected[i] = half[0][i] + half[1][i] }
+            for a in 0..<dim { expected[a * dim + a] += 2.5 }
+            // The Swift loop (nil) and the C loop at every level this CPU runs.
+            let levels: [Int32?] = [nil] + ALSKernel.allCases.compactMap(\.effectiveISA)
+            for isa in levels {
+                for threads in [1, 2] {
+                    let g = GramMatrix(chunks: chunks)
+                    g.compute(y, regularization: 2.5, threads: threads, isa: isa)
+                    let differing = (0..<(dim * dim)).filter { g.floats[$0].bitPattern != expected[$0].bitPattern }.count
+                    #expect(differing == 0, "rows \(rows) chunks \(chunks) threads \(threads) isa \(isa.map(String.init) ?? "swift")")
+                }
+            }
+        }
+    }
+
     /// Non-multiple-of-16 widths (padding lanes) work in both solvers.
     @Test(arguments: [4, 20, 36])
     func oddWidths(factors: Int) throws {

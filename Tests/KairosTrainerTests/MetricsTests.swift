@@ -123,12 +123,13 @@ import Testing
     }
 
     /// The block-skipping scan equals a full sort (score descending, then row) on random vectors: lengths around
-    /// the 16-row blocks, many ties, NaN and infinities, skipped rows, and a late best row after a long dull run.
+    /// the 16-row blocks and up to 5,000, K up to the shortlists' 200, many ties, NaN and infinities, skipped rows,
+    /// and a late best row after a long dull run.
     @Test func topKEqualsAFullSort() {
         var rng = SplitMix64(seed: 11)
         let values: [Float] = [0, 0.25, 0.5, 0.75, 1, -1, .nan, .infinity, -.infinity]
         var checked = 0
-        for n in [0, 1, 15, 16, 17, 31, 33, 64, 100, 1000] {
+        for n in [0, 1, 15, 16, 17, 31, 33, 64, 100, 1000, 5000] {
             for trial in 0..<20 {
                 var v: [Float] = (0..<n).map { _ -> Float in
                     trial % 2 == 0 ? values[Int(rng.next() % UInt64(values.count))] : Float(rng.uniform())
@@ -139,7 +140,7 @@ import Testing
                     v[n - 2] = 2
                 }
                 let skip = Set<Int32>((0..<(n / 5)).map { _ -> Int32 in Int32(rng.next() % UInt64(max(n, 1))) })
-                for k in [1, 3, 10, 40] {
+                for k in [1, 3, 10, 40, 200] {
                     let kept: [Int] = (0..<n).filter { v[$0].isFinite && !skip.contains(Int32($0)) }
                     let sorted: [Int] = kept.sorted { (a: Int, b: Int) -> Bool in v[a] != v[b] ? v[a] > v[b] : a < b }
                     let expected: [Int32] = sorted.prefix(k).map { Int32($0) }
@@ -149,7 +150,7 @@ import Testing
                 }
             }
         }
-        #expect(checked == 800)
+        #expect(checked == 1100)
     }
 }
 

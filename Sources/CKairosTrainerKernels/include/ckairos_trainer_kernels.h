@@ -17,6 +17,12 @@ int ckt_best_isa(void);
 void ckt_cg_solve(int isa, float *X, const float *Y, int stride, const float *G, const int64_t *indptr,
                   const int32_t *indices, const float *values, int64_t begin, int64_t end, int steps);
 
+/* Adds rows [lo, hi) of Y (`stride` floats each, a multiple of 16) into G = Y^T Y (stride x stride, row-major): for
+ * each row in order, G[a][j] += y[a] * y[j] for j from a's 16-column chunk on (the upper block triangle; the caller
+ * mirrors it), rows with y[a] == 0 skipped. Products and sums are rounded separately, so every level gives the same
+ * bits. `isa` is capped at ckt_best_isa(). */
+void ckt_gram_add(int isa, float *G, const float *Y, int stride, int64_t lo, int64_t hi);
+
 /* Asks for the cache line holding `p` ahead of its read (ingest's id lookups, batched per read chunk). */
 static inline void ckt_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
