@@ -49,16 +49,11 @@ package struct FactorDots: Sendable {
     package func rows(_ f: ALSFactors, users: [Int], into out: [UnsafeMutableBufferPointer<Float>]) {
         precondition(users.count == out.count)
         let k = f.factors
-        guard let kernels, let first = out.first, out.allSatisfy({ $0.count == first.count }) else {
-            for (u, o) in zip(users, out) { row(f, user: u, into: o) }
-            return
-        }
+        func eachAlone() { for (u, o) in zip(users, out) { row(f, user: u, into: o) } }
+        guard let kernels, let first = out.first, out.allSatisfy({ $0.count == first.count }) else { return eachAlone() }
         f.user.withUnsafeBufferPointer { U in
             f.item.withUnsafeBufferPointer { V in
-                guard let m = Self.view(V, factors: k, rows: first.count) else {
-                    for (u, o) in zip(users, out) { row(f, user: u, into: o) }
-                    return
-                }
+                guard let m = Self.view(V, factors: k, rows: first.count) else { return eachAlone() }
                 let queries = users.map { UnsafeBufferPointer(start: U.baseAddress! + $0 * k, count: k) }
                 kernels.scores(queries, of: m, into: out)
             }

@@ -113,23 +113,21 @@ import Testing
         for (rows, queries) in [(1, 1), (37, 3), (301, 8), (1027, 5)] {
             let m = GuardedMatrix(values: randomValues(rows: rows, cols: cols, seed: UInt64(3 * cols + rows)),
                                   rows: rows, cols: cols, encoding: kc.encoding)
-            let qs = (0..<queries).map { randomValues(rows: 1, cols: cols, seed: 11 &+ UInt64(cols * 31 + $0)) }
-            var together = [[Float]](repeating: [Float](repeating: .nan, count: rows + 1), count: queries)
-            var alone = together
-            let qPointers = qs.map { q in UnsafeMutableBufferPointer<Float>.allocate(capacity: cols) }
+            let qPointers = (0..<queries).map { j in
+                let q = UnsafeMutableBufferPointer<Float>.allocate(capacity: cols)
+                _ = q.initialize(from: randomValues(rows: 1, cols: cols, seed: 11 &+ UInt64(cols * 31 + j)))
+                return UnsafeBufferPointer(q)
+            }
             defer { qPointers.forEach { $0.deallocate() } }
-            for (p, q) in zip(qPointers, qs) { _ = p.initialize(from: q) }
             let outs = (0..<queries).map { _ in UnsafeMutableBufferPointer<Float>.allocate(capacity: rows + 1) }
             defer { outs.forEach { $0.deallocate() } }
             outs.forEach { $0.initialize(repeating: .nan) }
-            kc.kernels.scores(qPointers.map { UnsafeBufferPointer($0) }, of: m.view, into: outs)
+            kc.kernels.scores(qPointers, of: m.view, into: outs)
             for j in 0..<queries {
-                together[j] = Array(outs[j])
-                alone[j].withUnsafeMutableBufferPointer { o in
-                    kc.kernels.scores(UnsafeBufferPointer(qPointers[j]), of: m.view, into: o)
-                }
-                #expect(together[j].map(\.bitPattern) == alone[j].map(\.bitPattern), "\(kc) cols \(cols) rows \(rows) query \(j)")
-                #expect(together[j][rows].isNaN)
+                var alone = [Float](repeating: .nan, count: rows + 1)
+                alone.withUnsafeMutableBufferPointer { kc.kernels.scores(qPointers[j], of: m.view, into: $0) }
+                #expect(outs[j].map(\.bitPattern) == alone.map(\.bitPattern), "\(kc) cols \(cols) rows \(rows) query \(j)")
+                #expect(outs[j][rows].isNaN)
             }
         }
     }
